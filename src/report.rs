@@ -1,0 +1,168 @@
+//! The report of one container: what was done and why, as JSON (`--json`) or a
+//! short human summary.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::digest::Digest;
+use crate::plan::{Desired, Plan, Verdict};
+use crate::record::ImageEntry;
+
+/// What happened to the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Nothing to do: registry and meta.json already hold it.
+    UpToDate,
+    /// The registry held it; only meta.json was written.
+    Recorded,
+    /// Something was uploaded (and recorded).
+    Pushed,
+    /// A decision held the container back; nothing was written.
+    Skipped,
+}
+
+/// The plan as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSummary {
+    pub verdict: Verdict,
+    pub missing_blobs: usize,
+    pub missing_bytes: u64,
+    pub manifests: Vec<String>,
+    pub list: bool,
+    pub tags: Vec<String>,
+    pub record: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub reason: String,
+    pub decided_by: String,
+    pub dry_run: bool,
+    pub repo: String,
+    pub tags: Vec<String>,
+    pub manifest_list_digest: Option<Digest>,
+    /// arch → that arch's manifest digest, in the build's arch order.
+    pub digests: Map<String, Value>,
+    pub uploaded_blobs: usize,
+    pub uploaded_bytes: u64,
+    /// Arches whose meta.json was written.
+    pub recorded: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanSummary>,
+}
+
+impl Report {
+    pub fn new(repo: &str, tags: &[String], dry_run: bool) -> Report {
+        Report {
+            outcome: Outcome::UpToDate,
+            reason: String::new(),
+            decided_by: String::new(),
+            dry_run,
+            repo: repo.to_string(),
+            tags: tags.to_vec(),
+            manifest_list_digest: None,
+            digests: Map::new(),
+            uploaded_blobs: 0,
+            uploaded_bytes: 0,
+            recorded: Vec::new(),
+            plan: None,
+        }
+    }
+
+    pub fn fill_from_recorded(&mut self, recorded: &[(String, Option<ImageEntry>)]) {
+        for (arch, entry) in recorded {
+            let Some(e) = entry else { continue };
+            let e = e.additional_images.last().unwrap_or(e);
+            if let Some(d) = &e.digest {
+                self.digests
+                    .insert(arch.clone(), Value::String(d.to_string()));
+            }
+            if self.manifest_list_digest.is_none() {
+                self.manifest_list_digest = e.manifest_list_digest.clone();
+            }
+        }
+    }
+
+    pub fn fill_from_desired(&mut self, desired: &Desired, plan: &Plan) {
+        self.manifest_list_digest = Some(desired.list_digest.clone());
+        self.digests = desired
+            .images
+            .iter()
+            .map(|i| {
+                (
+                    i.arch.clone(),
+                    Value::String(i.descriptor.digest.to_string()),
+                )
+            })
+            .collect();
+        self.plan = Some(PlanSummary {
+            verdict: plan.verdict,
+            missing_blobs: plan.blobs.len(),
+            missing_bytes: plan.blobs.iter().map(|b| b.size).sum(),
+            manifests: plan.manifests.clone(),
+            list: plan.list,
+            tags: plan.tags.clone(),
+            record: plan.record.clone(),
+        });
+    }
+
+    pub fn finish(&mut self, outcome: Outcome, reason: String, by: &str) {
+        self.outcome = outcome;
+        self.reason = reason;
+        self.decided_by = by.to_string();
+    }
+
+    /// A few lines for a person: what was done, and why.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let what = match (self.outcome, self.dry_run) {
+            (Outcome::UpToDate, _) => "up to date: nothing to do",
+            (Outcome::Recorded, false) => {
+                "recorded: the registry already had it; meta.json written"
+            }
+            (Outcome::Recorded, true) => "dry run: would record meta.json only",
+            (Outcome::Pushed, false) => "pushed",
+            (Outcome::Pushed, true) => "dry run: would push",
+            (Outcome::Skipped, _) => "skipped",
+        };
+        let _ = writeln!(s, "{}:{}: {what}", self.repo, self.tags.join(","));
+        let _ = writeln!(s, "  why: {} (decided by {})", self.reason, self.decided_by);
+        if let Some(d) = &self.manifest_list_digest {
+            let _ = writeln!(s, "  manifest list: {d}");
+        }
+        for (arch, d) in &self.digests {
+            let _ = writeln!(s, "  {arch}: {}", d.as_str().unwrap_or_default());
+        }
+        if let (true, Some(p)) = (self.dry_run, &self.plan) {
+            let _ = writeln!(
+                s,
+                "  plan: {} blob(s) ({} bytes), manifests [{}], list: {}, tags [{}], record [{}]",
+                p.missing_blobs,
+                p.missing_bytes,
+                p.manifests.join(", "),
+                if p.list { "yes" } else { "no" },
+                p.tags.join(", "),
+                p.record.join(", ")
+            );
+        } else if self.outcome == Outcome::Pushed {
+            let tags = self
+                .plan
+                .as_ref()
+                .map(|p| p.tags.join(", "))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  uploaded {} blob(s), {} bytes; tags set: [{tags}]",
+                self.uploaded_blobs, self.uploaded_bytes
+            );
+        }
+        if !self.recorded.is_empty() {
+            let _ = writeln!(s, "  meta.json written for: {}", self.recorded.join(", "));
+        }
+        s
+    }
+}
