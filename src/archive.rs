@@ -65,14 +65,14 @@ impl OciLayout {
         let file = File::open(path)
             .with_context(|| format!("cannot open OCI archive {}", path.display()))?;
         let on_disk = file.metadata().map(|m| m.len()).ok();
-        if let (Some(want), Some(have)) = (expected.as_ref().and_then(|e| e.size), on_disk) {
-            if want != have {
-                bail!(
-                    "OCI archive {} is {have} bytes but meta.json says {want}: \
-                     the file is truncated or not the one the build produced",
-                    path.display()
-                );
-            }
+        if let (Some(want), Some(have)) = (expected.as_ref().and_then(|e| e.size), on_disk)
+            && want != have
+        {
+            bail!(
+                "OCI archive {} is {have} bytes but meta.json says {want}: \
+                 the file is truncated or not the one the build produced",
+                path.display()
+            );
         }
         let mut tar =
             tar::Archive::new(HashingReader::new(BufReader::with_capacity(1 << 20, file)));
@@ -112,16 +112,16 @@ impl OciLayout {
             }
         }
         let (sha256, len) = tar.into_inner().finish().map_err(corrupt)?;
-        if let Some(e) = expected {
-            if &sha256 != e.sha256 {
-                bail!(
-                    "OCI archive {} has sha256 {} but meta.json says {}: \
-                     the file is corrupt or not the one the build produced",
-                    path.display(),
-                    sha256.hex(),
-                    e.sha256.hex()
-                );
-            }
+        if let Some(e) = expected
+            && &sha256 != e.sha256
+        {
+            bail!(
+                "OCI archive {} has sha256 {} but meta.json says {}: \
+                 the file is corrupt or not the one the build produced",
+                path.display(),
+                sha256.hex(),
+                e.sha256.hex()
+            );
         }
         let _ = len;
         let index_json = index_json.ok_or_else(|| {

@@ -14,7 +14,8 @@
 //! * [`observe`] reads remote state (every tag, every blob and manifest) through
 //!   [`registry`], the only module that speaks the distribution protocol.
 //! * [`plan`] is pure: desired state + observed state → host verdict.
-//! * [`decide`] is where a policy may override the host verdict.
+//! * [`decide`] is where the host verdict, or a WASM policy given the [`facts`],
+//!   decides skip / push / fail; [`policy`] runs those modules sandboxed.
 //! * [`apply`] uploads exactly what the plan says is missing.
 //! * [`record`] writes meta.json (under cosa's lock, atomically) and the digest file.
 //!
@@ -28,12 +29,15 @@ pub mod auth;
 pub mod cosa;
 pub mod decide;
 pub mod digest;
+pub mod facts;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 pub mod push;
 pub mod record;
 pub mod registry;
+pub mod release;
 pub mod report;
 pub mod sample;
 pub mod sources;

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
+use anyhow::Context;
+use pushgate::decide::PolicyChoice;
+use pushgate::policy::{Limits, PolicyHost};
 use pushgate::push::{PushRequest, push};
 use pushgate::registry;
+use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
 use pushgate::sources::SourceSpec;
 
 /// Publish multi-arch container images from cosa builds, idempotently.
@@ -22,7 +28,64 @@ enum Command {
     /// Push a manifest list over per-arch images and record it in meta.json
     /// (a drop-in for `cosa push-container-manifest`).
     #[command(visible_alias = "push-container-manifest")]
-    Push(PushArgs),
+    Push(Box<PushArgs>),
+    /// Publish every container of a product in one run, from a release config
+    Release(ReleaseArgs),
+}
+
+/// Caps on every policy call (defaults no honest policy reaches).
+#[derive(Args, Clone)]
+struct PolicyLimitArgs {
+    /// Fuel per policy call (roughly, wasm instructions)
+    #[arg(long, value_name = "UNITS", default_value_t = Limits::default().fuel)]
+    policy_fuel: u64,
+    /// Memory per policy instance, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = Limits::default().memory >> 20)]
+    policy_memory_mib: usize,
+    /// Wall-clock time per policy call, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = Limits::default().deadline.as_millis() as u64)]
+    policy_timeout_ms: u64,
+}
+
+impl PolicyLimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            fuel: self.policy_fuel,
+            memory: self.policy_memory_mib << 20,
+            deadline: std::time::Duration::from_millis(self.policy_timeout_ms),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReleaseArgs {
+    /// Release config (TOML): the product's containers, with artifact, key, repo,
+    /// tags, policy and settings each; see examples/release.toml
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Build id, or `latest` [default: the config's build]
+    #[arg(long, value_name = "ID")]
+    build: Option<String>,
+    /// containers auth.json with the registry credentials
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Push and record even when up to date
+    #[arg(long)]
+    force: bool,
+    /// Verify TLS certificates; --tls-verify=false talks plain HTTP
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    tls_verify: bool,
+    /// Observe, plan and decide; write nothing anywhere
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object on stdout instead of the summary table
+    #[arg(long)]
+    json: bool,
+    /// Parallel uploads
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    #[command(flatten)]
+    limits: PolicyLimitArgs,
 }
 
 #[derive(Args)]
@@ -82,10 +145,44 @@ struct PushArgs {
     /// Parallel uploads
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Policy module (a wasm32-wasip2 component) that decides skip / push / fail
+    #[arg(long, value_name = "FILE.wasm")]
+    policy: Option<PathBuf>,
+    /// Settings for the policy: a JSON document, or @FILE to read one
+    #[arg(long, value_name = "JSON|@FILE", requires = "policy")]
+    policy_settings: Option<String>,
+    #[command(flatten)]
+    limits: PolicyLimitArgs,
 }
 
 impl PushArgs {
-    fn request(self) -> PushRequest {
+    fn request(self) -> anyhow::Result<PushRequest> {
+        let policy = match &self.policy {
+            None => None,
+            Some(path) => {
+                let settings = match self.policy_settings.as_deref() {
+                    None => "{}".to_string(),
+                    Some(s) => match s.strip_prefix('@') {
+                        Some(file) => std::fs::read_to_string(file)
+                            .with_context(|| format!("--policy-settings: cannot read {file}"))?,
+                        None => s.to_string(),
+                    },
+                };
+                serde_json::from_str::<serde_json::Value>(&settings)
+                    .context("--policy-settings: not a JSON document")?;
+                let host = Arc::new(PolicyHost::new(self.limits.limits())?);
+                let policy = host.load(path)?;
+                Some(PolicyChoice {
+                    host,
+                    policy,
+                    settings,
+                })
+            }
+        };
+        let container = self
+            .metajsonname
+            .clone()
+            .unwrap_or_else(|| self.repo.clone());
         let source = match self.artifact {
             Some(artifact) => SourceSpec::Artifact {
                 workdir: self.workdir,
@@ -98,7 +195,8 @@ impl PushArgs {
             },
             None => SourceSpec::Images(self.image),
         };
-        PushRequest {
+        Ok(PushRequest {
+            container,
             repo: self.repo,
             tags: self.tags,
             source,
@@ -111,7 +209,8 @@ impl PushArgs {
                 jobs: self.jobs as usize,
             },
             digest_file: self.write_digest_to_file,
-        }
+            policy,
+        })
     }
 }
 
@@ -121,26 +220,80 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
-    match cli.command {
-        Command::Push(args) => {
-            let json = args.json;
-            match runtime.block_on(push(&args.request())) {
-                Ok(report) => {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string(&report).expect("report serializes")
-                        );
-                    } else {
-                        print!("{}", report.human());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("pushgate: error: {e:#}");
-                    ExitCode::FAILURE
-                }
+    let result = match cli.command {
+        Command::Push(args) => run_push(&runtime, *args),
+        Command::Release(args) => run_release(&runtime, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pushgate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_push(runtime: &tokio::runtime::Runtime, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let json = args.json;
+    let report = runtime.block_on(push(&args.request()?))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", report.human());
+    }
+    if report.failed() {
+        eprintln!(
+            "pushgate: error: {} refused by {}: {}",
+            report.container, report.decided_by, report.reason
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::Result<ExitCode> {
+    let cfg = ReleaseConfig::read(&args.config)?;
+    let opts = ReleaseOptions {
+        build: args.build,
+        force: args.force,
+        dry_run: args.dry_run,
+        registry: registry::Options {
+            tls_verify: args.tls_verify,
+            authfile: args.authfile,
+            jobs: args.jobs as usize,
+        },
+        policy_limits: args.limits.limits(),
+    };
+    let results = runtime.block_on(release::release(&cfg, &opts))?;
+    if args.json {
+        println!("{}", release::json(&results));
+    } else {
+        for r in &results {
+            match &r.result {
+                Ok(rep) => print!("{}", rep.human()),
+                Err(e) => println!("{}: error: {e:#}", r.name),
             }
         }
+        println!();
+        print!("{}", release::summary(&results));
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| r.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "pushgate: error: {} of {} container(s) failed: {}",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
     }
 }

@@ -61,10 +61,11 @@ impl ImageManifest {
                 m.schema_version
             );
         }
-        if let Some(mt) = &m.media_type {
-            if mt != OCI_MANIFEST && mt != DOCKER_MANIFEST {
-                bail!("{label}: {mt} is not an image manifest");
-            }
+        if let Some(mt) = &m.media_type
+            && mt != OCI_MANIFEST
+            && mt != DOCKER_MANIFEST
+        {
+            bail!("{label}: {mt} is not an image manifest");
         }
         Ok(m)
     }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, OCI_MANIFEST, Remote};
@@ -114,7 +114,7 @@ pub struct Presence {
 }
 
 /// The host's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Registry and meta.json already hold the desired state.
@@ -141,6 +141,19 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A plan with nothing to upload or record.
+    pub fn nothing(verdict: Verdict, reason: String) -> Plan {
+        Plan {
+            verdict,
+            reason,
+            blobs: Vec::new(),
+            manifests: Vec::new(),
+            list: false,
+            tags: Vec::new(),
+            record: Vec::new(),
+        }
+    }
+
     pub fn writes_registry(&self) -> bool {
         !self.blobs.is_empty() || !self.manifests.is_empty() || self.list || !self.tags.is_empty()
     }

@@ -369,7 +369,8 @@ mod tests {
         assert!(Repository::new("localhost:5000/a@sha256:00", &opts).is_err());
         assert!(
             Repository::new("NOT VALID", &opts)
-                .unwrap_err()
+                .err()
+                .expect("an invalid --repo is refused")
                 .to_string()
                 .contains("--repo")
         );

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::decide::{Decided, Decision};
 use crate::digest::Digest;
 use crate::plan::{Desired, Plan, Verdict};
 use crate::record::ImageEntry;
@@ -22,6 +23,29 @@ pub enum Outcome {
     Pushed,
     /// A decision held the container back; nothing was written.
     Skipped,
+    /// A decision (or a policy that could not answer) refused the container;
+    /// nothing was written.
+    Failed,
+}
+
+/// The policy that decided, as the report names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: Digest,
+    pub path: String,
+}
+
+impl From<crate::policy::PolicyInfo> for PolicyRef {
+    fn from(i: crate::policy::PolicyInfo) -> PolicyRef {
+        PolicyRef {
+            name: i.name,
+            version: i.version,
+            sha256: i.sha256,
+            path: i.path.display().to_string(),
+        }
+    }
 }
 
 /// The plan as the report shows it.
@@ -38,9 +62,14 @@ pub struct PlanSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub container: String,
     pub outcome: Outcome,
     pub reason: String,
     pub decided_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_logs: Vec<String>,
     pub dry_run: bool,
     pub repo: String,
     pub tags: Vec<String>,
@@ -56,11 +85,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(repo: &str, tags: &[String], dry_run: bool) -> Report {
+    pub fn new(container: &str, repo: &str, tags: &[String], dry_run: bool) -> Report {
         Report {
+            container: container.to_string(),
             outcome: Outcome::UpToDate,
             reason: String::new(),
             decided_by: String::new(),
+            policy: None,
+            policy_logs: Vec::new(),
             dry_run,
             repo: repo.to_string(),
             tags: tags.to_vec(),
@@ -110,10 +142,18 @@ impl Report {
         });
     }
 
-    pub fn finish(&mut self, outcome: Outcome, reason: String, by: &str) {
+    pub fn finish_decided(&mut self, outcome: Outcome, decided: &Decided) {
         self.outcome = outcome;
-        self.reason = reason;
-        self.decided_by = by.to_string();
+        self.reason = match &decided.decision {
+            Decision::Skip(r) | Decision::Push(r) | Decision::Fail(r) => r.clone(),
+        };
+        self.decided_by = decided.by.clone();
+        self.policy_logs = decided.logs.clone();
+    }
+
+    /// Whether the run should exit non-zero.
+    pub fn failed(&self) -> bool {
+        self.outcome == Outcome::Failed
     }
 
     /// A few lines for a person: what was done, and why.
@@ -127,10 +167,21 @@ impl Report {
             (Outcome::Recorded, true) => "dry run: would record meta.json only",
             (Outcome::Pushed, false) => "pushed",
             (Outcome::Pushed, true) => "dry run: would push",
-            (Outcome::Skipped, _) => "skipped",
+            (Outcome::Skipped, _) => "skipped: nothing written",
+            (Outcome::Failed, _) => "FAILED: nothing written",
         };
         let _ = writeln!(s, "{}:{}: {what}", self.repo, self.tags.join(","));
         let _ = writeln!(s, "  why: {} (decided by {})", self.reason, self.decided_by);
+        if let Some(p) = &self.policy {
+            let _ = writeln!(
+                s,
+                "  policy: {} {} ({}, {})",
+                p.name, p.version, p.path, p.sha256
+            );
+        }
+        for line in &self.policy_logs {
+            let _ = writeln!(s, "  policy log: {line}");
+        }
         if let Some(d) = &self.manifest_list_digest {
             let _ = writeln!(s, "  manifest list: {d}");
         }

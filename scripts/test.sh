@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: formatting, lints, unit and integration
+# tests (the integration tests start their own registries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build-policies.sh --tests
+cargo fmt --all -- --check
+cargo fmt --manifest-path policies/Cargo.toml --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

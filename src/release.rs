@@ -1,0 +1,253 @@
+//! `pushgate release`: every container of a product in one run, from a config file.
+//!
+//! Each container goes through the same pipeline as `pushgate push`. They share
+//! one policy host (a module used by several containers is compiled once) and one
+//! registry client per registry. A container that fails does not stop the others;
+//! the run fails at the end if any did.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::decide::PolicyChoice;
+use crate::policy::PolicyHost;
+use crate::push::{PushRequest, push};
+use crate::registry;
+use crate::report::{Outcome, Report};
+use crate::sources::SourceSpec;
+
+/// A release config file (TOML).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// cosa workdir; relative paths are relative to the config file.
+    #[serde(default = "default_workdir")]
+    pub workdir: PathBuf,
+    /// Build id or `latest`; `--build` overrides it.
+    #[serde(default = "default_build")]
+    pub build: String,
+    #[serde(default)]
+    pub v2s2: bool,
+    #[serde(rename = "container")]
+    pub containers: Vec<ContainerConfig>,
+}
+
+/// One container of the release.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainerConfig {
+    pub name: String,
+    pub artifact: String,
+    /// meta.json key (cosa's `--metajsonname`).
+    pub key: String,
+    pub repo: String,
+    /// Tags; `{build}` is replaced by the build id.
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub arches: Vec<String>,
+    pub v2s2: Option<bool>,
+    /// Policy module path; relative paths are relative to the config file.
+    pub policy: Option<PathBuf>,
+    /// Settings for the policy, any TOML table (given to the module as JSON).
+    pub settings: Option<toml::Table>,
+}
+
+fn default_workdir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+fn default_build() -> String {
+    "latest".into()
+}
+
+impl ReleaseConfig {
+    pub fn read(path: &Path) -> Result<ReleaseConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read release config {}", path.display()))?;
+        let mut cfg: ReleaseConfig = toml::from_str(&text)
+            .with_context(|| format!("malformed release config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.workdir = base.join(&cfg.workdir);
+        let mut names = std::collections::BTreeSet::new();
+        for c in &mut cfg.containers {
+            if !names.insert(c.name.clone()) {
+                bail!(
+                    "{}: container {:?} is defined twice",
+                    path.display(),
+                    c.name
+                );
+            }
+            if c.tags.is_empty() {
+                bail!("{}: container {:?} has no tags", path.display(), c.name);
+            }
+            if let Some(p) = &c.policy {
+                c.policy = Some(base.join(p));
+            }
+        }
+        if cfg.containers.is_empty() {
+            bail!("{}: no [[container]] defined", path.display());
+        }
+        Ok(cfg)
+    }
+}
+
+/// One row of the summary.
+pub struct ContainerResult {
+    pub name: String,
+    /// The report, or the error that stopped the container.
+    pub result: Result<Report>,
+}
+
+impl ContainerResult {
+    pub fn ok(&self) -> bool {
+        matches!(&self.result, Ok(r) if !r.failed())
+    }
+}
+
+/// Options that apply to every container.
+pub struct ReleaseOptions {
+    pub build: Option<String>,
+    pub force: bool,
+    pub dry_run: bool,
+    pub registry: registry::Options,
+    pub policy_limits: crate::policy::Limits,
+}
+
+/// Publishes every container, in config order.
+pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<ContainerResult>> {
+    let build = opts.build.clone().unwrap_or_else(|| cfg.build.clone());
+    // Resolve `latest` once, so every container publishes the same build even if
+    // a new build lands mid-run.
+    let build = crate::cosa::Workdir::new(&cfg.workdir)
+        .resolve_build(&build)?
+        .id;
+    let needs_host = cfg.containers.iter().any(|c| c.policy.is_some());
+    let host = if needs_host {
+        Some(Arc::new(PolicyHost::new(opts.policy_limits)?))
+    } else {
+        None
+    };
+    let mut results = Vec::new();
+    for c in &cfg.containers {
+        let result = run_one(cfg, c, &build, host.as_ref(), opts).await;
+        results.push(ContainerResult {
+            name: c.name.clone(),
+            result,
+        });
+    }
+    Ok(results)
+}
+
+async fn run_one(
+    cfg: &ReleaseConfig,
+    c: &ContainerConfig,
+    build: &str,
+    host: Option<&Arc<PolicyHost>>,
+    opts: &ReleaseOptions,
+) -> Result<Report> {
+    let policy = match (&c.policy, host) {
+        (Some(path), Some(host)) => {
+            let policy = host.load(path)?;
+            let settings = match &c.settings {
+                Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
+                None => "{}".into(),
+            };
+            Some(PolicyChoice {
+                host: host.clone(),
+                policy,
+                settings,
+            })
+        }
+        _ => None,
+    };
+    let req = PushRequest {
+        container: c.name.clone(),
+        repo: c.repo.clone(),
+        tags: c.tags.iter().map(|t| t.replace("{build}", build)).collect(),
+        source: SourceSpec::Artifact {
+            workdir: cfg.workdir.clone(),
+            artifact: c.artifact.clone(),
+            key: c.key.clone(),
+            build: build.to_string(),
+            arches: c.arches.clone(),
+        },
+        v2s2: c.v2s2.unwrap_or(cfg.v2s2),
+        force: opts.force,
+        dry_run: opts.dry_run,
+        registry: opts.registry.clone(),
+        digest_file: None,
+        policy,
+    };
+    push(&req)
+        .await
+        .with_context(|| format!("container {}", c.name))
+}
+
+/// The summary table printed at the end of a release.
+pub fn summary(results: &[ContainerResult]) -> String {
+    let rows: Vec<[String; 4]> = results
+        .iter()
+        .map(|r| match &r.result {
+            Ok(rep) => [
+                r.name.clone(),
+                outcome_name(rep.outcome).to_string(),
+                rep.reason.clone(),
+                rep.manifest_list_digest
+                    .as_ref()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ],
+            Err(e) => [r.name.clone(), "error".into(), format!("{e:#}"), "-".into()],
+        })
+        .collect();
+    let header = ["CONTAINER", "DECISION", "REASON", "LIST DIGEST"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (width(0), width(1));
+    let mut out = format!(
+        "{:w0$}  {:w1$}  {}  {}\n",
+        header[0], header[1], header[3], header[2]
+    );
+    for r in &rows {
+        out.push_str(&format!(
+            "{:w0$}  {:w1$}  {:71}  {}\n",
+            r[0], r[1], r[3], r[2]
+        ));
+    }
+    out
+}
+
+pub fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::UpToDate => "up-to-date",
+        Outcome::Recorded => "recorded",
+        Outcome::Pushed => "pushed",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "failed",
+    }
+}
+
+/// A map from container name to report, for `--json`.
+pub fn json(results: &[ContainerResult]) -> serde_json::Value {
+    let mut map = BTreeMap::new();
+    for r in results {
+        let v = match &r.result {
+            Ok(rep) => serde_json::to_value(rep).expect("report serializes"),
+            Err(e) => serde_json::json!({ "outcome": "error", "error": format!("{e:#}") }),
+        };
+        map.insert(r.name.clone(), v);
+    }
+    serde_json::json!({
+        "ok": results.iter().all(ContainerResult::ok),
+        "containers": results.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "results": map,
+    })
+}
