@@ -207,6 +207,7 @@ impl PushArgs {
                 tls_verify: self.tls_verify,
                 authfile: self.authfile,
                 jobs: self.jobs as usize,
+                clients: Default::default(),
             },
             digest_file: self.write_digest_to_file,
             policy,
@@ -264,6 +265,7 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
             tls_verify: args.tls_verify,
             authfile: args.authfile,
             jobs: args.jobs as usize,
+            clients: Default::default(),
         },
         policy_limits: args.limits.limits(),
     };

@@ -2,9 +2,11 @@
 //! `oci-client`). Every failure is turned into an error that names the registry
 //! and says what to do; credentials never appear in any of them.
 
+use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +27,30 @@ pub struct Options {
     pub tls_verify: bool,
     pub authfile: Option<std::path::PathBuf>,
     pub jobs: usize,
+    /// Clients already made in this run, to share.
+    pub clients: Clients,
+}
+
+/// Registry clients shared by the containers of one run, one per registry, TLS
+/// mode and identity: connections and tokens are reused across containers, and a
+/// client never carries one identity's credentials to another's repositories.
+#[derive(Clone, Default)]
+pub struct Clients(Arc<Mutex<HashMap<ClientKey, Client>>>);
+
+type ClientKey = (String, bool, Option<String>);
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Clients({n})")
+    }
+}
+
+impl Clients {
+    fn get(&self, key: ClientKey, make: impl FnOnce() -> Client) -> Client {
+        let mut map = self.0.lock().expect("client pool");
+        map.entry(key).or_insert_with(make).clone()
+    }
 }
 
 /// One repository on one registry, with its client and credentials.
@@ -93,8 +119,17 @@ impl Repository {
             read_timeout: Some(Duration::from_secs(300)),
             ..ClientConfig::default()
         };
+        let identity = match &auth {
+            RegistryAuth::Basic(user, _) => Some(user.clone()),
+            _ => None,
+        };
+        let client = opts
+            .clients
+            .get((registry.clone(), opts.tls_verify, identity), || {
+                Client::new(config)
+            });
         Ok(Repository {
-            client: Client::new(config),
+            client,
             auth,
             registry,
             repository,
@@ -364,6 +399,7 @@ mod tests {
             tls_verify: true,
             authfile: None,
             jobs: 1,
+            clients: Clients::default(),
         };
         assert!(Repository::new("quay.io/fedora/fedora-coreos:stable", &opts).is_err());
         assert!(Repository::new("localhost:5000/a@sha256:00", &opts).is_err());
