@@ -61,6 +61,8 @@ pub struct Registry {
     addr: String,
     dir: TempDir,
     auth: Option<(String, String)>,
+    /// Read-only maintenance mode (`storage.maintenance.readonly.enabled`).
+    read_only: bool,
 }
 
 impl Registry {
@@ -74,7 +76,17 @@ impl Registry {
         Registry::launch(Some((user.to_string(), password.to_string())))
     }
 
+    /// An anonymous registry in read-only maintenance mode: reads are served, every
+    /// write (PUT, POST, PATCH, DELETE) is refused with HTTP 405.
+    pub fn start_read_only() -> Registry {
+        Registry::launch_with(None, true)
+    }
+
     fn launch(auth: Option<(String, String)>) -> Registry {
+        Registry::launch_with(auth, false)
+    }
+
+    fn launch_with(auth: Option<(String, String)>, read_only: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("pushgate-registry-")
             .tempdir()
@@ -88,6 +100,7 @@ impl Registry {
             addr: String::new(),
             dir,
             auth,
+            read_only,
         };
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -219,10 +232,15 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: false\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
+             maintenance:\n    uploadpurging:\n      enabled: false\n{readonly}\
              http:\n  addr: {addr}\n  secret: pushgate-test-secret\n",
             storage = yaml_str(&root.join("storage").to_string_lossy()),
             addr = self.addr,
+            readonly = if self.read_only {
+                "    readonly:\n      enabled: true\n"
+            } else {
+                ""
+            },
         );
         if self.auth.is_some() {
             config.push_str(&format!(
