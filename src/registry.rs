@@ -251,40 +251,50 @@ impl Repository {
     /// Turns a client error into one that names the registry and the way out.
     fn explain(&self, e: OciDistributionError, doing: &str) -> anyhow::Error {
         let reg = &self.registry;
-        let hint = match &e {
+        let has_codes = |codes: &[OciErrorCode]| match &e {
+            OciDistributionError::RegistryError { envelope, .. } => {
+                envelope.errors.iter().any(|c| codes.contains(&c.code))
+            }
+            _ => false,
+        };
+        let status = match &e {
             OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => {
-                "the registry refused the credentials (HTTP 401): check --authfile / REGISTRY_AUTH_FILE"
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|c| c.code == OciErrorCode::Unauthorized) =>
-            {
-                "the registry refused the credentials (HTTP 401): check --authfile / REGISTRY_AUTH_FILE"
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|c| c.code == OciErrorCode::Denied) =>
-            {
+            | OciDistributionError::AuthenticationFailure(_) => Some(401),
+            OciDistributionError::ServerError { code, .. } => Some(*code),
+            _ if has_codes(&[OciErrorCode::Unauthorized]) => Some(401),
+            _ if has_codes(&[OciErrorCode::Denied]) => Some(403),
+            _ if has_codes(&[OciErrorCode::Unsupported]) => Some(405),
+            _ => None,
+        };
+        let anonymous = matches!(self.auth, RegistryAuth::Anonymous);
+        let hint = match status {
+            Some(401) if anonymous => format!(
+                "no credentials for {reg} were found and the registry refuses anonymous \
+                 access (HTTP 401): give --authfile, or set REGISTRY_AUTH_FILE"
+            ),
+            Some(401) => "the registry refused the credentials (HTTP 401): \
+                          check the entry for this registry in the auth file"
+                .to_string(),
+            Some(403) => {
                 "access denied (HTTP 403): the credentials lack permission for this repository"
+                    .to_string()
             }
-            OciDistributionError::ServerError { code: 401, .. } => {
-                "the registry refused the credentials (HTTP 401): check --authfile / REGISTRY_AUTH_FILE"
-            }
-            OciDistributionError::ServerError { code: 403, .. } => {
-                "access denied (HTTP 403): the credentials lack permission for this repository"
-            }
-            OciDistributionError::ServerError { code, .. } if *code >= 500 => {
-                "the registry failed (HTTP 5xx); rerun when it is healthy: pushgate resumes where it stopped"
-            }
-            OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
-                "cannot connect: check the registry address, that it is up, and --tls-verify"
-            }
-            _ => "",
+            Some(405) => "the registry refuses this operation (HTTP 405): \
+                          is it read-only, or in maintenance mode?"
+                .to_string(),
+            Some(429) => "rate limited (HTTP 429): rerun later; pushgate resumes where it stopped"
+                .to_string(),
+            Some(code) if code >= 500 => format!(
+                "the registry failed (HTTP {code}); rerun when it is healthy: \
+                 pushgate resumes where it stopped"
+            ),
+            _ => match &e {
+                OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
+                    "cannot connect: check the registry address, that it is up, and --tls-verify"
+                        .to_string()
+                }
+                _ => String::new(),
+            },
         };
         let msg = if hint.is_empty() {
             format!("registry {reg} ({}): {doing} failed: {e}", self.name)
