@@ -344,3 +344,7 @@ pub fn plan(
         record,
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
