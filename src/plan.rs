@@ -194,6 +194,12 @@ pub fn check_recorded(
         let Some(d) = &e.digest else {
             return Err(format!("meta.json for {arch} records no digest"));
         };
+        if let Some(t) = tags.iter().find(|t| !e.tags.contains(&t.tag)) {
+            return Err(format!(
+                "meta.json for {arch} does not record tag {}",
+                t.tag
+            ));
+        }
         digests.insert(d);
         match (&e.manifest_list_digest, list_digest) {
             (Some(l), None) => list_digest = Some(l),
@@ -235,13 +241,7 @@ pub fn check_recorded(
 
 /// Does `entry` (or one of its additional images) already record `want`?
 pub fn records(entry: &ImageEntry, want: &ImageEntry) -> bool {
-    let same = |e: &ImageEntry| {
-        e.image == want.image
-            && e.digest == want.digest
-            && e.manifest_list_digest == want.manifest_list_digest
-            && e.tags.iter().collect::<BTreeSet<_>>() == want.tags.iter().collect::<BTreeSet<_>>()
-    };
-    same(entry) || entry.additional_images.iter().any(same)
+    entry.covers(want) || entry.additional_images.iter().any(|e| e.covers(want))
 }
 
 /// The full plan: desired state against the registry and meta.json.

@@ -398,7 +398,7 @@ fn entry_for_records_the_arch_digest_and_the_list() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn records_compares_image_digest_list_and_tag_set() {
+fn records_compares_image_digest_list_and_covers_tags() {
     let f = fixture(false);
     let want = f.a.entry_for("x86_64", REPO, &tags()).unwrap();
     assert!(records(&want, &want));
@@ -427,7 +427,10 @@ fn records_compares_image_digest_list_and_tag_set() {
     assert!(!records(&other, &want));
     let mut other = want.clone();
     other.tags.push("extra".into());
-    assert!(!records(&other, &want));
+    assert!(
+        records(&other, &want),
+        "an entry with more tags than asked for still records the push"
+    );
 }
 
 #[test]
@@ -467,6 +470,35 @@ fn quick_check_up_to_date_when_meta_and_every_tag_agree() {
         assert!(p.record.is_empty());
         assert_uploads_nothing(&p);
     }
+}
+
+#[test]
+fn a_tag_asked_for_but_not_recorded_is_recorded_even_if_the_registry_has_it() {
+    let f = fixture(false);
+    // meta.json records the push under the first tag only; someone else already
+    // pointed the other tags at the same list.
+    let first_only: Vec<String> = tags()[..1].to_vec();
+    let recorded: Vec<_> = recorded_as(&f.a, REPO)
+        .into_iter()
+        .map(|(arch, e)| {
+            let mut e = e.unwrap();
+            e.tags = first_only.clone();
+            (arch, Some(e))
+        })
+        .collect();
+    let err = check_recorded(REPO, &recorded, &all_serving(&f.a), false).unwrap_err();
+    assert!(err.contains("does not record tag"), "{err}");
+    let p = plan(
+        REPO,
+        &all_serving(&f.a),
+        &f.a,
+        &recorded,
+        &Presence::default(),
+        false,
+    );
+    assert_eq!(p.verdict, Verdict::RecordOnly, "{p:?}");
+    assert_eq!(p.record.len(), recorded.len());
+    assert_uploads_nothing(&p);
 }
 
 #[test]

@@ -76,18 +76,16 @@ pub struct ImageEntry {
 }
 
 impl ImageEntry {
-    /// Whether `self` and `other` record the same push: same image, digest and list
-    /// digest, and the same set of tags. `additional-images` are not compared.
-    pub fn matches(&self, other: &ImageEntry) -> bool {
-        self.image == other.image
-            && self.digest == other.digest
-            && self.manifest_list_digest == other.manifest_list_digest
-            && tag_set(&self.tags) == tag_set(&other.tags)
+    /// Whether `self` already records the push `want`: same image, digest and list
+    /// digest, and every tag of `want` among its tags. `additional-images` are not
+    /// looked at.
+    pub fn covers(&self, want: &ImageEntry) -> bool {
+        let tags: BTreeSet<&str> = self.tags.iter().map(String::as_str).collect();
+        self.image == want.image
+            && self.digest == want.digest
+            && self.manifest_list_digest == want.manifest_list_digest
+            && want.tags.iter().all(|t| tags.contains(t.as_str()))
     }
-}
-
-fn tag_set(tags: &[String]) -> BTreeSet<&str> {
-    tags.iter().map(String::as_str).collect()
 }
 
 /// The fields of an on-disk entry that matching looks at. Reading only these means a
@@ -103,16 +101,18 @@ struct EntryHead {
     tags: Vec<String>,
 }
 
-/// Whether the on-disk entry `value` records the same push as `entry`. An entry that
-/// does not parse (say, a digest algorithm pushgate does not write) matches nothing.
+/// Whether the on-disk entry `value` already records `entry`. An entry that does not
+/// parse (say, a digest algorithm pushgate does not write) records nothing.
 fn value_matches(value: &Value, entry: &ImageEntry) -> bool {
     match EntryHead::deserialize(value) {
-        Ok(head) => {
-            head.image == entry.image
-                && head.digest == entry.digest
-                && head.manifest_list_digest == entry.manifest_list_digest
-                && tag_set(&head.tags) == tag_set(&entry.tags)
+        Ok(head) => ImageEntry {
+            image: head.image,
+            digest: head.digest,
+            manifest_list_digest: head.manifest_list_digest,
+            tags: head.tags,
+            additional_images: Vec::new(),
         }
+        .covers(entry),
         Err(_) => false,
     }
 }
@@ -146,6 +146,7 @@ pub fn record_entry(
     force: bool,
 ) -> Result<RecordChange> {
     let _lock = lock_meta(meta_path)?;
+    remove_dead_writers_temps(meta_path);
     let original = fs::read(meta_path)
         .with_context(|| format!("reading meta.json at {}", meta_path.display()))?;
     let mut doc: Value = serde_json::from_slice(&original)
@@ -337,6 +338,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // On failure the PersistError holds the temp file; dropping it removes the file.
     tmp.persist(path).map_err(|e| e.error)?;
     File::open(dir)?.sync_all()
+}
+
+/// Removes the temp files a killed writer left beside `path`. Writers create them
+/// only while holding the lock, so under the lock any that exist are dead ones.
+/// Best effort: a leftover temp file is litter, never a hazard.
+fn remove_dead_writers_temps(path: &Path) {
+    let (Some(name), Ok(entries)) = (path.file_name(), fs::read_dir(parent_dir(path))) else {
+        return;
+    };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.push(b'.');
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let n = n.as_bytes();
+        if n.starts_with(&prefix) && n.ends_with(b".tmp") && n.len() > prefix.len() + 4 {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -677,9 +697,13 @@ fn break_if_expired(lock_path: &Path) -> Result<bool> {
             return Err(e).with_context(|| format!("inspecting lock {}", lock_path.display()));
         }
     };
+    // Stale: past its expiry, or held by a process of this host that is gone (a
+    // killed pushgate must not block the rerun for the lock's whole lifetime).
+    let holder_dead = holder_is_dead(lock_path);
     let expired = |m: &fs::Metadata| {
-        m.modified()
-            .is_ok_and(|t| t + CLOCK_SLOP < SystemTime::now())
+        holder_dead
+            || m.modified()
+                .is_ok_and(|t| t + CLOCK_SLOP < SystemTime::now())
     };
     if !expired(&seen) {
         return Ok(false);
@@ -721,6 +745,29 @@ fn break_if_expired(lock_path: &Path) -> Result<bool> {
         let _ = fs::remove_file(claim);
     }
     Ok(true)
+}
+
+/// Whether the lock names a holder on this host whose process no longer exists.
+/// The lock holds its claim's path, `<lock>|<hostname>|<pid>|<random>`.
+fn holder_is_dead(lock_path: &Path) -> bool {
+    let Ok(content) = fs::read(lock_path) else {
+        return false;
+    };
+    let Some(name) = Path::new(std::ffi::OsStr::from_bytes(&content)).file_name() else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    let mut fields = name.rsplitn(4, '|');
+    let (Some(_random), Some(pid), Some(host)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == hostname()
+        && pid != std::process::id()
+        && !Path::new("/proc").join(pid.to_string()).exists()
 }
 
 #[cfg(test)]
@@ -1146,6 +1193,68 @@ mod tests {
         assert!(lock_meta_with(&path, DEFAULT_LOCK_LIFETIME, Duration::from_millis(50)).is_err());
         assert_eq!(read(&lock_file), "someone");
         assert_eq!(dir_names(dir.path()), [".meta.json.lock", "meta.json"]);
+    }
+
+    /// A pid that no process has now: spawn one, reap it.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_of_this_host_is_broken_at_once() {
+        let (dir, path) = setup("{}");
+        let lock_file = dir.path().join(".meta.json.lock");
+        let claim = PathBuf::from(format!(
+            "{}|{}|{}|7",
+            lock_file.display(),
+            hostname(),
+            dead_pid()
+        ));
+        fs::write(&claim, claim.as_os_str().as_bytes()).unwrap();
+        fs::hard_link(&claim, &lock_file).unwrap();
+        // Not expired: only the holder's death makes it stale.
+        set_mtime(&lock_file, SystemTime::now() + Duration::from_secs(60));
+        let lock =
+            lock_meta_with(&path, DEFAULT_LOCK_LIFETIME, Duration::from_millis(200)).unwrap();
+        assert!(!claim.exists());
+        drop(lock);
+        assert_eq!(dir_names(dir.path()), ["meta.json"]);
+    }
+
+    #[test]
+    fn a_lock_of_a_live_process_or_another_host_waits_for_expiry() {
+        let (dir, path) = setup("{}");
+        let lock_file = dir.path().join(".meta.json.lock");
+        for holder in [
+            format!("{}|{}", hostname(), std::process::id()),
+            format!("{}-elsewhere|{}", hostname(), dead_pid()),
+        ] {
+            let claim = PathBuf::from(format!("{}|{holder}|7", lock_file.display()));
+            fs::write(&claim, claim.as_os_str().as_bytes()).unwrap();
+            fs::hard_link(&claim, &lock_file).unwrap();
+            set_mtime(&lock_file, SystemTime::now() + Duration::from_secs(60));
+            assert!(
+                lock_meta_with(&path, DEFAULT_LOCK_LIFETIME, Duration::from_millis(50)).is_err(),
+                "{holder}"
+            );
+            fs::remove_file(&lock_file).unwrap();
+            fs::remove_file(&claim).unwrap();
+        }
+    }
+
+    #[test]
+    fn temp_files_of_a_killed_writer_are_removed_under_the_lock() {
+        let (dir, path) = setup("{}");
+        fs::write(dir.path().join(".meta.json.abc123.tmp"), "half").unwrap();
+        fs::write(dir.path().join(".other.json.abc123.tmp"), "not ours").unwrap();
+        record_entry(&path, "k", &entry(D1, D2, &["t"]), false).unwrap();
+        assert_eq!(
+            dir_names(dir.path()),
+            [".other.json.abc123.tmp", "meta.json"]
+        );
     }
 
     #[test]
