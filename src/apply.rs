@@ -14,6 +14,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::archive::OciLayout;
 use crate::digest::Digest;
 use crate::plan::{Desired, Plan};
+use crate::progress::{self, Progress};
 use crate::registry::Repository;
 
 /// What was uploaded.
@@ -32,25 +33,42 @@ pub async fn apply(
     desired: &Desired,
     layouts: &HashMap<String, Arc<OciLayout>>,
     jobs: usize,
+    show_progress: bool,
 ) -> Result<Applied> {
-    // A blob may be shared by several arches; any layout that holds it will do.
-    let mut owner: HashMap<&Digest, &Arc<OciLayout>> = HashMap::new();
+    // A blob may be shared by several arches; the first arch that has it uploads
+    // it, from its layout.
+    let mut owner: HashMap<&Digest, (&str, &Arc<OciLayout>)> = HashMap::new();
     for img in &desired.images {
         let layout = layouts
             .get(&img.arch)
             .context("no layout for an arch in the plan")?;
         for b in &img.blobs {
-            owner.entry(&b.digest).or_insert(layout);
+            owner.entry(&b.digest).or_insert((&img.arch, layout));
         }
     }
+    let progress = Progress::new(
+        desired
+            .images
+            .iter()
+            .map(|img| {
+                let mine = plan.blobs.iter().filter(|b| owner[&b.digest].0 == img.arch);
+                let (n, bytes) = mine.fold((0, 0), |(n, s), b| (n + 1, s + b.size));
+                (img.arch.clone(), n, bytes)
+            })
+            .collect(),
+    );
+    let _display = show_progress.then(|| progress::Display::start(progress.clone()));
     let bytes = AtomicU64::new(0);
     stream::iter(&plan.blobs)
         .map(|b| {
-            let layout = owner[&b.digest];
+            let (arch, layout) = owner[&b.digest];
+            let counters = progress.arch(arch).expect("every owner arch has counters");
             let bytes = &bytes;
             async move {
                 let range = layout.blob_range(&b.digest, b.size)?;
-                repo.push_blob(&b.digest, &range).await?;
+                repo.push_blob(&b.digest, &range, counters.sent.clone())
+                    .await?;
+                counters.done_blobs.fetch_add(1, Ordering::Relaxed);
                 bytes.fetch_add(b.size, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(())
             }

@@ -33,6 +33,7 @@ pub mod facts;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod progress;
 pub mod policy;
 pub mod push;
 pub mod record;

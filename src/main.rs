@@ -81,6 +81,9 @@ struct ReleaseArgs {
     /// Print one JSON object on stdout instead of the summary table
     #[arg(long)]
     json: bool,
+    /// Do not draw upload progress (it is drawn only on a terminal anyway)
+    #[arg(long, short)]
+    quiet: bool,
     /// Parallel uploads
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
@@ -142,6 +145,9 @@ struct PushArgs {
     /// Print one JSON object on stdout instead of the summary
     #[arg(long)]
     json: bool,
+    /// Do not draw upload progress (it is drawn only on a terminal anyway)
+    #[arg(long, short)]
+    quiet: bool,
     /// Parallel uploads
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
@@ -211,6 +217,7 @@ impl PushArgs {
             },
             digest_file: self.write_digest_to_file,
             policy,
+            progress: pushgate::progress::wanted(self.json, self.quiet),
         })
     }
 }
@@ -268,6 +275,7 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
             clients: Default::default(),
         },
         policy_limits: args.limits.limits(),
+        progress: pushgate::progress::wanted(args.json, args.quiet),
     };
     let results = runtime.block_on(release::release(&cfg, &opts))?;
     if args.json {

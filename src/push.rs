@@ -29,6 +29,8 @@ pub struct PushRequest {
     pub registry: registry::Options,
     pub digest_file: Option<PathBuf>,
     pub policy: Option<PolicyChoice>,
+    /// Draw upload progress on the terminal.
+    pub progress: bool,
 }
 
 /// Checks and de-duplicates `--tag`s, keeping their order.
@@ -125,7 +127,15 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         .iter()
         .map(|l| (l.image.arch.clone(), l.layout.clone()))
         .collect();
-    let applied = apply::apply(&repo, &plan, &desired, &layouts, req.registry.jobs).await?;
+    let applied = apply::apply(
+        &repo,
+        &plan,
+        &desired,
+        &layouts,
+        req.registry.jobs,
+        req.progress,
+    )
+    .await?;
     report.uploaded_blobs = applied.uploaded_blobs;
     report.uploaded_bytes = applied.uploaded_bytes;
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -209,11 +210,17 @@ impl Repository {
 
     /// Uploads one blob, streamed from its byte range: never more than a buffer
     /// of it is in memory.
-    pub async fn push_blob(&self, digest: &Digest, range: &BlobRange) -> Result<()> {
+    /// `sent` counts the bytes as they go out (for progress display).
+    pub async fn push_blob(
+        &self,
+        digest: &Digest,
+        range: &BlobRange,
+        sent: Arc<AtomicU64>,
+    ) -> Result<()> {
         let r = self.digest_ref(digest);
         self.ensure_auth(&r).await;
         let res = retry(|| async {
-            let stream = open_range(&range.file, range.offset, range.len).await?;
+            let stream = open_range(&range.file, range.offset, range.len, sent.clone()).await?;
             self.client
                 .push_blob_stream(&r, stream, digest.as_str(), Some(range.len))
                 .await
@@ -312,6 +319,7 @@ async fn open_range(
     file: &Path,
     offset: u64,
     len: u64,
+    sent: Arc<AtomicU64>,
 ) -> Result<
     impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + use<>,
     OciDistributionError,
@@ -321,6 +329,9 @@ async fn open_range(
     let reader = f.take(len);
     Ok(
         tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
+            .inspect_ok(move |chunk| {
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            })
             .map_err(OciDistributionError::from),
     )
 }

@@ -114,6 +114,7 @@ pub struct ReleaseOptions {
     pub dry_run: bool,
     pub registry: registry::Options,
     pub policy_limits: crate::policy::Limits,
+    pub progress: bool,
 }
 
 /// Publishes every container, in config order.
@@ -180,6 +181,7 @@ async fn run_one(
         registry: opts.registry.clone(),
         digest_file: None,
         policy,
+        progress: opts.progress,
     };
     push(&req)
         .await
