@@ -127,8 +127,39 @@ const TICK: Duration = Duration::from_millis(10);
 struct State {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     logs: Vec<(host::Level, String)>,
+}
+
+/// Wasmtime's store limits, remembering whether a memory growth was refused, so a
+/// trap can be told apart as "exceeded the memory cap".
+struct Limiter {
+    inner: StoreLimits,
+    memory_refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let res = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(res, Ok(true)) {
+            self.memory_refused = true;
+        }
+        res
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
 }
 
 impl WasiView for State {
@@ -348,10 +379,13 @@ impl PolicyHost {
         let state = State {
             wasi: sealed_wasi(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory_refused: false,
+            },
             logs: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -396,32 +430,28 @@ impl PolicyHost {
                 cap: format!("time ({:?})", self.limits.deadline),
             },
             _ => {
-                let grew_too_far = format!("{e:#}").contains("memory")
-                    && store.get_fuel().is_ok_and(|f| f > 0)
-                    && is_memory_cap(&e);
-                if grew_too_far {
+                if store.data().limits.memory_refused {
                     PolicyError::Cap {
                         module,
                         what,
                         cap: format!("memory ({} MiB)", self.limits.memory >> 20),
                     }
                 } else {
+                    // One line: the trap itself (or the root cause), not the
+                    // wasm backtrace, which names nothing a user can act on.
+                    let reason = match e.downcast_ref::<wasmtime::Trap>() {
+                        Some(trap) => trap.to_string(),
+                        None => e.root_cause().to_string(),
+                    };
                     PolicyError::Trap {
                         module,
                         what,
-                        reason: format!("{e:#}"),
+                        reason,
                     }
                 }
             }
         }
     }
-}
-
-fn is_memory_cap(e: &wasmtime::Error) -> bool {
-    let s = format!("{e:?}");
-    s.contains("memory minimum size")
-        || s.contains("forcing trap when growing memory")
-        || s.contains("exceeds memory limits")
 }
 
 impl Drop for PolicyHost {
