@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::decide::{self, Decided, Decision, PolicyChoice};
-use crate::facts::{self, Known};
+use crate::decide::{self, Decision, PolicyChoice};
+use crate::facts::{self, Facts, Known};
 use crate::plan::{self, Desired, Plan, TagState, Verdict};
 use crate::record::{self, ImageEntry, RecordChange};
 use crate::registry::{self, Repository};
 use crate::report::{Outcome, Report};
-use crate::sources::{self, Resolved, SourceSpec};
+use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
 use crate::{apply, observe};
 
 /// Everything `pushgate push` was asked to do for one container.
@@ -48,22 +48,28 @@ pub fn check_tags(tags: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Publishes one container and records it.
-///
-/// Bad input, a refusing registry or a failed write is an `Err`, with nothing
-/// written that should not be. A `fail` decision is an `Ok` report whose
-/// outcome is [`Outcome::Failed`]: nothing was written either.
-pub async fn push(req: &PushRequest) -> Result<Report> {
-    let tags = check_tags(&req.tags)?;
-    let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
-    if let Some(choice) = &req.policy {
-        report.policy = Some(choice.policy.info.clone().into());
-        if let Err(decided) = choice.validate() {
-            report.finish_decided(Outcome::Failed, &decided);
-            return Ok(report);
-        }
-    }
+/// What observing and planning found for one container, before any decision.
+struct Prepared {
+    tags: Vec<String>,
+    resolved: Resolved,
+    recorded: Vec<(String, Option<ImageEntry>)>,
+    repo: Repository,
+    tag_states: Vec<TagState>,
+    /// The archives and the desired state; `None` when the quick check found the
+    /// container up to date without reading them.
+    full: Option<(Vec<LoadedImage>, Desired)>,
+    plan: Plan,
+}
 
+impl Prepared {
+    fn desired(&self) -> Option<&Desired> {
+        self.full.as_ref().map(|(_, d)| d)
+    }
+}
+
+/// sources → observe → plan, writing nothing.
+async fn prepare(req: &PushRequest) -> Result<Prepared> {
+    let tags = check_tags(&req.tags)?;
     // sources, without reading any archive yet
     let resolved = sources::resolve(&req.source)?;
     let recorded = resolved.recorded()?;
@@ -73,17 +79,15 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
     let tag_states = observe::tags(&repo, &tags).await?;
     if let Ok(reason) = plan::check_recorded(&req.repo, &recorded, &tag_states, req.force) {
         let plan = Plan::nothing(Verdict::UpToDate, reason);
-        let decided = decide_for(req, &resolved, &tag_states, &recorded, None, &plan);
-        report.fill_from_recorded(&recorded);
-        let outcome = match decided.decision {
-            Decision::Fail(_) => Outcome::Failed,
-            _ => Outcome::UpToDate,
-        };
-        report.finish_decided(outcome, &decided);
-        if outcome == Outcome::UpToDate {
-            write_digest(req, &report)?;
-        }
-        return Ok(report);
+        return Ok(Prepared {
+            tags,
+            resolved,
+            recorded,
+            repo,
+            tag_states,
+            full: None,
+            plan,
+        });
     }
 
     // read the archives; the desired state; full observation; the plan
@@ -99,26 +103,63 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         &presence,
         req.force,
     );
-    report.fill_from_desired(&desired, &plan);
+    Ok(Prepared {
+        tags,
+        resolved,
+        recorded,
+        repo,
+        tag_states,
+        full: Some((loaded, desired)),
+        plan,
+    })
+}
+
+/// The facts a policy would be given for this container, observed and planned
+/// for real but with nothing written: what `pushgate policy facts` saves as a case.
+pub async fn facts(req: &PushRequest) -> Result<Facts> {
+    let p = prepare(req).await?;
+    Ok(gather_facts(req, &p))
+}
+
+/// Publishes one container and records it.
+///
+/// Bad input, a refusing registry or a failed write is an `Err`, with nothing
+/// written that should not be. A `fail` decision is an `Ok` report whose
+/// outcome is [`Outcome::Failed`]: nothing was written either.
+pub async fn push(req: &PushRequest) -> Result<Report> {
+    let tags = check_tags(&req.tags)?;
+    let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
+    if let Some(choice) = &req.policy {
+        report.policy = Some(choice.policy.info.clone().into());
+        if let Err(decided) = choice.validate() {
+            report.finish_decided(Outcome::Failed, &decided);
+            return Ok(report);
+        }
+    }
+    let p = prepare(req).await?;
+    match p.desired() {
+        Some(desired) => report.fill_from_desired(desired, &p.plan),
+        None => report.fill_from_recorded(&p.recorded),
+    }
 
     // decide
-    let decided = decide_for(
-        req,
-        &resolved,
-        &tag_states,
-        &recorded,
-        Some(&desired),
-        &plan,
-    );
-    let outcome = match (&decided.decision, plan.verdict) {
+    let decided = decide::decide(&p.plan, req.policy.as_ref(), || gather_facts(req, &p));
+    let outcome = match (&decided.decision, p.plan.verdict) {
         (Decision::Fail(_), _) => Outcome::Failed,
         (_, Verdict::UpToDate) => Outcome::UpToDate,
         (Decision::Skip(_), _) => Outcome::Skipped,
         (Decision::Push(_), Verdict::RecordOnly) => Outcome::Recorded,
         (Decision::Push(_), Verdict::Push) => Outcome::Pushed,
     };
+    report.finish_decided(outcome, &decided);
+    let Some((loaded, desired)) = &p.full else {
+        // Up to date without reading the archives: nothing to apply or record.
+        if outcome == Outcome::UpToDate {
+            write_digest(req, &report)?;
+        }
+        return Ok(report);
+    };
     if matches!(outcome, Outcome::Failed | Outcome::Skipped) || req.dry_run {
-        report.finish_decided(outcome, &decided);
         return Ok(report);
     }
 
@@ -128,9 +169,9 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         .map(|l| (l.image.arch.clone(), l.layout.clone()))
         .collect();
     let applied = apply::apply(
-        &repo,
-        &plan,
-        &desired,
+        &p.repo,
+        &p.plan,
+        desired,
         &layouts,
         req.registry.jobs,
         req.progress,
@@ -140,16 +181,16 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
     report.uploaded_bytes = applied.uploaded_bytes;
 
     // record: only now does the registry serve the list at every tag
-    if let Some(key) = &resolved.key {
-        for input in &resolved.inputs {
+    if let Some(key) = &p.resolved.key {
+        for input in &p.resolved.inputs {
             let (Some(arch), Some(meta)) = (&input.arch, &input.meta) else {
                 continue;
             };
-            if !plan.record.contains(arch) {
+            if !p.plan.record.contains(arch) {
                 continue;
             }
             let entry = desired
-                .entry_for(arch, &req.repo, &tags)
+                .entry_for(arch, &req.repo, &p.tags)
                 .expect("every input arch is desired");
             if record::record_entry(&meta.path, key, &entry, req.force)? != RecordChange::Unchanged
             {
@@ -157,43 +198,34 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
             }
         }
     }
-    report.finish_decided(outcome, &decided);
     write_digest(req, &report)?;
     Ok(report)
 }
 
-fn decide_for(
-    req: &PushRequest,
-    resolved: &Resolved,
-    tags: &[TagState],
-    recorded: &[(String, Option<ImageEntry>)],
-    desired: Option<&Desired>,
-    plan: &Plan,
-) -> Decided {
-    decide::decide(plan, req.policy.as_ref(), || {
-        let present: Vec<String> = match desired {
-            Some(d) => d.images.iter().map(|i| i.arch.clone()).collect(),
-            None => resolved
-                .inputs
-                .iter()
-                .filter_map(|i| i.arch.clone())
-                .collect(),
-        };
-        facts::gather(&Known {
-            container: &req.container,
-            repo: &req.repo,
-            build_id: resolved.build_id.as_deref(),
-            key: resolved.key.as_deref(),
-            requested_arches: &resolved.requested_arches,
-            present_arches: &present,
-            tags,
-            recorded,
-            desired,
-            plan,
-            force: req.force,
-            dry_run: req.dry_run,
-            settings: req.policy.as_ref().map_or("{}", |p| p.settings.as_str()),
-        })
+fn gather_facts(req: &PushRequest, p: &Prepared) -> Facts {
+    let present: Vec<String> = match p.desired() {
+        Some(d) => d.images.iter().map(|i| i.arch.clone()).collect(),
+        None => p
+            .resolved
+            .inputs
+            .iter()
+            .filter_map(|i| i.arch.clone())
+            .collect(),
+    };
+    facts::gather(&Known {
+        container: &req.container,
+        repo: &req.repo,
+        build_id: p.resolved.build_id.as_deref(),
+        key: p.resolved.key.as_deref(),
+        requested_arches: &p.resolved.requested_arches,
+        present_arches: &present,
+        tags: &p.tag_states,
+        recorded: &p.recorded,
+        desired: p.desired(),
+        plan: &p.plan,
+        force: req.force,
+        dry_run: req.dry_run,
+        settings: req.policy.as_ref().map_or("{}", |c| c.settings.as_str()),
     })
 }
 
