@@ -43,7 +43,9 @@ pub struct Facts {
     pub verdict_reason: String,
     pub force: bool,
     pub dry_run: bool,
-    /// A JSON document; `{}` when the container has no settings.
+    /// A JSON document; `{}` when the container has no settings. Case files hold
+    /// settings beside the facts, as a JSON value, so it is not (de)serialized here.
+    #[serde(skip)]
     pub settings: String,
 }
 

@@ -103,6 +103,41 @@ pub struct PolicyInfo {
     pub sha256: Digest,
     pub path: PathBuf,
     pub size: u64,
+    /// The contract interface the module exports.
+    pub contract: String,
+    /// Everything the component imports (WASI interfaces and the host's log).
+    pub imports: Vec<String>,
+}
+
+/// What a file holds, as far as it can be read: for `policy inspect`, which must
+/// say something useful even about a module that does not load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: Digest,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    /// The loaded module's description, or why it does not load.
+    #[serde(with = "result_as_object")]
+    pub loaded: Result<PolicyInfo, String>,
+}
+
+mod result_as_object {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(
+        r: &Result<super::PolicyInfo, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match r {
+            Ok(info) => m.serialize_entry("ok", info)?,
+            Err(e) => m.serialize_entry("error", e)?,
+        }
+        m.end()
+    }
 }
 
 /// A compiled, contract-checked policy module.
@@ -317,6 +352,12 @@ impl PolicyHost {
                 sha256: sha256.clone(),
                 path: path.to_path_buf(),
                 size: bytes.len() as u64,
+                contract: CONTRACT.to_string(),
+                imports: component
+                    .component_type()
+                    .imports(&self.engine)
+                    .map(|(name, _)| name.to_string())
+                    .collect(),
             },
             pre,
             label,
@@ -339,6 +380,37 @@ impl PolicyHost {
             .expect("policy cache")
             .insert(sha256, policy.clone());
         Ok(policy)
+    }
+
+    /// Describes a module file: its imports and exports, and whether it loads.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, PolicyError> {
+        let label = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Unreadable {
+            module: label.clone(),
+            reason: e.to_string(),
+        })?;
+        let component = Component::new(&self.engine, &bytes).map_err(|e| PolicyError::Invalid {
+            module: label,
+            reason: format!("{e:#} (a policy must be a component built for wasm32-wasip2)"),
+        })?;
+        let ty = component.component_type();
+        Ok(Inspection {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            sha256: Digest::of(&bytes),
+            exports: ty
+                .exports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            imports: ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            loaded: self
+                .load(path)
+                .map(|p| p.info.clone())
+                .map_err(|e| e.to_string()),
+        })
     }
 
     /// Asks the module whether it accepts `settings` (a JSON document).

@@ -1,5 +1,7 @@
 //! The `pushgate` command line: argument parsing and printing over the library.
 
+mod policy;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,11 +33,14 @@ enum Command {
     Push(Box<PushArgs>),
     /// Publish every container of a product in one run, from a release config
     Release(ReleaseArgs),
+    /// Write, test and check policy modules, offline
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Caps on every policy call (defaults no honest policy reaches).
 #[derive(Args, Clone)]
-struct PolicyLimitArgs {
+pub(crate) struct PolicyLimitArgs {
     /// Fuel per policy call (roughly, wasm instructions)
     #[arg(long, value_name = "UNITS", default_value_t = Limits::default().fuel)]
     policy_fuel: u64,
@@ -48,7 +53,7 @@ struct PolicyLimitArgs {
 }
 
 impl PolicyLimitArgs {
-    fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             fuel: self.policy_fuel,
             memory: self.policy_memory_mib << 20,
@@ -93,7 +98,7 @@ struct ReleaseArgs {
 
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["image", "artifact"]))]
-struct PushArgs {
+pub(crate) struct PushArgs {
     /// Repository to push to, e.g. quay.io/fedora/fedora-coreos
     #[arg(long, value_name = "REPO")]
     repo: String,
@@ -162,7 +167,7 @@ struct PushArgs {
 }
 
 impl PushArgs {
-    fn request(self) -> anyhow::Result<PushRequest> {
+    pub(crate) fn request(self) -> anyhow::Result<PushRequest> {
         let policy = match &self.policy {
             None => None,
             Some(path) => {
@@ -231,6 +236,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Push(args) => run_push(&runtime, *args),
         Command::Release(args) => run_release(&runtime, args),
+        Command::Policy(cmd) => policy::run(&runtime, cmd),
     };
     match result {
         Ok(code) => code,
