@@ -71,15 +71,9 @@ struct ReleaseArgs {
     /// Build id, or `latest` [default: the config's build]
     #[arg(long, value_name = "ID")]
     build: Option<String>,
-    /// containers auth.json with the registry credentials
-    #[arg(long, value_name = "FILE")]
-    authfile: Option<PathBuf>,
     /// Push and record even when up to date
     #[arg(long)]
     force: bool,
-    /// Verify TLS certificates; --tls-verify=false talks plain HTTP
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
-    tls_verify: bool,
     /// Observe, plan and decide; write nothing anywhere
     #[arg(long)]
     dry_run: bool,
@@ -89,11 +83,36 @@ struct ReleaseArgs {
     /// Do not draw upload progress (it is drawn only on a terminal anyway)
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    limits: PolicyLimitArgs,
+}
+
+/// How to reach the registry, for `push` and `release` alike.
+#[derive(Args)]
+pub(crate) struct RegistryArgs {
+    /// containers auth.json with the registry credentials
+    /// [default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json]
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Verify TLS certificates; --tls-verify=false talks plain HTTP, as for a local registry
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    tls_verify: bool,
     /// Parallel uploads
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
-    #[command(flatten)]
-    limits: PolicyLimitArgs,
+}
+
+impl RegistryArgs {
+    fn options(self) -> registry::Options {
+        registry::Options {
+            tls_verify: self.tls_verify,
+            authfile: self.authfile,
+            jobs: self.jobs as usize,
+            clients: Default::default(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -105,10 +124,6 @@ pub(crate) struct PushArgs {
     /// Tag to point at the manifest list (repeat for several; the first is the main one)
     #[arg(long = "tag", value_name = "TAG", required = true, action = ArgAction::Append)]
     tags: Vec<String>,
-    /// containers auth.json with the registry credentials
-    /// [default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json]
-    #[arg(long, value_name = "FILE")]
-    authfile: Option<PathBuf>,
     /// Publish Docker schema 2 manifests and a Docker manifest list instead of OCI
     #[arg(long)]
     v2s2: bool,
@@ -141,9 +156,6 @@ pub(crate) struct PushArgs {
     /// cosa workdir (the directory holding builds/)
     #[arg(long, value_name = "DIR", default_value = ".")]
     workdir: PathBuf,
-    /// Verify TLS certificates; --tls-verify=false talks plain HTTP, as for a local registry
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
-    tls_verify: bool,
     /// Observe and plan, print the plan, write nothing anywhere
     #[arg(long)]
     dry_run: bool,
@@ -153,9 +165,8 @@ pub(crate) struct PushArgs {
     /// Do not draw upload progress (it is drawn only on a terminal anyway)
     #[arg(long, short)]
     quiet: bool,
-    /// Parallel uploads
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    jobs: u16,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Policy module (a wasm32-wasip2 component) that decides skip / push / fail
     #[arg(long, value_name = "FILE.wasm")]
     policy: Option<PathBuf>,
@@ -214,12 +225,7 @@ impl PushArgs {
             v2s2: self.v2s2,
             force: self.force,
             dry_run: self.dry_run,
-            registry: registry::Options {
-                tls_verify: self.tls_verify,
-                authfile: self.authfile,
-                jobs: self.jobs as usize,
-                clients: Default::default(),
-            },
+            registry: self.registry.options(),
             digest_file: self.write_digest_to_file,
             policy,
             progress: pushgate::progress::wanted(self.json, self.quiet),
@@ -274,12 +280,7 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
         build: args.build,
         force: args.force,
         dry_run: args.dry_run,
-        registry: registry::Options {
-            tls_verify: args.tls_verify,
-            authfile: args.authfile,
-            jobs: args.jobs as usize,
-            clients: Default::default(),
-        },
+        registry: args.registry.options(),
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.json, args.quiet),
     };
