@@ -118,15 +118,7 @@ mod tests {
     use super::*;
 
     fn plan(verdict: Verdict) -> Plan {
-        Plan {
-            verdict,
-            reason: "r".into(),
-            blobs: vec![],
-            manifests: vec![],
-            list: false,
-            tags: vec![],
-            record: vec![],
-        }
+        Plan::nothing(verdict, "r".into())
     }
 
     #[test]

@@ -287,13 +287,8 @@ pub fn plan(
             )
         };
         return Plan {
-            verdict,
-            reason,
-            blobs: Vec::new(),
-            manifests: Vec::new(),
-            list: false,
-            tags: Vec::new(),
             record,
+            ..Plan::nothing(verdict, reason)
         };
     }
 
