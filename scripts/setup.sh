@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pushgate's demo and tests need on a fresh Debian machine:
-# the registry, skopeo and podman from Debian, and the Rust target for policies.
+# the registry, skopeo and podman from Debian (and GNU time for the benchmarks),
+# and the Rust target for policies.
 set -euo pipefail
 
 need=()
@@ -9,6 +10,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v podman >/dev/null || need+=(podman)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
+[ -x /usr/bin/time ] || need+=(time) # GNU time: max RSS in scripts/bench.sh
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
