@@ -492,3 +492,53 @@ pub fn write_authfile(dir: &Path, registry: &str, user: &str, password: &str) ->
     .expect("write auth.json");
     path
 }
+
+/// The path of a policy module built for `wasm32-wasip2`: a shipped one (`default`,
+/// `kubevirt`, `release-tags`) or a test-only one (`hostile`, `wrong-version`); `-` and
+/// `_` are interchangeable. The first call in a test process runs
+/// `scripts/build-policies.sh --tests` (quick when the modules are up to date; the script
+/// sets each workspace's CARGO_TARGET_DIR itself); a failed build panics with its output.
+pub fn policy_module(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = BUILT.get_or_init(|| {
+        let script = root.join("scripts").join("build-policies.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("--tests")
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} --tests failed ({}):\n{}{}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(message) = built {
+        panic!("{message}");
+    }
+    let file = name.replace('-', "_");
+    let workspace = match file.as_str() {
+        "default" | "kubevirt" | "release_tags" => "policies",
+        "hostile" | "wrong_version" => "tests/policies",
+        other => panic!("no policy module named {other:?}"),
+    };
+    let path = root
+        .join(workspace)
+        .join("target/wasm32-wasip2/release")
+        .join(format!("pushgate_policy_{file}.wasm"));
+    assert!(
+        path.is_file(),
+        "the policy build did not produce {}",
+        path.display()
+    );
+    path
+}

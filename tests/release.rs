@@ -1,0 +1,823 @@
+//! End-to-end behaviours of `pushgate release`: a product's containers in one run
+//! against a real `docker-registry`, one failing while the others land, reruns that
+//! finish only what is missing (also after a SIGKILL halfway), `{build}` expansion and
+//! `--build`, and config errors. What landed is confirmed with skopeo, what was written
+//! with the registry's access log.
+
+mod support;
+
+use std::fs::{self, File};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use pushgate::sample::{SampleBuild, SampleContainer, write_build};
+use support::{Registry, Request, policy_module, pushgate, skopeo_digest, skopeo_inspect_raw};
+
+const BUILD: &str = "41.20261127.1.0";
+const NEXT_BUILD: &str = "41.20261128.1.0";
+const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+const OS_KEY: &str = "base-oscontainer";
+const EXT_KEY: &str = "extensions-container";
+const KV_KEY: &str = "kubevirt";
+const OS_REPO: &str = "fcos";
+const EXT_REPO: &str = "fcos-extensions";
+const KV_REPO: &str = "fcos-kubevirt";
+const NAMES: [&str; 3] = ["oscontainer", "extensions", "kubevirt"];
+/// Upper bound on one release run, for the run that is to be killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The signal `Child::kill` sends.
+const SIGKILL: i32 = 9;
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+/// One finished `pushgate` run.
+struct Run {
+    code: i32,
+    /// The `--json` output; Null when stdout was not JSON.
+    json: Value,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn result(&self, name: &str) -> &Value {
+        let r = &self.json["results"][name];
+        assert!(r.is_object(), "no result for {name}: {self:?}");
+        r
+    }
+
+    fn outcome(&self, name: &str) -> &str {
+        self.result(name)["outcome"].as_str().unwrap_or_default()
+    }
+
+    fn list_digest(&self, name: &str) -> String {
+        self.result(name)["manifest_list_digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no list digest: {self:?}"))
+            .to_string()
+    }
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("UTF-8 path").to_string()
+}
+
+/// A TOML string literal.
+fn toml_str(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
+
+fn digest_at(reference: &str) -> String {
+    skopeo_digest(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
+}
+
+fn list_digests(reference: &str) -> Vec<String> {
+    let raw =
+        skopeo_inspect_raw(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"));
+    let list: Value = serde_json::from_slice(&raw).expect("manifest JSON");
+    list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reference} is not a list: {list}"))
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn describe(reqs: &[Request]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
+
+/// The writes of `reqs` to repository `repo_name`.
+fn writes_to(reqs: &[Request], repo_name: &str) -> Vec<Request> {
+    let prefix = format!("/v2/{repo_name}/");
+    reqs.iter()
+        .filter(|r| r.is_write() && r.path.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// A build with `ostree` and `extensions-container` on every arch and `kubevirt` on
+/// the first arch only.
+fn product_build(id: &str) -> SampleBuild {
+    let mut build = SampleBuild::small(id, &ARCHES);
+    build.containers.push(SampleContainer {
+        artifact: s(EXT_KEY),
+        arches: None,
+    });
+    build
+}
+
+/// A registry, a cosa workdir, and a release config in `WD/release/` whose policy
+/// modules are copies in `WD/release/policies/` (paths relative to the config).
+struct Product {
+    reg: Registry,
+    wd: TempDir,
+}
+
+impl Product {
+    fn new() -> Product {
+        let wd = tempfile::Builder::new()
+            .prefix("pushgate-release-test-")
+            .tempdir()
+            .unwrap();
+        write_build(wd.path(), &product_build(BUILD)).expect("write sample build");
+        let policies = wd.path().join("release").join("policies");
+        fs::create_dir_all(&policies).unwrap();
+        for (name, file) in [
+            ("release-tags", "release-tags.wasm"),
+            ("kubevirt", "kubevirt.wasm"),
+        ] {
+            fs::copy(policy_module(name), policies.join(file)).unwrap();
+        }
+        Product {
+            reg: Registry::start(),
+            wd,
+        }
+    }
+
+    fn wd(&self) -> &Path {
+        self.wd.path()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.wd().join("release").join("release.toml")
+    }
+
+    fn repo(&self, name: &str) -> String {
+        self.reg.repo(name)
+    }
+
+    /// The three containers; kubevirt requires `kubevirt_arches`.
+    fn write_config(&self, kubevirt_arches: &[&str]) {
+        let required: Vec<String> = kubevirt_arches.iter().map(|a| toml_str(a)).collect();
+        let config = format!(
+            r#"# written by tests/release.rs
+workdir = ".."
+build = "latest"
+
+[[container]]
+name = "oscontainer"
+artifact = "ostree"
+key = "{OS_KEY}"
+repo = {os_repo}
+tags = ["stable", "{{build}}"]
+policy = "policies/release-tags.wasm"
+settings = {{ immutable = ["*.*.*"], floating = ["stable"] }}
+
+[[container]]
+name = "extensions"
+artifact = "extensions-container"
+key = "{EXT_KEY}"
+repo = {ext_repo}
+tags = ["{{build}}"]
+
+[[container]]
+name = "kubevirt"
+artifact = "kubevirt"
+key = "{KV_KEY}"
+repo = {kv_repo}
+tags = ["stable", "{{build}}"]
+policy = "policies/kubevirt.wasm"
+settings = {{ required-arches = [{required}] }}
+"#,
+            os_repo = toml_str(&self.repo(OS_REPO)),
+            ext_repo = toml_str(&self.repo(EXT_REPO)),
+            kv_repo = toml_str(&self.repo(KV_REPO)),
+            required = required.join(", "),
+        );
+        fs::write(self.config(), config).unwrap();
+    }
+
+    fn args(&self, config: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            s("release"),
+            s("--config"),
+            path_str(config),
+            s("--tls-verify=false"),
+        ];
+        args.extend(extra.iter().map(|a| s(a)));
+        args
+    }
+
+    /// `pushgate release --config CONFIG --tls-verify=false EXTRA`, run from the workdir.
+    fn release_with(&self, config: &Path, extra: &[&str]) -> Run {
+        let out = pushgate()
+            .args(self.args(config, extra))
+            .current_dir(self.wd())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pushgate release");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn release(&self, extra: &[&str]) -> Run {
+        self.release_with(&self.config(), extra)
+    }
+
+    fn meta_path(&self, build: &str, arch: &str) -> PathBuf {
+        self.wd()
+            .join("builds")
+            .join(build)
+            .join(arch)
+            .join("meta.json")
+    }
+
+    fn meta(&self, build: &str, arch: &str) -> Value {
+        serde_json::from_slice(&fs::read(self.meta_path(build, arch)).unwrap()).unwrap()
+    }
+
+    fn metas(&self, build: &str) -> Vec<Vec<u8>> {
+        ARCHES
+            .iter()
+            .map(|a| fs::read(self.meta_path(build, a)).unwrap())
+            .collect()
+    }
+}
+
+/// Asserts what a landed container looks like: every tag serves `list` (per skopeo),
+/// whose entries are the digests meta.json records under `key` for `arches`, each
+/// recorded once, with that list digest.
+fn assert_landed(
+    p: &Product,
+    repo_name: &str,
+    tags: &[&str],
+    key: &str,
+    arches: &[&str],
+    list: &str,
+) {
+    let repo = p.repo(repo_name);
+    for tag in tags {
+        assert_eq!(digest_at(&format!("{repo}:{tag}")), list, "{repo}:{tag}");
+    }
+    let entries = list_digests(&format!("{repo}:{}", tags[0]));
+    assert_eq!(entries.len(), arches.len(), "{repo}: {entries:?}");
+    for (arch, digest) in arches.iter().zip(&entries) {
+        let path = p.meta_path(BUILD, arch);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches(&format!("\n    \"{key}\": ")).count(),
+            1,
+            "{key} recorded once in {}:\n{text}",
+            path.display()
+        );
+        let meta: Value = serde_json::from_str(&text).unwrap();
+        let entry = &meta[key];
+        assert_eq!(entry["image"], repo.as_str(), "{arch} {key}");
+        assert_eq!(entry["digest"], digest.as_str(), "{arch} {key}");
+        assert_eq!(entry["manifest-list-digest"], list, "{arch} {key}");
+        assert!(
+            entry.get("additional-images").is_none(),
+            "{arch} {key} recorded more than once: {entry}"
+        );
+    }
+}
+
+/// One row of the summary table: (container, decision, list digest, reason).
+fn table_rows(stdout: &str) -> Vec<(String, String, String, String)> {
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("CONTAINER"));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no summary table in:\n{stdout}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["CONTAINER", "DECISION", "LIST", "DIGEST", "REASON"],
+        "{stdout}"
+    );
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, rest) = token(l);
+            let (decision, rest) = token(rest);
+            let (digest, reason) = token(rest);
+            (s(name), s(decision), s(digest), s(reason))
+        })
+        .collect()
+}
+
+/// The first whitespace-separated token of `text`, and the rest, both trimmed.
+fn token(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.split_once(char::is_whitespace) {
+        Some((first, rest)) => (first, rest.trim()),
+        None => (text, ""),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// a release with a failing container, then a rerun after the fix
+
+#[test]
+fn release_lands_the_good_containers_when_one_fails_and_a_fixed_rerun_finishes_it() {
+    let p = Product::new();
+    // kubevirt exists on x86_64 only: requiring aarch64 fails that container
+    p.write_config(&["x86_64", "aarch64"]);
+    let pristine = p.metas(BUILD);
+
+    let first = p.release(&[]);
+    assert_eq!(first.code, 1, "one container failed: {first:?}");
+    assert!(
+        first
+            .stderr
+            .contains("1 of 3 container(s) failed: kubevirt"),
+        "{first:?}"
+    );
+    // what landed
+    let os_list = digest_at(&format!("{}:stable", p.repo(OS_REPO)));
+    let ext_list = digest_at(&format!("{}:{BUILD}", p.repo(EXT_REPO)));
+    assert_landed(&p, OS_REPO, &["stable", BUILD], OS_KEY, &ARCHES, &os_list);
+    assert_landed(&p, EXT_REPO, &[BUILD], EXT_KEY, &ARCHES, &ext_list);
+    // the failing container wrote nothing
+    let writes = p.reg.writes();
+    assert_eq!(
+        describe(&writes_to(&writes, KV_REPO)),
+        Vec::<String>::new(),
+        "the failed container wrote to the registry"
+    );
+    assert!(skopeo_inspect_raw(&format!("{}:stable", p.repo(KV_REPO)), None).is_err());
+    for arch in ARCHES {
+        assert!(p.meta(BUILD, arch).get(KV_KEY).is_none(), "{arch}");
+    }
+    assert_ne!(p.metas(BUILD), pristine);
+    // the per-container summaries and the table
+    assert!(
+        first.stdout.contains("FAILED: nothing written"),
+        "{first:?}"
+    );
+    let rows = table_rows(&first.stdout);
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        NAMES,
+        "{first:?}"
+    );
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].2.as_str()),
+        ("pushed", os_list.as_str())
+    );
+    assert_eq!(
+        (rows[1].1.as_str(), rows[1].2.as_str()),
+        ("pushed", ext_list.as_str())
+    );
+    assert_eq!(rows[2].1, "failed", "{first:?}");
+    assert!(
+        rows[2].3.contains(&format!(
+            "required arch aarch64 has no artifact in build {BUILD}"
+        )),
+        "{rows:?}"
+    );
+    for row in &rows[..2] {
+        assert!(!row.3.is_empty(), "a reason for every row: {rows:?}");
+    }
+
+    // the same release again, as JSON: the two done are up to date, kubevirt still fails
+    let metas_before = p.metas(BUILD);
+    let writes_before = p.reg.writes();
+    let again = p.release(&["--json"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(again.json["ok"], false, "{again:?}");
+    assert_eq!(again.json["containers"], json!(NAMES));
+    let results = again.json["results"].as_object().unwrap();
+    assert_eq!(results.len(), 3, "{again:?}");
+    assert_eq!(again.outcome("oscontainer"), "up-to-date", "{again:?}");
+    assert_eq!(again.list_digest("oscontainer"), os_list);
+    assert!(
+        again.result("oscontainer")["decided_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("policy release-tags "),
+        "{again:?}"
+    );
+    assert_eq!(again.outcome("extensions"), "up-to-date", "{again:?}");
+    assert_eq!(again.result("extensions")["decided_by"], "host");
+    assert_eq!(again.list_digest("extensions"), ext_list);
+    let kv = again.result("kubevirt");
+    assert_eq!(kv["outcome"], "failed", "{again:?}");
+    assert!(
+        kv["reason"]
+            .as_str()
+            .unwrap()
+            .contains("required arch aarch64 has no artifact"),
+        "{again:?}"
+    );
+    assert_eq!(kv["policy"]["name"], "kubevirt");
+    assert_eq!(
+        kv["policy"]["path"],
+        path_str(&p.wd().join("release/policies/kubevirt.wasm")).as_str(),
+        "the policy path is relative to the config file"
+    );
+    assert_eq!(p.reg.writes(), writes_before, "a rerun writes nothing");
+    assert_eq!(p.metas(BUILD), metas_before);
+
+    // fixed settings: only kubevirt is written
+    p.write_config(&["x86_64"]);
+    let before_fix = p.reg.writes().len();
+    let fixed = p.release(&["--json"]);
+    assert_eq!(fixed.code, 0, "{fixed:?}");
+    assert_eq!(fixed.json["ok"], true);
+    assert_eq!(fixed.outcome("oscontainer"), "up-to-date", "{fixed:?}");
+    assert_eq!(fixed.outcome("extensions"), "up-to-date", "{fixed:?}");
+    assert_eq!(fixed.outcome("kubevirt"), "pushed", "{fixed:?}");
+    let writes = p.reg.writes();
+    let since = &writes[before_fix..];
+    for repo in [OS_REPO, EXT_REPO] {
+        assert_eq!(
+            describe(&writes_to(since, repo)),
+            Vec::<String>::new(),
+            "{repo} was done already"
+        );
+    }
+    assert!(!writes_to(since, KV_REPO).is_empty());
+    let kv_list = fixed.list_digest("kubevirt");
+    assert_landed(
+        &p,
+        KV_REPO,
+        &["stable", BUILD],
+        KV_KEY,
+        &["x86_64"],
+        &kv_list,
+    );
+    assert!(p.meta(BUILD, "aarch64").get(KV_KEY).is_none());
+    for (arch, before) in ARCHES.iter().zip(&metas_before) {
+        let before: Value = serde_json::from_slice(before).unwrap();
+        let after = p.meta(BUILD, arch);
+        for key in [OS_KEY, EXT_KEY] {
+            assert_eq!(after[key], before[key], "{arch} {key} untouched");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SIGKILL halfway, then reruns
+
+#[test]
+fn a_release_killed_halfway_converges_on_rerun() {
+    let p = Product::new();
+    p.write_config(&["x86_64"]);
+
+    // kill the release as soon as the first container's first tag is in the access log
+    let outputs = TempDir::new().unwrap();
+    let mut child = pushgate()
+        .args(p.args(&p.config(), &["--json"]))
+        .current_dir(p.wd())
+        .stdin(Stdio::null())
+        .stdout(File::create(outputs.path().join("stdout")).unwrap())
+        .stderr(File::create(outputs.path().join("stderr")).unwrap())
+        .spawn()
+        .expect("spawn pushgate release");
+    let tag_put = |r: &Request| {
+        r.method == "PUT" && r.path == format!("/v2/{OS_REPO}/manifests/stable") && r.status < 300
+    };
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        // Each poll waits for the registry's sentinel to reach the access log.
+        if p.reg.requests().iter().any(tag_put) {
+            child.kill().expect("SIGKILL pushgate");
+            break child.wait().unwrap();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the release neither put the first tag nor exited within {RUN_TIMEOUT:?}");
+        }
+    };
+    assert_eq!(
+        status.signal(),
+        Some(SIGKILL),
+        "the release ended before the kill ({status}): {}",
+        fs::read_to_string(outputs.path().join("stderr")).unwrap_or_default()
+    );
+    let killed = p.reg.writes();
+    let killed_writes = describe(&killed);
+    // halfway: the last container (whose module compiles first) had not written yet
+    assert_eq!(
+        describe(&writes_to(&killed, KV_REPO)),
+        Vec::<String>::new(),
+        "the kill landed late; killed run wrote: {killed_writes:?}"
+    );
+
+    // the rerun finishes everything
+    let rerun = p.release(&["--json"]);
+    assert_eq!(
+        rerun.code, 0,
+        "{rerun:?}\nkilled run wrote: {killed_writes:?}"
+    );
+    assert_eq!(rerun.json["ok"], true);
+    for name in NAMES {
+        assert!(
+            ["pushed", "recorded", "up-to-date"].contains(&rerun.outcome(name)),
+            "{name}: {rerun:?}"
+        );
+    }
+    assert_eq!(rerun.outcome("kubevirt"), "pushed", "{rerun:?}");
+    assert_landed(
+        &p,
+        OS_REPO,
+        &["stable", BUILD],
+        OS_KEY,
+        &ARCHES,
+        &rerun.list_digest("oscontainer"),
+    );
+    assert_landed(
+        &p,
+        EXT_REPO,
+        &[BUILD],
+        EXT_KEY,
+        &ARCHES,
+        &rerun.list_digest("extensions"),
+    );
+    assert_landed(
+        &p,
+        KV_REPO,
+        &["stable", BUILD],
+        KV_KEY,
+        &["x86_64"],
+        &rerun.list_digest("kubevirt"),
+    );
+    // the tag that landed before the kill was not put again
+    let puts = p.reg.writes().iter().filter(|r| tag_put(r)).count();
+    assert_eq!(puts, 1, "killed run wrote: {killed_writes:?}");
+
+    // a third run: nothing to do
+    let metas_before = p.metas(BUILD);
+    let writes_before = p.reg.writes();
+    let third = p.release(&["--json"]);
+    assert_eq!(third.code, 0, "{third:?}");
+    for name in NAMES {
+        assert_eq!(third.outcome(name), "up-to-date", "{name}: {third:?}");
+        assert_eq!(third.list_digest(name), rerun.list_digest(name));
+    }
+    assert_eq!(
+        describe(&p.reg.writes()[writes_before.len()..]),
+        Vec::<String>::new()
+    );
+    assert_eq!(p.metas(BUILD), metas_before, "meta.json byte-identical");
+}
+
+// ---------------------------------------------------------------------------------------
+// {build} and --build
+
+#[test]
+fn build_placeholder_expands_to_the_resolved_build_and_build_flag_overrides_the_config() {
+    let p = Product::new();
+    write_build(p.wd(), &product_build(NEXT_BUILD)).unwrap(); // now `latest`
+    let config = p.wd().join("release.toml");
+    fs::write(
+        &config,
+        format!(
+            "workdir = \".\"\nbuild = \"{BUILD}\"\n\n[[container]]\nname = \"os\"\n\
+             artifact = \"ostree\"\nkey = \"{OS_KEY}\"\nrepo = {}\n\
+             tags = [\"{{build}}\", \"stable-{{build}}\"]\n",
+            toml_str(&p.repo(OS_REPO))
+        ),
+    )
+    .unwrap();
+    let repo = p.repo(OS_REPO);
+    let next_pristine = p.metas(NEXT_BUILD);
+
+    // the config's build
+    let first = p.release_with(&config, &["--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.outcome("os"), "pushed");
+    let stable_build = format!("stable-{BUILD}");
+    assert_eq!(
+        first.result("os")["tags"],
+        json!([BUILD, stable_build.as_str()])
+    );
+    let list = first.list_digest("os");
+    assert_landed(&p, OS_REPO, &[BUILD, &stable_build], OS_KEY, &ARCHES, &list);
+    assert_eq!(
+        p.metas(NEXT_BUILD),
+        next_pristine,
+        "the other build untouched"
+    );
+
+    // --build latest: the newest build, its id in the tags
+    let second = p.release_with(&config, &["--json", "--build", "latest"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second.outcome("os"), "pushed");
+    let stable_next = format!("stable-{NEXT_BUILD}");
+    assert_eq!(
+        second.result("os")["tags"],
+        json!([NEXT_BUILD, stable_next.as_str()])
+    );
+    let next_list = second.list_digest("os");
+    assert_ne!(next_list, list);
+    for tag in [NEXT_BUILD, stable_next.as_str()] {
+        assert_eq!(digest_at(&format!("{repo}:{tag}")), next_list, "{tag}");
+    }
+    for arch in ARCHES {
+        let meta = p.meta(NEXT_BUILD, arch);
+        assert_eq!(meta[OS_KEY]["manifest-list-digest"], next_list.as_str());
+        assert_eq!(
+            meta[OS_KEY]["tags"],
+            json!([NEXT_BUILD, stable_next.as_str()])
+        );
+    }
+    assert_eq!(
+        digest_at(&format!("{repo}:{BUILD}")),
+        list,
+        "first tags stay"
+    );
+    assert!(skopeo_inspect_raw(&format!("{repo}:latest"), None).is_err());
+
+    // --build ID of the first one: up to date
+    let writes_before = p.reg.writes();
+    let third = p.release_with(&config, &["--json", "--build", BUILD]);
+    assert_eq!(third.code, 0, "{third:?}");
+    assert_eq!(third.outcome("os"), "up-to-date", "{third:?}");
+    assert_eq!(third.list_digest("os"), list);
+    assert_eq!(p.reg.writes(), writes_before);
+}
+
+// ---------------------------------------------------------------------------------------
+// config errors
+
+#[test]
+fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_stop_the_others() {
+    let p = Product::new();
+    let dir = p.wd();
+    let repo = toml_str(&p.repo(OS_REPO));
+    let container = |name: &str| {
+        format!(
+            "[[container]]\nname = \"{name}\"\nartifact = \"ostree\"\nkey = \"{OS_KEY}\"\n\
+             repo = {repo}\ntags = [\"stable\"]\n"
+        )
+    };
+    let cases: [(&str, Option<String>, &str); 6] = [
+        (
+            "unknown-field.toml",
+            Some(format!("colour = \"blue\"\n{}", container("os"))),
+            "colour",
+        ),
+        (
+            "unknown-container-field.toml",
+            Some(format!("{}tgas = [\"x\"]\n", container("os"))),
+            "tgas",
+        ),
+        (
+            "duplicate.toml",
+            Some(format!("{}\n{}", container("os"), container("os"))),
+            "container \"os\" is defined twice",
+        ),
+        (
+            "malformed.toml",
+            Some(s("[[container]\nname = \"os\"\n")),
+            "malformed release config",
+        ),
+        (
+            "no-containers.toml",
+            Some(s("workdir = \".\"\n")),
+            "container",
+        ),
+        ("missing.toml", None, "cannot read release config"),
+    ];
+    for (file, text, needle) in cases {
+        let path = dir.join(file);
+        if let Some(text) = text {
+            fs::write(&path, text).unwrap();
+        }
+        let run = p.release_with(&path, &["--json"]);
+        assert_eq!(run.code, 1, "{file}: {run:?}");
+        assert!(
+            run.stderr.contains(&path_str(&path)),
+            "{file}: the error names the config file: {run:?}"
+        );
+        assert!(run.stderr.contains(needle), "{file}: {needle:?}: {run:?}");
+        assert!(run.stdout.trim().is_empty(), "{file}: {run:?}");
+    }
+    assert!(p.reg.writes().is_empty());
+
+    // a container whose policy module is missing is an error; the next one still runs
+    let config = dir.join("broken-policy.toml");
+    fs::write(
+        &config,
+        format!(
+            "{}policy = \"nowhere/policy.wasm\"\n\n{}",
+            container("broken").replace(&format!("key = \"{OS_KEY}\""), "key = \"broken\""),
+            container("os")
+        ),
+    )
+    .unwrap();
+    let run = p.release_with(&config, &["--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.json["ok"], false);
+    assert_eq!(run.json["containers"], json!(["broken", "os"]));
+    let broken = run.result("broken");
+    assert_eq!(broken["outcome"], "error", "{run:?}");
+    let error = broken["error"].as_str().unwrap();
+    for needle in [
+        &path_str(&dir.join("nowhere/policy.wasm")),
+        "cannot read it",
+    ] {
+        assert!(error.contains(needle), "{needle:?} in {error}");
+    }
+    assert_eq!(broken.as_object().unwrap().len(), 2, "{broken}");
+    assert_eq!(run.outcome("os"), "pushed", "{run:?}");
+    assert!(
+        run.stderr.contains("1 of 2 container(s) failed: broken"),
+        "{run:?}"
+    );
+    assert_eq!(
+        digest_at(&format!("{}:stable", p.repo(OS_REPO))),
+        run.list_digest("os")
+    );
+    for arch in ARCHES {
+        assert!(p.meta(BUILD, arch).get("broken").is_none());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// the summary table
+
+/// Where each column of a table line starts: the line's start, and every character
+/// that follows two spaces.
+fn column_starts(line: &str) -> Vec<usize> {
+    let b = line.as_bytes();
+    (0..b.len())
+        .filter(|&i| b[i] != b' ' && (i == 0 || (i >= 2 && b[i - 1] == b' ' && b[i - 2] == b' ')))
+        .collect()
+}
+
+#[test]
+fn summary_table_has_a_row_per_container_under_headers_that_line_up() {
+    let p = Product::new();
+    let config = p.wd().join("table.toml");
+    // the second container asks for kubevirt on aarch64, which lacks it: an error row
+    fs::write(
+        &config,
+        format!(
+            "[[container]]\nname = \"os\"\nartifact = \"ostree\"\nkey = \"{OS_KEY}\"\n\
+             repo = {}\ntags = [\"stable\"]\n\n\
+             [[container]]\nname = \"kubevirt-everywhere\"\nartifact = \"kubevirt\"\n\
+             key = \"{KV_KEY}\"\nrepo = {}\ntags = [\"stable\"]\narches = [\"x86_64\", \"aarch64\"]\n",
+            toml_str(&p.repo(OS_REPO)),
+            toml_str(&p.repo(KV_REPO)),
+        ),
+    )
+    .unwrap();
+    let run = p.release_with(&config, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let rows = table_rows(&run.stdout);
+    assert_eq!(rows.len(), 2, "{run:?}");
+    let os_list = digest_at(&format!("{}:stable", p.repo(OS_REPO)));
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_str()),
+        ("os", "pushed", os_list.as_str())
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2.as_str()),
+        ("kubevirt-everywhere", "error", "-")
+    );
+    assert!(rows[1].3.contains("aarch64"), "{rows:?}");
+    assert!(writes_to(&p.reg.writes(), KV_REPO).is_empty());
+
+    // every row's columns start where the header's labels do
+    let table: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("CONTAINER"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let header = column_starts(table[0]);
+    assert_eq!(header.len(), 4, "{:?}", table[0]);
+    for row in &table[1..] {
+        let starts = column_starts(row);
+        assert_eq!(
+            &starts[..4.min(starts.len())],
+            &header[..],
+            "columns do not line up:\n{}",
+            table.join("\n")
+        );
+    }
+}
