@@ -151,7 +151,9 @@ async fn run_one(
 ) -> Result<Report> {
     let policy = match (&c.policy, host) {
         (Some(path), Some(host)) => {
-            let policy = host.load(path)?;
+            let policy = host
+                .load(path)
+                .with_context(|| format!("container {}", c.name))?;
             let settings = match &c.settings {
                 Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
                 None => "{}".into(),
@@ -193,19 +195,28 @@ pub fn summary(results: &[ContainerResult]) -> String {
     let rows: Vec<[String; 4]> = results
         .iter()
         .map(|r| match &r.result {
-            Ok(rep) => [
-                r.name.clone(),
-                outcome_name(rep.outcome).to_string(),
-                rep.reason.clone(),
-                rep.manifest_list_digest
-                    .as_ref()
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ],
-            Err(e) => [r.name.clone(), "error".into(), format!("{e:#}"), "-".into()],
+            Ok(rep) => {
+                // The list digest only when the registry serves it: a failed or
+                // skipped container's desired list was never pushed.
+                let published = matches!(
+                    rep.outcome,
+                    Outcome::UpToDate | Outcome::Recorded | Outcome::Pushed
+                ) && !rep.dry_run;
+                let digest = match (&rep.manifest_list_digest, published) {
+                    (Some(d), true) => d.to_string(),
+                    _ => "-".into(),
+                };
+                [
+                    r.name.clone(),
+                    outcome_name(rep.outcome).to_string(),
+                    digest,
+                    rep.reason.clone(),
+                ]
+            }
+            Err(e) => [r.name.clone(), "error".into(), "-".into(), format!("{e:#}")],
         })
         .collect();
-    let header = ["CONTAINER", "DECISION", "REASON", "LIST DIGEST"];
+    let header = ["CONTAINER", "DECISION", "LIST DIGEST", "REASON"];
     let width = |i: usize| {
         rows.iter()
             .map(|r| r[i].chars().count())
@@ -213,15 +224,12 @@ pub fn summary(results: &[ContainerResult]) -> String {
             .max()
             .unwrap_or(0)
     };
-    let (w0, w1) = (width(0), width(1));
-    let mut out = format!(
-        "{:w0$}  {:w1$}  {}  {}\n",
-        header[0], header[1], header[3], header[2]
-    );
-    for r in &rows {
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut out = String::new();
+    for r in std::iter::once(&header.map(String::from)).chain(&rows) {
         out.push_str(&format!(
-            "{:w0$}  {:w1$}  {:71}  {}\n",
-            r[0], r[1], r[3], r[2]
+            "{:w0$}  {:w1$}  {:w2$}  {}\n",
+            r[0], r[1], r[2], r[3]
         ));
     }
     out
