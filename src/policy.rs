@@ -144,6 +144,7 @@ mod result_as_object {
 pub struct Policy {
     pub info: PolicyInfo,
     pre: bindings::PolicyModulePre<State>,
+    component: Component,
     label: String,
 }
 
@@ -360,6 +361,7 @@ impl PolicyHost {
                     .collect(),
             },
             pre,
+            component,
             label,
         };
         let meta = self.call(&policy, "metadata", |p, s| p.call_metadata(s))?.0;
@@ -389,10 +391,16 @@ impl PolicyHost {
             module: label.clone(),
             reason: e.to_string(),
         })?;
-        let component = Component::new(&self.engine, &bytes).map_err(|e| PolicyError::Invalid {
-            module: label,
-            reason: format!("{e:#} (a policy must be a component built for wasm32-wasip2)"),
-        })?;
+        let loaded = self.load(path);
+        // A module that loads was compiled already; one that does not is compiled
+        // here only to list what it exports and imports.
+        let component = match &loaded {
+            Ok(p) => p.component.clone(),
+            Err(_) => Component::new(&self.engine, &bytes).map_err(|e| PolicyError::Invalid {
+                module: label,
+                reason: format!("{e:#} (a policy must be a component built for wasm32-wasip2)"),
+            })?,
+        };
         let ty = component.component_type();
         Ok(Inspection {
             path: path.to_path_buf(),
@@ -406,10 +414,7 @@ impl PolicyHost {
                 .imports(&self.engine)
                 .map(|(n, _)| n.to_string())
                 .collect(),
-            loaded: self
-                .load(path)
-                .map(|p| p.info.clone())
-                .map_err(|e| e.to_string()),
+            loaded: loaded.map(|p| p.info.clone()).map_err(|e| e.to_string()),
         })
     }
 
