@@ -9,3 +9,4 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path policies/Cargo.toml --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+scripts/check-policies.sh

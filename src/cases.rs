@@ -347,13 +347,26 @@ pub fn diff(host: &PolicyHost, old: &Policy, new: &Policy, cases: &[LoadedCase])
         .iter()
         .filter_map(|c| {
             let (a, b) = (answer(host, old, c), answer(host, new, c));
-            (a != b).then(|| Change {
+            (comparable(&a, old) != comparable(&b, new)).then(|| Change {
                 case: c.path.display().to_string(),
                 old: a,
                 new: b,
             })
         })
         .collect()
+}
+
+/// A decision with the module's path taken out of its reason: the host's own
+/// reasons name the module file (`policy module PATH rejected the settings: ...`),
+/// and two builds of a policy sit at different paths without deciding differently.
+fn comparable(d: &Decision, policy: &Policy) -> Decision {
+    let path = policy.info.path.display().to_string();
+    let strip = |r: &str| r.replace(&path, "<module>");
+    match d {
+        Decision::Skip(r) => Decision::Skip(strip(r)),
+        Decision::Push(r) => Decision::Push(strip(r)),
+        Decision::Fail(r) => Decision::Fail(strip(r)),
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ pub fn corpus() -> Vec<(String, Facts)> {
     let mut forced_done = base(Verdict::UpToDate);
     forced_done.force = true;
     forced_done.verdict = Verdict::Push;
+    forced_done.verdict_reason = format!("the host's verdict is {:?}", Verdict::Push);
     out.push(("push --force when up to date".into(), forced_done));
     let mut dry = base(Verdict::Push);
     dry.dry_run = true;

@@ -28,7 +28,7 @@ A JSON object with one key:
       artifact for one of them fails the container.
 Unknown keys are rejected.";
 
-const SAMPLE_SETTINGS: &str = r#"{"required-arches": ["x86_64", "aarch64", "s390x", "ppc64le"]}"#;
+const SAMPLE_SETTINGS: &str = r#"{"required-arches": ["x86_64"]}"#;
 
 struct KubevirtPolicy;
 
