@@ -9,4 +9,6 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path policies/Cargo.toml --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# the policies' own rule tests, natively
+cargo test --locked --manifest-path policies/Cargo.toml
 scripts/check-policies.sh

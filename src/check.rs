@@ -254,10 +254,13 @@ fn corpus_answers(host: &PolicyHost, policy: &Policy, settings: &str, r: &mut Ch
             format!("no answer within the caps: {}", failures.join("; "))
         },
     });
+    let answered = r.answers.iter().filter(|a| a.decision.is_some()).count();
     r.findings.push(Finding {
-        ok: unstable.is_empty(),
-        what: if unstable.is_empty() {
-            "answers the same facts the same way twice".into()
+        ok: unstable.is_empty() && answered > 0,
+        what: if answered == 0 {
+            "determinism not shown: no situation was answered".into()
+        } else if unstable.is_empty() {
+            format!("answers the same facts the same way twice ({answered} situations)")
         } else {
             format!(
                 "answered differently the second time: {}",

@@ -157,6 +157,8 @@ pub struct PolicyHost {
     ticker_stop: Arc<AtomicBool>,
 }
 
+const NOT_WASM: &str = "not a WebAssembly file";
+
 /// The epoch ticks this often; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -309,7 +311,7 @@ impl PolicyHost {
             reason,
         };
         if !bytes.starts_with(b"\0asm") {
-            return Err(invalid("not a WebAssembly file".into()));
+            return Err(invalid(NOT_WASM.into()));
         }
         let component = Component::new(&self.engine, &bytes).map_err(|e| {
             invalid(format!(
@@ -391,6 +393,12 @@ impl PolicyHost {
             module: label.clone(),
             reason: e.to_string(),
         })?;
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PolicyError::Invalid {
+                module: label,
+                reason: NOT_WASM.into(),
+            });
+        }
         let loaded = self.load(path);
         // A module that loads was compiled already; one that does not is compiled
         // here only to list what it exports and imports.
