@@ -1296,12 +1296,25 @@ impl Bench {
                 std::thread::sleep(Duration::from_millis(2));
             };
             child.wait()?;
-            let present: Vec<&RawBlob> = build
-                .raw
-                .blobs
-                .iter()
-                .filter(|b| reg.has_blob(&b.hex))
-                .collect();
+            // The registry may still commit an upload whose body had fully arrived
+            // when the client died: wait until what it holds stops changing.
+            let holds = || -> Vec<&RawBlob> {
+                build
+                    .raw
+                    .blobs
+                    .iter()
+                    .filter(|b| reg.has_blob(&b.hex))
+                    .collect()
+            };
+            let mut present = holds();
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(200));
+                let now = holds();
+                if now.len() == present.len() {
+                    break;
+                }
+                present = now;
+            }
             // The kill lands a moment after the log showed half the blobs: on a
             // tiny build pushgate may have got further, even to the end.
             let rerun = match killed_after {
@@ -1602,6 +1615,8 @@ struct Machine {
     tools: Vec<String>,
     commit: String,
     date: String,
+    /// 1-minute load average when the bench started.
+    load: String,
 }
 
 impl Machine {
@@ -1662,6 +1677,7 @@ impl Machine {
                 .to_string(),
             tools,
             commit,
+            load: load_average(),
             date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
         }
     }
@@ -2079,11 +2095,13 @@ impl Bench {
         let mut md = String::new();
         md.push_str(&format!("## Results: {mode} run, {}\n\n", machine.date));
         md.push_str(&format!(
-            "- Machine: {} CPUs ({}), {} RAM, Linux {}.\n- Tools: {}; pushgate at commit {}.\n- Build: {sizes}\n- Reproduce: `{cmd}`.\n\n",
+            "- Machine: {} CPUs ({}), {} RAM, Linux {}; load average {} at the start, {} at the end (other work on the machine competes with the bench).\n- Tools: {}; pushgate at commit {}.\n- Build: {sizes}\n- Reproduce: `{cmd}`.\n\n",
             machine.cpus,
             machine.cpu_model,
             machine.memory,
             machine.kernel,
+            machine.load,
+            load_average(),
             machine.tools.join(", "),
             machine.commit
         ));
@@ -2118,6 +2136,14 @@ impl Bench {
         }
         Report { text, markdown: md }
     }
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn first_line_of(s: &str) -> String {

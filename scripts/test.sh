@@ -12,3 +12,5 @@ cargo test --all-targets --locked
 # the policies' own rule tests, natively
 cargo test --locked --manifest-path policies/Cargo.toml
 scripts/check-policies.sh
+# the benchmark as a smoke test: tiny sizes, every scenario once, no timing judged
+scripts/bench.sh --small
