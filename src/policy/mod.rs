@@ -31,6 +31,8 @@ use crate::digest::Digest;
 use crate::facts::Facts;
 use crate::plan::Verdict;
 
+mod cache;
+
 mod bindings {
     wasmtime::component::bindgen!({
         path: "wit",
@@ -313,7 +315,7 @@ impl PolicyHost {
         if !bytes.starts_with(b"\0asm") {
             return Err(invalid(NOT_WASM.into()));
         }
-        let component = Component::new(&self.engine, &bytes).map_err(|e| {
+        let component = cache::compile(&self.engine, &bytes, &sha256).map_err(|e| {
             invalid(format!(
                 "{e:#} (a policy must be a component built for wasm32-wasip2)"
             ))
