@@ -210,10 +210,6 @@ impl Repository {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     fn tag_ref(&self, tag: &str) -> Reference {
         Reference::with_tag(
             self.registry.clone(),

@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::arch::oci_arch;
 use crate::digest::Digest;
+use crate::record::write_json_atomically;
 
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -211,7 +211,7 @@ pub fn write_build(workdir: &Path, build: &SampleBuild) -> anyhow::Result<()> {
             "ostree-commit": commit.hex(),
             "images": images,
         });
-        write_json_atomically(&arch_dir.join("meta.json"), &meta)?;
+        write_json_atomically(&arch_dir.join("meta.json"), &meta, true)?;
     }
     record_build(&builds_dir.join("builds.json"), build)
 }
@@ -232,25 +232,7 @@ fn record_build(path: &Path, build: &SampleBuild) -> anyhow::Result<()> {
         .with_context(|| format!("{}: no \"builds\" array", path.display()))?;
     builds.retain(|b| b.get("id").and_then(Value::as_str) != Some(build.build_id.as_str()));
     builds.insert(0, json!({"id": build.build_id, "arches": build.arches}));
-    write_json_atomically(path, &doc)
-}
-
-/// Writes `value` with 4-space indentation, as cosa does, through a temp file and rename.
-fn write_json_atomically(path: &Path, value: &Value) -> anyhow::Result<()> {
-    let dir = parent_dir(path);
-    let mut tmp = NamedTempFile::new_in(dir)?;
-    {
-        let mut out = BufWriter::new(tmp.as_file_mut());
-        let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-        value.serialize(&mut ser)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-    }
-    readable_by_all(&tmp)?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    write_json_atomically(path, &doc, true)
 }
 
 /// Gives a temp file (created 0600) the 0644 mode that ordinary files get.

@@ -292,10 +292,6 @@ impl PolicyHost {
         })
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Loads a module: compiles it (once per content), checks it implements the
     /// contract, and reads its metadata.
     pub fn load(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
