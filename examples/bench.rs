@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use pushgate::facts::Facts;
+use pushgate::contract::Facts;
 use pushgate::policy::{Limits, PolicyHost};
-use pushgate::sample::{
+use pushgate_sample::{
     SampleBuild, SampleContainer, SampleImage, archive_file_name, write_build, write_oci_archive,
 };
 use serde_json::{Value, json};

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use pushgate::sample::{SampleBuild, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 
 /// Generate a sample cosa build with OCI archives (ostree on every arch, kubevirt
 /// on the first arch only).

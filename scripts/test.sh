@@ -7,8 +7,8 @@ scripts/setup.sh
 scripts/build-policies.sh --tests
 cargo fmt --all -- --check
 cargo fmt --manifest-path policies/Cargo.toml --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked
 # the policies' own rule tests, natively
 cargo test --locked --manifest-path policies/Cargo.toml
 scripts/check-policies.sh

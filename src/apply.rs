@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use crate::archive::OciLayout;
 use crate::digest::Digest;
 use crate::plan::{Desired, Plan};
 use crate::progress::{self, Progress};
 use crate::registry::Repository;
+use crate::sources::archive::OciLayout;
 
 /// What was uploaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,9 +6,7 @@
 
 use serde::Serialize;
 
-use crate::decide::Decision;
-use crate::facts::{ArchFact, Facts, TagFact};
-use crate::plan::Verdict;
+use crate::contract::{ArchFact, Decision, Facts, TagFact, Verdict};
 use crate::policy::{Policy, PolicyHost};
 
 /// One finding of a check.

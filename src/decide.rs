@@ -6,25 +6,16 @@
 //! `skip` writes nothing, and a module that cannot answer is a `fail` (the host
 //! fails closed).
 
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use serde::Serialize;
 
-use crate::facts::Facts;
-use crate::plan::{Plan, Verdict};
-use crate::policy::{Policy, PolicyHost};
-
-/// What to do with one container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "reason", rename_all = "kebab-case")]
-pub enum Decision {
-    /// Leave registry and meta.json untouched.
-    Skip(String),
-    /// Carry out the host plan.
-    Push(String),
-    /// Refuse the container: nothing is written, the run fails.
-    Fail(String),
-}
+use crate::contract::{Decision, Facts, Verdict};
+use crate::plan::Plan;
+use crate::policy::{Limits, Policy, PolicyHost};
 
 /// Who took the decision, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,7 +37,43 @@ pub struct PolicyChoice {
     pub settings: String,
 }
 
+/// A policy-settings argument as given on the command line: a JSON document, or
+/// `@FILE` to read one from FILE. `flag` names the argument in errors.
+pub fn read_settings_arg(arg: &str, flag: &str) -> anyhow::Result<String> {
+    match arg.strip_prefix('@') {
+        Some(file) => {
+            std::fs::read_to_string(file).with_context(|| format!("{flag}: cannot read {file}"))
+        }
+        None => Ok(arg.to_string()),
+    }
+}
+
 impl PolicyChoice {
+    /// Loads the module at `path` into `host`, to decide with `settings` (a JSON
+    /// document). Errors name the module.
+    pub fn load(host: &Arc<PolicyHost>, path: &Path, settings: String) -> anyhow::Result<Self> {
+        let policy = host.load(path)?;
+        Ok(PolicyChoice {
+            host: host.clone(),
+            policy,
+            settings,
+        })
+    }
+
+    /// A policy for a single push (`--policy`, `--policy-settings`): a host of its
+    /// own with `limits`, and settings from the argument (`None`: `{}`), which must
+    /// be a JSON document.
+    pub fn for_push(path: &Path, settings: Option<&str>, limits: Limits) -> anyhow::Result<Self> {
+        let settings = match settings {
+            None => "{}".to_string(),
+            Some(arg) => read_settings_arg(arg, "--policy-settings")?,
+        };
+        serde_json::from_str::<serde_json::Value>(&settings)
+            .context("--policy-settings: not a JSON document")?;
+        let host = Arc::new(PolicyHost::new(limits)?);
+        PolicyChoice::load(&host, path, settings)
+    }
+
     pub fn by(&self) -> String {
         format!(
             "policy {} {}",
@@ -57,16 +84,12 @@ impl PolicyChoice {
     /// Checks the settings with the module. A rejection is a `fail`.
     pub fn validate(&self) -> Result<(), Decided> {
         let (host, policy, settings) = (&self.host, &self.policy, &self.settings);
-        let res = std::thread::scope(|s| {
-            s.spawn(|| host.validate_settings(policy, settings))
-                .join()
-                .expect("policy thread")
-        });
-        res.map_err(|e| Decided {
-            decision: Decision::Fail(e.to_string()),
-            by: self.by(),
-            logs: vec![],
-        })
+        host.validate_settings(policy, settings)
+            .map_err(|e| Decided {
+                decision: Decision::Fail(e.to_string()),
+                by: self.by(),
+                logs: vec![],
+            })
     }
 }
 
@@ -93,13 +116,7 @@ pub fn decide(
         return host_default(plan);
     };
     let facts = facts();
-    // wasmtime-wasi's synchronous bindings must not run on an async worker thread.
-    let res = std::thread::scope(|s| {
-        s.spawn(|| choice.host.decide(&choice.policy, &facts))
-            .join()
-            .expect("policy thread")
-    });
-    match res {
+    match choice.host.decide(&choice.policy, &facts) {
         Ok((decision, logs)) => Decided {
             decision,
             by: choice.by(),

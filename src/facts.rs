@@ -1,53 +1,9 @@
-//! Facts: what a policy is told about one container, as plain data.
-//!
-//! This mirrors the `facts` record of the WIT contract (`wit/policy.wit`) field
-//! for field, and is what case files hold, so it is serializable. The policy host
-//! converts it to the generated bindings at the boundary.
+//! Gathering the facts a policy is told about one container, from the
+//! pipeline's plain data (the facts themselves are [`crate::contract::Facts`]).
 
-use serde::{Deserialize, Serialize};
-
-use crate::plan::{Desired, Plan, TagState, Verdict};
-use crate::record::ImageEntry;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct TagFact {
-    pub name: String,
-    pub current: Option<String>,
-    pub is_desired: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ArchFact {
-    pub arch: String,
-    pub has_key: bool,
-    pub recorded_digest: Option<String>,
-    pub desired_digest: Option<String>,
-    pub registry_digest: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Facts {
-    pub container: String,
-    pub repo: String,
-    pub tags: Vec<TagFact>,
-    pub build_id: Option<String>,
-    pub key: Option<String>,
-    pub requested_arches: Vec<String>,
-    pub present_arches: Vec<String>,
-    pub arches: Vec<ArchFact>,
-    pub desired_list_digest: Option<String>,
-    pub verdict: Verdict,
-    pub verdict_reason: String,
-    pub force: bool,
-    pub dry_run: bool,
-    /// A JSON document; `{}` when the container has no settings. Case files hold
-    /// settings beside the facts, as a JSON value, so it is not (de)serialized here.
-    #[serde(skip)]
-    pub settings: String,
-}
+use crate::contract::{ArchFact, Facts, TagFact};
+use crate::meta::ImageEntry;
+use crate::plan::{Desired, Plan, TagState};
 
 /// What the pipeline knows when it asks for a decision.
 pub struct Known<'a> {
@@ -68,10 +24,6 @@ pub struct Known<'a> {
     pub settings: &'a str,
 }
 
-fn newest(e: &ImageEntry) -> &ImageEntry {
-    e.additional_images.last().unwrap_or(e)
-}
-
 /// Builds the facts from the pipeline's plain data.
 pub fn gather(k: &Known<'_>) -> Facts {
     let recorded_of = |arch: &str| {
@@ -79,14 +31,19 @@ pub fn gather(k: &Known<'_>) -> Facts {
             .iter()
             .find(|(a, _)| a == arch)
             .and_then(|(_, e)| e.as_ref())
-            .map(newest)
+            .map(ImageEntry::newest)
     };
     let desired_list = match k.desired {
         Some(d) => Some(d.list_digest.to_string()),
         None => k
             .recorded
             .iter()
-            .find_map(|(_, e)| e.as_ref().map(newest)?.manifest_list_digest.as_ref())
+            .find_map(|(_, e)| {
+                e.as_ref()
+                    .map(ImageEntry::newest)?
+                    .manifest_list_digest
+                    .as_ref()
+            })
             .map(|d| d.to_string()),
     };
     // The per-arch digests the first tag's list holds now, matched by platform.

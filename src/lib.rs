@@ -8,31 +8,33 @@
 //! ```
 //!
 //! * [`sources`] resolves what should be published (a cosa build's archives, or
-//!   `--image` sources) and reads it: [`cosa`] owns the workdir files, [`archive`]
-//!   reads OCI archives and layouts without extracting them, [`manifest`] turns
-//!   them into the exact manifest bytes to publish.
+//!   `--image` sources) and reads it without extracting anything; [`manifest`]
+//!   turns it into the exact manifest bytes to publish.
 //! * [`observe`] reads remote state (every tag, every blob and manifest) through
 //!   [`registry`], the only module that speaks the distribution protocol.
 //! * [`plan`] is pure: desired state + observed state → host verdict.
 //! * [`decide`] is where the host verdict, or a WASM policy given the [`facts`],
-//!   decides skip / push / fail; [`policy`] runs those modules sandboxed.
+//!   decides skip / push / fail; the data crossing that boundary is the
+//!   [`contract`], and [`policy`] runs the modules sandboxed.
 //! * [`apply`] uploads exactly what the plan says is missing.
-//! * [`record`] writes meta.json (under cosa's lock, atomically) and the digest file.
+//! * [`record`] writes meta.json (under cosa's lock, atomically) and the digest
+//!   file; [`meta`] holds the entry schema and the merge rules it follows.
 //!
-//! [`push`] strings the stages together for one container; the binary in
-//! `main.rs` only parses arguments and prints the [`report`].
+//! [`push`] strings the stages together for one container, [`release`] runs
+//! them for a product's containers; the binary only parses arguments and prints
+//! the [`report`]. [`cases`], [`check`] and [`scaffold`] are the policy authoring
+//! tools.
 
 pub mod apply;
 pub mod arch;
-pub mod archive;
-pub mod auth;
 pub mod cases;
 pub mod check;
-pub mod cosa;
+pub mod contract;
 pub mod decide;
 pub mod digest;
 pub mod facts;
 pub mod manifest;
+pub mod meta;
 pub mod observe;
 pub mod plan;
 pub mod policy;
@@ -42,6 +44,5 @@ pub mod record;
 pub mod registry;
 pub mod release;
 pub mod report;
-pub mod sample;
 pub mod scaffold;
 pub mod sources;

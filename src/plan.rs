@@ -12,11 +12,10 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
+use crate::contract::Verdict;
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, OCI_MANIFEST, Remote};
-use crate::record::ImageEntry;
+use crate::meta::ImageEntry;
 use crate::sources::SourceImage;
 
 /// One per-arch manifest as it will be published.
@@ -113,18 +112,6 @@ pub struct Presence {
     pub manifests: BTreeSet<Digest>,
 }
 
-/// The host's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// Registry and meta.json already hold the desired state.
-    UpToDate,
-    /// The registry holds it; meta.json must be written.
-    RecordOnly,
-    /// Something must be uploaded (then recorded).
-    Push,
-}
-
 /// The host plan: the verdict, why, and exactly what is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -159,11 +146,6 @@ impl Plan {
     }
 }
 
-/// The newest entry of a key: the last `additional-images` entry, or the entry itself.
-fn newest(entry: &ImageEntry) -> &ImageEntry {
-    entry.additional_images.last().unwrap_or(entry)
-}
-
 /// The quick check, from meta.json and tags alone. `Ok(reason)` means up to date;
 /// `Err(reason)` says why the archives must be read and a full plan made.
 pub fn check_recorded(
@@ -184,7 +166,7 @@ pub fn check_recorded(
         let Some(entry) = entry else {
             return Err(format!("meta.json for {arch} has no entry yet"));
         };
-        let e = newest(entry);
+        let e = entry.newest();
         if e.image != repo {
             return Err(format!(
                 "meta.json for {arch} records {} rather than {repo}",

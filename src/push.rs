@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-use crate::decide::{self, Decision, PolicyChoice};
-use crate::facts::{self, Facts, Known};
-use crate::plan::{self, Desired, Plan, TagState, Verdict};
-use crate::record::{self, ImageEntry, RecordChange};
+use crate::contract::{Decision, Facts, Verdict};
+use crate::decide::{self, PolicyChoice};
+use crate::facts::{self, Known};
+use crate::meta::{ImageEntry, RecordChange};
+use crate::plan::{self, Desired, Plan, TagState};
+use crate::record;
 use crate::registry::{self, Repository};
 use crate::report::{Outcome, Report};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};

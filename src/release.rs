@@ -122,7 +122,7 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     let build = opts.build.clone().unwrap_or_else(|| cfg.build.clone());
     // Resolve `latest` once, so every container publishes the same build even if
     // a new build lands mid-run.
-    let build = crate::cosa::Workdir::new(&cfg.workdir)
+    let build = crate::sources::cosa::Workdir::new(&cfg.workdir)
         .resolve_build(&build)?
         .id;
     let needs_host = cfg.containers.iter().any(|c| c.policy.is_some());
@@ -151,18 +151,14 @@ async fn run_one(
 ) -> Result<Report> {
     let policy = match (&c.policy, host) {
         (Some(path), Some(host)) => {
-            let policy = host
-                .load(path)
-                .with_context(|| format!("container {}", c.name))?;
             let settings = match &c.settings {
                 Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
                 None => "{}".into(),
             };
-            Some(PolicyChoice {
-                host: host.clone(),
-                policy,
-                settings,
-            })
+            Some(
+                PolicyChoice::load(host, path, settings)
+                    .with_context(|| format!("container {}", c.name))?,
+            )
         }
         _ => None,
     };

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::decide::{Decided, Decision};
+use crate::contract::Verdict;
+use crate::decide::Decided;
 use crate::digest::Digest;
-use crate::plan::{Desired, Plan, Verdict};
-use crate::record::ImageEntry;
+use crate::meta::ImageEntry;
+use crate::plan::{Desired, Plan};
 
 /// What happened to the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,9 +145,7 @@ impl Report {
 
     pub fn finish_decided(&mut self, outcome: Outcome, decided: &Decided) {
         self.outcome = outcome;
-        self.reason = match &decided.decision {
-            Decision::Skip(r) | Decision::Push(r) | Decision::Fail(r) => r.clone(),
-        };
+        self.reason = decided.decision.reason().to_string();
         self.decided_by = decided.by.clone();
         self.policy_logs = decided.logs.clone();
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use pushgate::sample::{SampleBuild, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 use serde_json::Value;
 use support::{Registry, pushgate, skopeo_inspect_raw, write_authfile};
 

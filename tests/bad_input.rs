@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use pushgate::sample::{SampleBuild, SampleImage, archive_file_name, write_build};
+use pushgate_sample::{SampleBuild, SampleImage, archive_file_name, write_build};
 use serde_json::Value;
 use support::{Registry, pushgate};
 
@@ -292,7 +292,7 @@ fn archive_without_index_json_is_refused() {
 fn archive_filed_under_the_wrong_arch_is_refused() {
     let mut c = Case::new();
     let archive = c.archive("ostree", "x86_64");
-    pushgate::sample::write_oci_archive(
+    pushgate_sample::write_oci_archive(
         &archive,
         &SampleImage {
             oci_arch: "arm64".into(),

@@ -35,7 +35,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushgate::sample::{SampleBuild, SampleContainer, write_build};
+use pushgate_sample::{SampleBuild, SampleContainer, write_build};
 use serde_json::{Value, json};
 use support::{Registry, pushgate, sha256_digest, skopeo_digest, skopeo_inspect_raw};
 use tempfile::TempDir;

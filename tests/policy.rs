@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use pushgate::sample::{SampleBuild, SampleImage, write_build, write_oci_archive};
-use support::{
-    Registry, Request, policy_module, pushgate, sha256_digest, skopeo_digest, skopeo_inspect_raw,
-};
+use pushgate_sample::{SampleBuild, SampleImage, write_build, write_oci_archive};
+use support::run::{Run, describe, digest_at, list_digests, path_str, raw_json, run_in, s, strs};
+use support::{Registry, Request, policy_module, sha256_digest, skopeo_inspect_raw};
 
 const BUILD: &str = "41.20261127.1.0";
 const NEXT_BUILD: &str = "41.20261128.1.0";
@@ -27,76 +26,16 @@ const REPO_NAME: &str = "fcos";
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// One finished `pushgate` run.
-struct Run {
-    code: i32,
-    /// The `--json` report; Null when stdout held none (an error before any report).
-    json: Value,
-    stdout: String,
-    stderr: String,
+trait Echo {
+    fn echoed_facts(&self) -> Value;
 }
 
-impl Run {
-    fn outcome(&self) -> &str {
-        self.json["outcome"].as_str().unwrap_or_default()
-    }
-
-    fn reason(&self) -> &str {
-        self.json["reason"].as_str().unwrap_or_default()
-    }
-
-    fn decided_by(&self) -> &str {
-        self.json["decided_by"].as_str().unwrap_or_default()
-    }
-
-    /// Everything about the run, for assertion messages.
-    fn context(&self) -> String {
-        format!(
-            "exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-
-    /// Asserts exit 0 and returns the report.
-    fn ok(&self) -> &Value {
-        assert_eq!(self.code, 0, "pushgate failed: {}", self.context());
-        assert!(self.json.is_object(), "no JSON report: {}", self.context());
-        &self.json
-    }
-
+impl Echo for Run {
     /// The facts a `{"mode": "echo"}` module dumped as its reason.
     fn echoed_facts(&self) -> Value {
         serde_json::from_str(self.reason())
             .unwrap_or_else(|e| panic!("the reason is not an echo of the facts ({e}): {self:?}"))
     }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.context())
-    }
-}
-
-fn run_in(dir: &Path, args: &[String]) -> Run {
-    let out = pushgate()
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run pushgate");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn s(v: &str) -> String {
-    v.to_string()
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("UTF-8 path").to_string()
 }
 
 /// `--policy MODULE --policy-settings SETTINGS`.
@@ -120,33 +59,6 @@ fn hostile(mode: &str) -> String {
     json!({ "mode": mode }).to_string()
 }
 
-fn digest_at(reference: &str) -> String {
-    skopeo_digest(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
-}
-
-fn raw_json(reference: &str) -> Value {
-    let raw =
-        skopeo_inspect_raw(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"));
-    serde_json::from_slice(&raw).expect("manifest JSON")
-}
-
-fn list_digests(list: &Value) -> Vec<String> {
-    list["manifests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The per-arch digests of a report, in order.
 fn report_digests(report: &Value) -> Vec<String> {
     report["digests"]
@@ -154,12 +66,6 @@ fn report_digests(report: &Value) -> Vec<String> {
         .unwrap_or_else(|| panic!("no digests in {report}"))
         .values()
         .map(|d| d.as_str().unwrap().to_string())
-        .collect()
-}
-
-fn describe(reqs: &[Request]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
         .collect()
 }
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use pushgate::sample::{SampleBuild, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 use support::{Registry, policy_module, pushgate, sha256_digest, skopeo_digest};
 
 const SHIPPED: [&str; 3] = ["default", "kubevirt", "release-tags"];

@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use pushgate::sample::{SampleBuild, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 use support::{Registry, pushgate};
 
 fn build(dir: &Path) {

@@ -13,11 +13,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use pushgate::sample::{
+use pushgate_sample::{
     SampleBuild, SampleImage, archive_file_name, write_build, write_oci_archive,
     write_oci_layout_dir,
 };
-use support::{Registry, Request, pushgate, sha256_digest, skopeo_digest, skopeo_inspect_raw};
+use support::run::{Run, describe, digest_at, list_digests, raw_json, run, s, strs};
+use support::{Registry, Request, sha256_digest, skopeo_inspect_raw};
 
 const REPO_NAME: &str = "fcos";
 const KEY: &str = "base-oscontainer";
@@ -30,43 +31,6 @@ const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 // ---------------------------------------------------------------------------------------
 // helpers
-
-/// One finished `pushgate` run.
-struct Run {
-    code: i32,
-    /// The `--json` report (Null when stdout was not JSON, e.g. on failure).
-    json: Value,
-    stderr: String,
-}
-
-impl Run {
-    fn outcome(&self) -> &str {
-        self.json["outcome"].as_str().unwrap_or_default()
-    }
-
-    /// Asserts exit 0 and returns the report.
-    fn ok(&self) -> &Value {
-        assert_eq!(
-            self.code, 0,
-            "pushgate failed: {}\nstdout json: {}",
-            self.stderr, self.json
-        );
-        &self.json
-    }
-}
-
-fn run(args: &[String]) -> Run {
-    let out = pushgate().args(args).output().expect("run pushgate");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn s(v: &str) -> String {
-    v.to_string()
-}
 
 /// `push --repo REPO --tag T... --tls-verify=false --json`, then `extra`.
 fn base_args(repo: &str, tags: &[&str], extra: &[String]) -> Vec<String> {
@@ -220,14 +184,6 @@ fn raw(reference: &str) -> Vec<u8> {
     skopeo_inspect_raw(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
 }
 
-fn raw_json(reference: &str) -> Value {
-    serde_json::from_slice(&raw(reference)).expect("manifest JSON")
-}
-
-fn digest_at(reference: &str) -> String {
-    skopeo_digest(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
-}
-
 /// Requests after the first `from` of `all`.
 fn since(all: &[Request], from: usize) -> Vec<Request> {
     all[from..].to_vec()
@@ -244,12 +200,6 @@ fn manifest_puts(reqs: &[Request], repo_name: &str, reference: &str) -> usize {
     reqs.iter()
         .filter(|r| r.method == "PUT" && r.path == path)
         .count()
-}
-
-fn describe(reqs: &[Request]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
-        .collect()
 }
 
 /// (os, architecture, variant) of an index entry.
@@ -272,15 +222,6 @@ fn expected_platform(arch: &str) -> (String, String, Option<String>) {
     }
 }
 
-fn list_digests(list: &Value) -> Vec<String> {
-    list["manifests"]
-        .as_array()
-        .expect("list manifests")
-        .iter()
-        .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The newest entry recorded under `key`: the last of `additional-images`, or the
 /// entry itself.
 fn latest_entry<'a>(meta: &'a Value, key: &str) -> &'a Value {
@@ -290,14 +231,6 @@ fn latest_entry<'a>(meta: &'a Value, key: &str) -> &'a Value {
         .and_then(Value::as_array)
         .and_then(|a| a.last())
         .unwrap_or(entry)
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not an array: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
 }
 
 fn workdir() -> TempDir {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use pushgate::sample::{SampleBuild, SampleContainer, write_build};
-use support::{Registry, Request, policy_module, pushgate, skopeo_digest, skopeo_inspect_raw};
+use pushgate_sample::{SampleBuild, SampleContainer, write_build};
+use support::run::{Run, describe, digest_at, path_str, s};
+use support::{Registry, Request, policy_module, pushgate, skopeo_inspect_raw};
 
 const BUILD: &str = "41.20261127.1.0";
 const NEXT_BUILD: &str = "41.20261128.1.0";
@@ -36,33 +37,20 @@ const SIGKILL: i32 = 9;
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// One finished `pushgate` run.
-struct Run {
-    code: i32,
-    /// The `--json` output; Null when stdout was not JSON.
-    json: Value,
-    stdout: String,
-    stderr: String,
+trait ReleaseRun {
+    fn result(&self, name: &str) -> &Value;
+    fn outcome_of(&self, name: &str) -> &str;
+    fn list_digest(&self, name: &str) -> String;
 }
 
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\nstdout: {}\nstderr: {}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
+impl ReleaseRun for Run {
     fn result(&self, name: &str) -> &Value {
         let r = &self.json["results"][name];
         assert!(r.is_object(), "no result for {name}: {self:?}");
         r
     }
 
-    fn outcome(&self, name: &str) -> &str {
+    fn outcome_of(&self, name: &str) -> &str {
         self.result(name)["outcome"].as_str().unwrap_or_default()
     }
 
@@ -74,21 +62,9 @@ impl Run {
     }
 }
 
-fn s(v: &str) -> String {
-    v.to_string()
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_str().expect("UTF-8 path").to_string()
-}
-
 /// A TOML string literal.
 fn toml_str(v: &str) -> String {
     toml::Value::String(v.to_string()).to_string()
-}
-
-fn digest_at(reference: &str) -> String {
-    skopeo_digest(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
 }
 
 fn list_digests(reference: &str) -> Vec<String> {
@@ -100,12 +76,6 @@ fn list_digests(reference: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("{reference} is not a list: {list}"))
         .iter()
         .map(|m| m["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn describe(reqs: &[Request]) -> Vec<String> {
-    reqs.iter()
-        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
         .collect()
 }
 
@@ -223,18 +193,12 @@ settings = {{ required-arches = [{required}] }}
 
     /// `pushgate release --config CONFIG --tls-verify=false EXTRA`, run from the workdir.
     fn release_with(&self, config: &Path, extra: &[&str]) -> Run {
-        let out = pushgate()
-            .args(self.args(config, extra))
-            .current_dir(self.wd())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pushgate release");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(
+            pushgate()
+                .args(self.args(config, extra))
+                .current_dir(self.wd())
+                .stdin(Stdio::null()),
+        )
     }
 
     fn release(&self, extra: &[&str]) -> Run {
@@ -406,7 +370,7 @@ fn release_lands_the_good_containers_when_one_fails_and_a_fixed_rerun_finishes_i
     assert_eq!(again.json["containers"], json!(NAMES));
     let results = again.json["results"].as_object().unwrap();
     assert_eq!(results.len(), 3, "{again:?}");
-    assert_eq!(again.outcome("oscontainer"), "up-to-date", "{again:?}");
+    assert_eq!(again.outcome_of("oscontainer"), "up-to-date", "{again:?}");
     assert_eq!(again.list_digest("oscontainer"), os_list);
     assert!(
         again.result("oscontainer")["decided_by"]
@@ -415,7 +379,7 @@ fn release_lands_the_good_containers_when_one_fails_and_a_fixed_rerun_finishes_i
             .starts_with("policy release-tags "),
         "{again:?}"
     );
-    assert_eq!(again.outcome("extensions"), "up-to-date", "{again:?}");
+    assert_eq!(again.outcome_of("extensions"), "up-to-date", "{again:?}");
     assert_eq!(again.result("extensions")["decided_by"], "host");
     assert_eq!(again.list_digest("extensions"), ext_list);
     let kv = again.result("kubevirt");
@@ -442,9 +406,9 @@ fn release_lands_the_good_containers_when_one_fails_and_a_fixed_rerun_finishes_i
     let fixed = p.release(&["--json"]);
     assert_eq!(fixed.code, 0, "{fixed:?}");
     assert_eq!(fixed.json["ok"], true);
-    assert_eq!(fixed.outcome("oscontainer"), "up-to-date", "{fixed:?}");
-    assert_eq!(fixed.outcome("extensions"), "up-to-date", "{fixed:?}");
-    assert_eq!(fixed.outcome("kubevirt"), "pushed", "{fixed:?}");
+    assert_eq!(fixed.outcome_of("oscontainer"), "up-to-date", "{fixed:?}");
+    assert_eq!(fixed.outcome_of("extensions"), "up-to-date", "{fixed:?}");
+    assert_eq!(fixed.outcome_of("kubevirt"), "pushed", "{fixed:?}");
     let writes = p.reg.writes();
     let since = &writes[before_fix..];
     for repo in [OS_REPO, EXT_REPO] {
@@ -535,11 +499,11 @@ fn a_release_killed_halfway_converges_on_rerun() {
     assert_eq!(rerun.json["ok"], true);
     for name in NAMES {
         assert!(
-            ["pushed", "recorded", "up-to-date"].contains(&rerun.outcome(name)),
+            ["pushed", "recorded", "up-to-date"].contains(&rerun.outcome_of(name)),
             "{name}: {rerun:?}"
         );
     }
-    assert_eq!(rerun.outcome("kubevirt"), "pushed", "{rerun:?}");
+    assert_eq!(rerun.outcome_of("kubevirt"), "pushed", "{rerun:?}");
     assert_landed(
         &p,
         OS_REPO,
@@ -574,7 +538,7 @@ fn a_release_killed_halfway_converges_on_rerun() {
     let third = p.release(&["--json"]);
     assert_eq!(third.code, 0, "{third:?}");
     for name in NAMES {
-        assert_eq!(third.outcome(name), "up-to-date", "{name}: {third:?}");
+        assert_eq!(third.outcome_of(name), "up-to-date", "{name}: {third:?}");
         assert_eq!(third.list_digest(name), rerun.list_digest(name));
     }
     assert_eq!(
@@ -608,7 +572,7 @@ fn build_placeholder_expands_to_the_resolved_build_and_build_flag_overrides_the_
     // the config's build
     let first = p.release_with(&config, &["--json"]);
     assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(first.outcome("os"), "pushed");
+    assert_eq!(first.outcome_of("os"), "pushed");
     let stable_build = format!("stable-{BUILD}");
     assert_eq!(
         first.result("os")["tags"],
@@ -625,7 +589,7 @@ fn build_placeholder_expands_to_the_resolved_build_and_build_flag_overrides_the_
     // --build latest: the newest build, its id in the tags
     let second = p.release_with(&config, &["--json", "--build", "latest"]);
     assert_eq!(second.code, 0, "{second:?}");
-    assert_eq!(second.outcome("os"), "pushed");
+    assert_eq!(second.outcome_of("os"), "pushed");
     let stable_next = format!("stable-{NEXT_BUILD}");
     assert_eq!(
         second.result("os")["tags"],
@@ -655,7 +619,7 @@ fn build_placeholder_expands_to_the_resolved_build_and_build_flag_overrides_the_
     let writes_before = p.reg.writes();
     let third = p.release_with(&config, &["--json", "--build", BUILD]);
     assert_eq!(third.code, 0, "{third:?}");
-    assert_eq!(third.outcome("os"), "up-to-date", "{third:?}");
+    assert_eq!(third.outcome_of("os"), "up-to-date", "{third:?}");
     assert_eq!(third.list_digest("os"), list);
     assert_eq!(p.reg.writes(), writes_before);
 }
@@ -743,7 +707,7 @@ fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_sto
         assert!(error.contains(needle), "{needle:?} in {error}");
     }
     assert_eq!(broken.as_object().unwrap().len(), 2, "{broken}");
-    assert_eq!(run.outcome("os"), "pushed", "{run:?}");
+    assert_eq!(run.outcome_of("os"), "pushed", "{run:?}");
     assert!(
         run.stderr.contains("1 of 2 container(s) failed: broken"),
         "{run:?}"

@@ -47,13 +47,8 @@ fn private(dir: &Path) -> bool {
         .is_ok_and(|m| m.is_dir() && m.uid() == euid() && m.permissions().mode() & 0o077 == 0)
 }
 
-unsafe extern "C" {
-    fn geteuid() -> u32;
-}
-
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// The file a module's compiled form lives in, for this engine.

@@ -19,6 +19,8 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+pub mod run;
+
 /// How long a registry may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the access log may take to show the sentinel request.

@@ -7,11 +7,8 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use std::sync::Arc;
-
-use anyhow::Context;
 use pushgate::decide::PolicyChoice;
-use pushgate::policy::{Limits, PolicyHost};
+use pushgate::policy::Limits;
 use pushgate::push::{PushRequest, push};
 use pushgate::registry;
 use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
@@ -181,25 +178,11 @@ impl PushArgs {
     pub(crate) fn request(self) -> anyhow::Result<PushRequest> {
         let policy = match &self.policy {
             None => None,
-            Some(path) => {
-                let settings = match self.policy_settings.as_deref() {
-                    None => "{}".to_string(),
-                    Some(s) => match s.strip_prefix('@') {
-                        Some(file) => std::fs::read_to_string(file)
-                            .with_context(|| format!("--policy-settings: cannot read {file}"))?,
-                        None => s.to_string(),
-                    },
-                };
-                serde_json::from_str::<serde_json::Value>(&settings)
-                    .context("--policy-settings: not a JSON document")?;
-                let host = Arc::new(PolicyHost::new(self.limits.limits())?);
-                let policy = host.load(path)?;
-                Some(PolicyChoice {
-                    host,
-                    policy,
-                    settings,
-                })
-            }
+            Some(path) => Some(PolicyChoice::for_push(
+                path,
+                self.policy_settings.as_deref(),
+                self.limits.limits(),
+            )?),
         };
         let container = self
             .metajsonname

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use pushgate::cases::{self, Kind};
-use pushgate::decide::Decision;
+use pushgate::contract::Decision;
 use pushgate::policy::{Limits, PolicyHost};
 
 use crate::{PolicyLimitArgs, PushArgs};
@@ -152,20 +152,11 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     Ok(exit(ok))
 }
 
-fn read_settings(s: &str, flag: &str) -> Result<String> {
-    match s.strip_prefix('@') {
-        Some(file) => {
-            std::fs::read_to_string(file).with_context(|| format!("{flag}: cannot read {file}"))
-        }
-        None => Ok(s.to_string()),
-    }
-}
-
 fn check(a: CheckArgs) -> Result<ExitCode> {
     let settings = a
         .settings
         .as_deref()
-        .map(|s| read_settings(s, "--settings"))
+        .map(|s| pushgate::decide::read_settings_arg(s, "--settings"))
         .transpose()?;
     let host = host(&a.limits)?;
     let report = pushgate::check::check(&host, &a.module, settings.as_deref());
@@ -181,12 +172,7 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
 }
 
 fn describe(d: &Decision) -> String {
-    let (kind, reason) = match d {
-        Decision::Skip(r) => (Kind::Skip, r),
-        Decision::Push(r) => (Kind::Push, r),
-        Decision::Fail(r) => (Kind::Fail, r),
-    };
-    format!("{}: {reason}", kind.name())
+    format!("{}: {}", d.kind(), d.reason())
 }
 
 fn diff(a: DiffArgs) -> Result<ExitCode> {

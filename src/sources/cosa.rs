@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::digest::Digest;
-use crate::record::ImageEntry;
+use crate::meta::ImageEntry;
 
 /// `builds/builds.json`.
 #[derive(Debug, Clone, Deserialize)]

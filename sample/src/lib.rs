@@ -21,13 +21,11 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::arch::oci_arch;
-use crate::digest::Digest;
-use crate::record::write_json_atomically;
+use pushgate::arch::oci_arch;
+use pushgate::digest::Digest;
+use pushgate::manifest::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use pushgate::record::write_json_atomically;
 
-const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MEDIA_TYPE_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const VERSION_ANNOTATION: &str = "org.opencontainers.image.version";
@@ -248,20 +246,17 @@ fn readable_by_all(tmp: &NamedTempFile) -> io::Result<()> {
     Ok(())
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// Writes the archive at `path`, hashing the file as it is written.
 fn write_archive(path: &Path, image: &SampleImage, version: &str) -> anyhow::Result<WrittenImage> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let out = HashingWriter::new(BufWriter::new(file));
     let mut sink = TarSink {
         tar: tar::Builder::new(out),
-        tmp_dir: parent_dir(path).to_path_buf(),
+        // Layers are staged beside the archive (same filesystem, no /tmp limits).
+        tmp_dir: std::path::absolute(path)?
+            .parent()
+            .expect("an absolute file path has a parent")
+            .to_path_buf(),
     };
     sink.put_bytes("oci-layout", OCI_LAYOUT)?;
     sink.put_dir("blobs/")?;
@@ -422,8 +417,8 @@ fn write_image(
 
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": descriptor(MEDIA_TYPE_CONFIG, &config_digest, config.len() as u64),
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, &config_digest, config.len() as u64),
         "layers": layer_descriptors,
         "annotations": { VERSION_ANNOTATION: version },
     });
@@ -434,8 +429,8 @@ fn write_image(
 
     let index = json!({
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_INDEX,
-        "manifests": [descriptor(MEDIA_TYPE_MANIFEST, &manifest_digest, manifest.len() as u64)],
+        "mediaType": OCI_INDEX,
+        "manifests": [descriptor(OCI_MANIFEST, &manifest_digest, manifest.len() as u64)],
     });
     Ok(ImageBlobs {
         manifest_digest,
@@ -605,7 +600,7 @@ fn mix(seed: u64, parts: &[&[u8]]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::HashingReader;
+    use pushgate::digest::HashingReader;
     use std::collections::BTreeMap;
     use std::process::Command;
 
@@ -675,7 +670,7 @@ mod tests {
 
         let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
         assert_eq!(index["schemaVersion"], 2);
-        assert_eq!(index["mediaType"], MEDIA_TYPE_INDEX);
+        assert_eq!(index["mediaType"], OCI_INDEX);
         let manifests = index["manifests"].as_array().unwrap();
         assert_eq!(manifests.len(), 1);
         assert_eq!(manifests[0]["digest"], w.manifest_digest.as_str());
@@ -684,7 +679,7 @@ mod tests {
         assert_eq!(manifests[0]["size"], manifest_bytes.len());
 
         let manifest: Value = serde_json::from_slice(manifest_bytes).unwrap();
-        assert_eq!(manifest["mediaType"], MEDIA_TYPE_MANIFEST);
+        assert_eq!(manifest["mediaType"], OCI_MANIFEST);
         assert_eq!(manifest["config"]["digest"], w.config_digest.as_str());
         assert_eq!(manifest["annotations"][VERSION_ANNOTATION], "sample-7");
         let config: Value = serde_json::from_slice(blob(&files, &w.config_digest)).unwrap();

@@ -3,17 +3,23 @@
 //! [`resolve`] reads only builds.json and meta.json, so an up-to-date run can stop
 //! before touching any archive. [`load`] then opens the archives (verifying their
 //! sha256 against meta.json) and reads each image's manifest and config.
+//!
+//! [`cosa`] owns the workdir files (read side), [`archive`] reads OCI archives and
+//! layout directories without extracting them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
+pub mod archive;
+pub mod cosa;
+
 use crate::arch;
-use crate::archive::{Expected, OciLayout};
-use crate::cosa::{ArchMeta, Artifact, Workdir};
 use crate::manifest::{ImageConfig, ImageManifest, Platform};
-use crate::record::ImageEntry;
+use crate::meta::ImageEntry;
+use archive::{Expected, OciLayout};
+use cosa::{ArchMeta, Artifact, Workdir};
 
 /// Where the images come from, as the command line said.
 #[derive(Debug, Clone)]

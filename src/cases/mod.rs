@@ -16,16 +16,25 @@
 //! `settings`, which sits beside it; `expect.reason` is an optional regular
 //! expression the decision's reason must match.
 
+//!
+//! This module owns the format; [`run`] runs cases against a module, [`output`]
+//! renders results for people and CI, [`diff`] compares two versions of a policy.
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::decide::Decision;
-use crate::facts::Facts;
-use crate::policy::{Policy, PolicyHost};
+use crate::contract::{Decision, Facts};
+
+mod diff;
+mod output;
+mod run;
+
+pub use diff::{Change, diff};
+pub use output::{render_junit, render_text};
+pub use run::{CaseResult, answer, run_case};
 
 /// A decision kind, as cases name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,12 +60,6 @@ impl Kind {
             Kind::Push => "push",
             Kind::Fail => "fail",
         }
-    }
-}
-
-fn reason_of(d: &Decision) -> &str {
-    match d {
-        Decision::Skip(r) | Decision::Push(r) | Decision::Fail(r) => r,
     }
 }
 
@@ -194,181 +197,6 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// What a module answered for a case's facts and settings, as `push` would see it:
-/// settings rejected or a module that cannot answer is a `fail`.
-pub fn answer(host: &PolicyHost, policy: &Policy, case: &LoadedCase) -> Decision {
-    let facts = case.facts();
-    let settings = case.settings();
-    std::thread::scope(|s| {
-        s.spawn(|| match host.validate_settings(policy, &settings) {
-            Err(e) => Decision::Fail(e.to_string()),
-            Ok(()) => match host.decide(policy, &facts) {
-                Ok((d, _logs)) => d,
-                Err(e) => Decision::Fail(e.to_string()),
-            },
-        })
-        .join()
-        .expect("policy thread")
-    })
-}
-
-/// The result of one case.
-#[derive(Debug, Clone, Serialize)]
-pub struct CaseResult {
-    pub case: String,
-    pub passed: bool,
-    pub expected: Expect,
-    pub actual: Decision,
-    /// What differs, for a failed case.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub difference: Option<String>,
-    #[serde(serialize_with = "millis")]
-    pub time: Duration,
-}
-
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64() * 1000.0)
-}
-
-/// Runs one case.
-pub fn run_case(host: &PolicyHost, policy: &Policy, case: &LoadedCase) -> CaseResult {
-    let start = Instant::now();
-    let actual = answer(host, policy, case);
-    let time = start.elapsed();
-    let expected = case.case.expect.clone();
-    let kind_ok = Kind::of(&actual) == expected.decision;
-    let reason_ok = case
-        .reason
-        .as_ref()
-        .is_none_or(|re| re.is_match(reason_of(&actual)));
-    let difference = (!(kind_ok && reason_ok)).then(|| {
-        let want = match &expected.reason {
-            Some(r) => format!("{} with a reason matching /{r}/", expected.decision.name()),
-            None => expected.decision.name().to_string(),
-        };
-        format!(
-            "expected {want}\n     got {}: {}",
-            Kind::of(&actual).name(),
-            reason_of(&actual)
-        )
-    });
-    CaseResult {
-        case: case.path.display().to_string(),
-        passed: difference.is_none(),
-        expected,
-        actual,
-        difference,
-        time,
-    }
-}
-
-/// `pass`/`FAIL` lines and a count, for a person.
-pub fn render_text(results: &[CaseResult]) -> String {
-    let mut out = String::new();
-    for r in results {
-        if r.passed {
-            out.push_str(&format!("pass  {}\n", r.case));
-        } else {
-            out.push_str(&format!(
-                "FAIL  {}\n      {}\n",
-                r.case,
-                r.difference.as_deref().unwrap_or("")
-            ));
-        }
-    }
-    let failed = results.iter().filter(|r| !r.passed).count();
-    out.push_str(&format!(
-        "{} passed, {} failed\n",
-        results.len() - failed,
-        failed
-    ));
-    out
-}
-
-/// JUnit XML, for CI systems: one testsuite, one testcase per case.
-pub fn render_junit(suite: &str, results: &[CaseResult]) -> String {
-    let failed = results.iter().filter(|r| !r.passed).count();
-    let total: f64 = results.iter().map(|r| r.time.as_secs_f64()).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str(&format!(
-        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{total:.3}\">\n",
-        xml(suite),
-        results.len()
-    ));
-    for r in results {
-        out.push_str(&format!(
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            xml(suite),
-            xml(&r.case),
-            r.time.as_secs_f64()
-        ));
-        match &r.difference {
-            None => out.push_str("/>\n"),
-            Some(d) => out.push_str(&format!(
-                ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>\n",
-                xml(d.lines().next().unwrap_or("")),
-                xml(d)
-            )),
-        }
-    }
-    out.push_str("</testsuite>\n");
-    out
-}
-
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters other than tab/newline are not allowed in XML 1.0.
-            c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// One case whose decision differs between two versions of a policy.
-#[derive(Debug, Clone, Serialize)]
-pub struct Change {
-    pub case: String,
-    pub old: Decision,
-    pub new: Decision,
-}
-
-/// Runs both modules over every case and returns the cases whose decision (kind
-/// or reason) changed.
-pub fn diff(host: &PolicyHost, old: &Policy, new: &Policy, cases: &[LoadedCase]) -> Vec<Change> {
-    cases
-        .iter()
-        .filter_map(|c| {
-            let (a, b) = (answer(host, old, c), answer(host, new, c));
-            (comparable(&a, old) != comparable(&b, new)).then(|| Change {
-                case: c.path.display().to_string(),
-                old: a,
-                new: b,
-            })
-        })
-        .collect()
-}
-
-/// A decision with the module's path taken out of its reason: the host's own
-/// reasons name the module file (`policy module PATH rejected the settings: ...`),
-/// and two builds of a policy sit at different paths without deciding differently.
-fn comparable(d: &Decision, policy: &Policy) -> Decision {
-    let path = policy.info.path.display().to_string();
-    let strip = |r: &str| r.replace(&path, "<module>");
-    match d {
-        Decision::Skip(r) => Decision::Skip(strip(r)),
-        Decision::Push(r) => Decision::Push(strip(r)),
-        Decision::Fail(r) => Decision::Fail(strip(r)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,44 +291,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("settings"), "{e}");
-    }
-
-    #[test]
-    fn junit_escapes_and_counts() {
-        let r = CaseResult {
-            case: "a<b>&\"c\".json".into(),
-            passed: false,
-            expected: Expect {
-                decision: Kind::Push,
-                reason: None,
-            },
-            actual: Decision::Fail("x & y\u{1}".into()),
-            difference: Some("expected push\n     got fail: x & y".into()),
-            time: Duration::from_millis(2),
-        };
-        let x = render_junit("suite", &[r]);
-        assert!(x.contains("tests=\"1\" failures=\"1\""), "{x}");
-        assert!(
-            x.contains("name=\"a&lt;b&gt;&amp;&quot;c&quot;.json\""),
-            "{x}"
-        );
-        assert!(x.contains("<failure message=\"expected push\">"), "{x}");
-        assert!(!x.contains('\u{1}'));
-    }
-
-    #[test]
-    fn text_output_ends_with_the_counts() {
-        let ok = CaseResult {
-            case: "a.json".into(),
-            passed: true,
-            expected: Expect {
-                decision: Kind::Push,
-                reason: None,
-            },
-            actual: Decision::Push("r".into()),
-            difference: None,
-            time: Duration::ZERO,
-        };
-        assert!(render_text(&[ok]).ends_with("1 passed, 0 failed\n"));
     }
 }

@@ -1,0 +1,81 @@
+//! `policy inspect`: what a module file holds, even when it does not load.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::Component;
+
+use super::{NOT_WASM, PolicyError, PolicyHost, PolicyInfo};
+use crate::digest::Digest;
+
+/// What a file holds, as far as it can be read: for `policy inspect`, which must
+/// say something useful even about a module that does not load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: Digest,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    /// The loaded module's description, or why it does not load.
+    #[serde(with = "result_as_object")]
+    pub loaded: Result<PolicyInfo, String>,
+}
+
+mod result_as_object {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(
+        r: &Result<super::PolicyInfo, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        match r {
+            Ok(info) => m.serialize_entry("ok", info)?,
+            Err(e) => m.serialize_entry("error", e)?,
+        }
+        m.end()
+    }
+}
+
+impl PolicyHost {
+    /// Describes a module file: its imports and exports, and whether it loads.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, PolicyError> {
+        let label = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Unreadable {
+            module: label.clone(),
+            reason: e.to_string(),
+        })?;
+        if !bytes.starts_with(b"\0asm") {
+            return Err(PolicyError::Invalid {
+                module: label,
+                reason: NOT_WASM.into(),
+            });
+        }
+        let loaded = self.load(path);
+        // A module that loads was compiled already; one that does not is compiled
+        // here only to list what it exports and imports.
+        let component = match &loaded {
+            Ok(p) => p.component.clone(),
+            Err(_) => Component::new(&self.engine, &bytes).map_err(|e| PolicyError::Invalid {
+                module: label,
+                reason: format!("{e:#} (a policy must be a component built for wasm32-wasip2)"),
+            })?,
+        };
+        let ty = component.component_type();
+        Ok(Inspection {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            sha256: Digest::of(&bytes),
+            exports: ty
+                .exports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            imports: ty
+                .imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            loaded: loaded.map(|p| p.info.clone()).map_err(|e| e.to_string()),
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! Loading a module: compiled once per content (in memory, and on disk through
+//! [`super::cache`]), checked against the contract, and asked for its metadata.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::bindings;
+use super::{CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache};
+use crate::digest::Digest;
+
+impl PolicyHost {
+    /// Loads a module: compiles it (once per content), checks it implements the
+    /// contract, and reads its metadata.
+    pub fn load(&self, path: &Path) -> Result<Arc<Policy>, PolicyError> {
+        let label = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Unreadable {
+            module: label.clone(),
+            reason: e.to_string(),
+        })?;
+        let sha256 = Digest::of(&bytes);
+        if let Some(p) = self.cache.lock().expect("policy cache").get(&sha256) {
+            return Ok(p.clone());
+        }
+        let invalid = |reason: String| PolicyError::Invalid {
+            module: label.clone(),
+            reason,
+        };
+        if !bytes.starts_with(b"\0asm") {
+            return Err(invalid(NOT_WASM.into()));
+        }
+        let component = cache::compile(&self.engine, &bytes, &sha256).map_err(|e| {
+            invalid(format!(
+                "{e:#} (a policy must be a component built for wasm32-wasip2)"
+            ))
+        })?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if !exports.iter().any(|e| e == CONTRACT) {
+            let reason = match exports
+                .iter()
+                .find(|e| e.starts_with("pushgate:policy/policy@"))
+            {
+                Some(other) => format!("it exports {other}, an incompatible contract version"),
+                None => format!("it exports [{}]", exports.join(", ")),
+            };
+            return Err(PolicyError::Contract {
+                module: label,
+                reason,
+            });
+        }
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| invalid(format!("it needs an import the host does not offer: {e:#}")))?;
+        let pre =
+            bindings::PolicyModulePre::new(instance_pre).map_err(|e| PolicyError::Contract {
+                module: label.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let mut policy = Policy {
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                settings_help: String::new(),
+                sample_settings: String::new(),
+                sha256: sha256.clone(),
+                path: path.to_path_buf(),
+                size: bytes.len() as u64,
+                contract: CONTRACT.to_string(),
+                imports: component
+                    .component_type()
+                    .imports(&self.engine)
+                    .map(|(name, _)| name.to_string())
+                    .collect(),
+            },
+            pre,
+            component,
+            label,
+        };
+        let meta = self.call(&policy, "metadata", |p, s| p.call_metadata(s))?.0;
+        if meta.name.trim().is_empty() {
+            return Err(PolicyError::Contract {
+                module: policy.label,
+                reason: "its metadata has an empty name".into(),
+            });
+        }
+        policy.info.name = meta.name;
+        policy.info.version = meta.version;
+        policy.info.description = meta.description;
+        policy.info.settings_help = meta.settings_help;
+        policy.info.sample_settings = meta.sample_settings;
+        let policy = Arc::new(policy);
+        self.cache
+            .lock()
+            .expect("policy cache")
+            .insert(sha256, policy.clone());
+        Ok(policy)
+    }
+}

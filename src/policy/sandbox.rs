@@ -1,0 +1,187 @@
+//! The sandbox a policy runs in: a WASI that grants nothing and varies in nothing,
+//! the caps on every call (fuel, memory, wall-clock deadline), and the engine and
+//! linker that enforce them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings;
+use super::bindings::pushgate::policy::host;
+
+/// Caps on every call into a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel per call (roughly, wasm instructions).
+    pub fuel: u64,
+    /// Linear memory per instance, in bytes.
+    pub memory: usize,
+    /// Wall-clock time per call.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    /// Far above what an honest policy needs (a `decide` takes well under a
+    /// million instructions and a few MiB), far below what would stall a release.
+    fn default() -> Limits {
+        Limits {
+            fuel: 2_000_000_000,
+            memory: 256 << 20,
+            deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The epoch ticks this often; deadlines are counted in ticks.
+const TICK: Duration = Duration::from_millis(10);
+
+pub(crate) struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: Limiter,
+    pub(crate) logs: Vec<(host::Level, String)>,
+}
+
+/// Wasmtime's store limits, remembering whether a memory growth was refused, so a
+/// trap can be told apart as "exceeded the memory cap".
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    pub(crate) memory_refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let res = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(res, Ok(true)) {
+            self.memory_refused = true;
+        }
+        res
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A log line is capped, and so is their number: a policy cannot flood the output.
+const MAX_LOG_LINES: usize = 100;
+const MAX_LOG_CHARS: usize = 1000;
+
+impl bindings::pushgate::policy::types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: host::Level, message: String) {
+        if self.logs.len() < MAX_LOG_LINES {
+            let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+            self.logs.push((level, message));
+        }
+    }
+}
+
+struct FrozenWallClock;
+impl wasmtime_wasi::HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+struct FrozenMonotonicClock;
+impl wasmtime_wasi::HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// A WASI context that grants nothing and varies in nothing.
+fn sealed_wasi() -> WasiCtx {
+    WasiCtx::builder()
+        .wall_clock(FrozenWallClock)
+        .monotonic_clock(FrozenMonotonicClock)
+        .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a; 32]))
+        .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5; 32]))
+        .insecure_random_seed(0)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+/// The engine every policy of a run is compiled for, and the linker offering
+/// them the sealed WASI and the host's log. The returned flag stops the thread
+/// that ticks the engine's epoch (the deadline clock) when set.
+pub(crate) fn engine() -> anyhow::Result<(Engine, Linker<State>, Arc<AtomicBool>)> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.cranelift_nan_canonicalization(true);
+    let engine = Engine::new(&config)?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    bindings::PolicyModule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+
+    // The deadline clock: one thread ticks the engine's epoch while the host lives.
+    let ticker_stop = Arc::new(AtomicBool::new(false));
+    let (stop, eng) = (ticker_stop.clone(), engine.clone());
+    std::thread::Builder::new()
+        .name("pushgate-policy-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                eng.increment_epoch();
+            }
+        })?;
+    Ok((engine, linker, ticker_stop))
+}
+
+/// A fresh store for one call, with its caps set.
+pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
+    let state = State {
+        wasi: sealed_wasi(),
+        table: ResourceTable::new(),
+        limits: Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limits.memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_refused: false,
+        },
+        logs: Vec::new(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_fuel(limits.fuel).expect("fuel is enabled");
+    let ticks = (limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    store
+}

@@ -1,0 +1,119 @@
+//! Running the `pushgate` binary and reading what it said, for every test file.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::{Request, skopeo_digest, skopeo_inspect_raw};
+
+/// One finished `pushgate` run.
+pub struct Run {
+    pub code: i32,
+    /// The `--json` output; Null when stdout held none (an error before any report).
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Runs `cmd` to its end.
+    pub fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().expect("run pushgate");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn outcome(&self) -> &str {
+        self.json["outcome"].as_str().unwrap_or_default()
+    }
+
+    pub fn reason(&self) -> &str {
+        self.json["reason"].as_str().unwrap_or_default()
+    }
+
+    pub fn decided_by(&self) -> &str {
+        self.json["decided_by"].as_str().unwrap_or_default()
+    }
+
+    /// Everything about the run, for assertion messages.
+    pub fn context(&self) -> String {
+        format!(
+            "exit {}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts exit 0 and returns the report.
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.code, 0, "pushgate failed: {}", self.context());
+        assert!(self.json.is_object(), "no JSON report: {}", self.context());
+        &self.json
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.context())
+    }
+}
+
+/// `pushgate ARGS`.
+pub fn run(args: &[String]) -> Run {
+    Run::of(super::pushgate().args(args))
+}
+
+/// `pushgate ARGS` in `dir`.
+pub fn run_in(dir: &Path, args: &[String]) -> Run {
+    Run::of(super::pushgate().args(args).current_dir(dir))
+}
+
+pub fn s(v: &str) -> String {
+    v.to_string()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_str().expect("UTF-8 path").to_string()
+}
+
+/// The digest `reference` serves, as skopeo sees it.
+pub fn digest_at(reference: &str) -> String {
+    skopeo_digest(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"))
+}
+
+/// The manifest `reference` serves, as skopeo reads it.
+pub fn raw_json(reference: &str) -> Value {
+    let raw =
+        skopeo_inspect_raw(reference, None).unwrap_or_else(|e| panic!("skopeo {reference}: {e}"));
+    serde_json::from_slice(&raw).expect("manifest JSON")
+}
+
+/// The digests a manifest list / index names, in order.
+pub fn list_digests(list: &Value) -> Vec<String> {
+    list["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A JSON array of strings.
+pub fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `METHOD PATH STATUS` per request, for assertion messages.
+pub fn describe(reqs: &[Request]) -> Vec<String> {
+    reqs.iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
