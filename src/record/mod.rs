@@ -22,12 +22,14 @@ mod testutil;
 
 use std::fs;
 use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::meta::{ImageEntry, RecordChange, json_type, merge_entry};
+use crate::sources::cosa::{DELAYED_MERGE, META_STAMP, pending_path};
 use atomic::{remove_dead_writers_temps, write_atomically};
 use pyjson::{number_spellings, render};
 
@@ -50,30 +52,60 @@ pub fn record_entry(
     entry: &ImageEntry,
     force: bool,
 ) -> Result<RecordChange> {
+    // cosa's lock on meta.json serialises every writer of this arch, also in
+    // delayed-merge mode, where the file written is meta.KEY.json beside it.
     let _lock = lock_meta(meta_path)?;
     remove_dead_writers_temps(meta_path);
-    let original = fs::read(meta_path)
-        .with_context(|| format!("reading meta.json at {}", meta_path.display()))?;
-    let mut doc: Value = serde_json::from_slice(&original)
-        .map_err(|e| anyhow!("malformed meta.json at {}: {e}", meta_path.display()))?;
+    let (mut original, mut doc) = read_doc(meta_path)?;
+    let mut target = meta_path.to_path_buf();
+    if doc.get(DELAYED_MERGE) == Some(&Value::Bool(true)) {
+        // Distributed builds: cosa writes meta.KEY.json (the whole document with
+        // the new key) and `cosa meta --finalize` merges it later. A pending file
+        // from an earlier run is the newest state of this key.
+        target = pending_path(meta_path, key);
+        remove_dead_writers_temps(&target);
+        if target.exists() {
+            (original, doc) = read_doc(&target)?;
+        }
+    }
     let Value::Object(map) = &mut doc else {
         bail!(
             "malformed meta.json at {}: the top level is {}, not an object",
-            meta_path.display(),
+            target.display(),
             json_type(&doc)
         );
     };
     let change = merge_entry(map, key, entry, force)
-        .map_err(|e| anyhow!("cannot record {key:?} in {}: {e}", meta_path.display()))?;
+        .map_err(|e| anyhow!("cannot record {key:?} in {}: {e}", target.display()))?;
     if change != RecordChange::Unchanged {
+        // cosa's merge keeps its in-memory copy whole when the stamp on disk is
+        // the one it loaded: a write that left the stamp alone would be lost.
+        map.insert(META_STAMP.to_string(), Value::Number(now_ns().into()));
         // Valid JSON text (it parsed), so valid UTF-8.
         let text = std::str::from_utf8(&original).unwrap_or_default();
         let bytes = render(&doc, original.ends_with(b"\n"), &number_spellings(text))
-            .with_context(|| format!("serializing {}", meta_path.display()))?;
-        write_atomically(meta_path, &bytes)
-            .with_context(|| format!("writing {}", meta_path.display()))?;
+            .with_context(|| format!("serializing {}", target.display()))?;
+        write_atomically(&target, &bytes)
+            .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(change)
+}
+
+/// The bytes of the meta.json document at `path`, and the document.
+fn read_doc(path: &Path) -> Result<(Vec<u8>, Value)> {
+    let original =
+        fs::read(path).with_context(|| format!("reading meta.json at {}", path.display()))?;
+    let doc = serde_json::from_slice(&original)
+        .map_err(|e| anyhow!("malformed meta.json at {}: {e}", path.display()))?;
+    Ok((original, doc))
+}
+
+/// Nanoseconds since the epoch, as python's `time.time_ns()`.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Writes the manifest list digest to `path` atomically, as podman's `--digestfile`
@@ -105,8 +137,9 @@ mod tests {
         let e = entry(D1, L1, &["stable", "40.20261127.3.0"]);
         let change = record_entry(&path, "base-oscontainer", &e, false).unwrap();
         assert_eq!(change, RecordChange::Set);
+        let stamp = stamp_of(&path);
         let expected = format!(
-            "{},\n    \"base-oscontainer\": {{\n        \"image\": \"quay.io/fedora/fedora-coreos\",\n        \"digest\": \"{D1}\",\n        \"manifest-list-digest\": \"{L1}\",\n        \"tags\": [\n            \"stable\",\n            \"40.20261127.3.0\"\n        ]\n    }}\n}}",
+            "{},\n    \"base-oscontainer\": {{\n        \"image\": \"quay.io/fedora/fedora-coreos\",\n        \"digest\": \"{D1}\",\n        \"manifest-list-digest\": \"{L1}\",\n        \"tags\": [\n            \"stable\",\n            \"40.20261127.3.0\"\n        ]\n    }},\n    \"coreos-assembler.meta-stamp\": {stamp}\n}}",
             META.strip_suffix("\n}").unwrap()
         );
         assert_eq!(read(&path), expected);
@@ -207,7 +240,7 @@ mod tests {
         }
         let doc: Value = serde_json::from_str(&read(&path)).unwrap();
         let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["a", "k", "z"]);
+        assert_eq!(keys, ["a", "k", "z", META_STAMP]);
         let k = doc["k"].as_object().unwrap();
         let fields: Vec<&String> = k.keys().collect();
         assert_eq!(
@@ -385,6 +418,78 @@ mod tests {
             assert_eq!(t.join().unwrap(), RecordChange::Set);
         }
         let doc: Value = serde_json::from_str(&read(&path)).unwrap();
-        assert_eq!(doc.as_object().unwrap().len(), 8);
+        // eight keys and the meta-stamp
+        assert_eq!(doc.as_object().unwrap().len(), 9);
+    }
+
+    fn stamp_of(path: &Path) -> u64 {
+        let doc: Value = serde_json::from_str(&read(path)).unwrap();
+        doc[META_STAMP].as_u64().expect("an integer meta-stamp")
+    }
+
+    /// cosa's `merge_meta(disk, loaded)`: when the stamp on disk is the one it
+    /// loaded, its in-memory copy is written whole; otherwise the newer of the
+    /// two is merged over the older.
+    fn cosa_merge(disk: &Value, loaded: &Value) -> Value {
+        let stamp = |v: &Value| v.get(META_STAMP).and_then(Value::as_f64).unwrap_or(0.0);
+        if stamp(disk) == stamp(loaded) {
+            return loaded.clone();
+        }
+        let (newer, older) = if stamp(disk) > stamp(loaded) {
+            (disk, loaded)
+        } else {
+            (loaded, disk)
+        };
+        let mut out = older.as_object().unwrap().clone();
+        for (k, v) in newer.as_object().unwrap() {
+            out.insert(k.clone(), v.clone());
+        }
+        Value::Object(out)
+    }
+
+    #[test]
+    fn every_write_sets_the_meta_stamp_so_a_cosa_writer_merges_instead_of_overwriting() {
+        let (_dir, path) = setup("{\n    \"coreos-assembler.meta-stamp\": 1700000000000000000\n}");
+        // A cosa process loads meta.json and adds a key of its own in memory.
+        let mut cosa: Value = serde_json::from_str(&read(&path)).unwrap();
+        cosa["cosa-key"] = Value::Bool(true);
+        let before = now_ns();
+        record_entry(&path, "k", &entry(D1, L1, &["a"]), false).unwrap();
+        let stamp = stamp_of(&path);
+        assert!(stamp >= before, "the stamp is the time of the write in ns");
+        // Then cosa writes: its merge keeps pushgate's key.
+        let disk: Value = serde_json::from_str(&read(&path)).unwrap();
+        let merged = cosa_merge(&disk, &cosa);
+        assert_eq!(merged["k"]["digest"], D1, "{merged}");
+        assert_eq!(merged["cosa-key"], true);
+        // An unchanged record leaves the stamp (and the file) alone.
+        record_entry(&path, "k", &entry(D1, L1, &["a"]), false).unwrap();
+        assert_eq!(stamp_of(&path), stamp);
+    }
+
+    #[test]
+    fn delayed_merge_writes_meta_key_json_and_leaves_meta_json_alone() {
+        let meta =
+            "{\n    \"coreos-assembler.delayed-meta-merge\": true,\n    \"buildid\": \"1\"\n}";
+        let (dir, path) = setup(meta);
+        let e = entry(D1, L1, &["a"]);
+        assert_eq!(
+            record_entry(&path, "k", &e, false).unwrap(),
+            RecordChange::Set
+        );
+        assert_eq!(read(&path), meta);
+        let pending = dir.path().join("meta.k.json");
+        let doc: Value = serde_json::from_str(&read(&pending)).unwrap();
+        assert_eq!(doc["buildid"], "1", "the whole document, as cosa writes it");
+        assert_eq!(doc["k"]["digest"], D1);
+        assert!(doc[META_STAMP].as_u64().is_some());
+        // The pending file is what a rerun compares with: nothing to do.
+        assert_eq!(
+            record_entry(&path, "k", &e, false).unwrap(),
+            RecordChange::Unchanged
+        );
+        let m = crate::sources::cosa::ArchMeta::read("x86_64", &path).unwrap();
+        assert_eq!(m.entry("k").unwrap(), Some(e));
+        assert_eq!(dir_names(dir.path()), ["meta.json", "meta.k.json"]);
     }
 }

@@ -98,6 +98,20 @@ impl Workdir {
     }
 }
 
+/// The meta.json key whose `true` means cosa's delayed merge: writers put their
+/// changes in `meta.KEY.json` beside meta.json, and `cosa meta --finalize`
+/// merges them later.
+pub const DELAYED_MERGE: &str = "coreos-assembler.delayed-meta-merge";
+
+/// The meta.json key every cosa write sets to the time in ns: cosa's merge
+/// compares it to tell whether the file changed since it was loaded.
+pub const META_STAMP: &str = "coreos-assembler.meta-stamp";
+
+/// Where a delayed-merge write of `key` goes: `meta.KEY.json` beside meta.json.
+pub fn pending_path(meta_path: &Path, key: &str) -> PathBuf {
+    meta_path.with_file_name(format!("meta.{key}.json"))
+}
+
 /// One arch's `meta.json`, parsed but kept as a JSON object so nothing is lost.
 #[derive(Debug, Clone)]
 pub struct ArchMeta {
@@ -171,8 +185,24 @@ impl ArchMeta {
         }))
     }
 
-    /// The image entry recorded under `key`, if any.
+    /// The image entry recorded under `key`, if any. In delayed-merge mode a
+    /// pending `meta.KEY.json` that holds the key is newer than meta.json, so its
+    /// entry is the one recorded.
     pub fn entry(&self, key: &str) -> Result<Option<ImageEntry>> {
+        if self.json.get(DELAYED_MERGE) == Some(&Value::Bool(true)) {
+            let pending = pending_path(&self.path, key);
+            if pending.exists() {
+                let p = ArchMeta::read(&self.arch, &pending)?;
+                if p.json.contains_key(key) {
+                    return p.entry_here(key);
+                }
+            }
+        }
+        self.entry_here(key)
+    }
+
+    /// The image entry under `key` in this very file.
+    fn entry_here(&self, key: &str) -> Result<Option<ImageEntry>> {
         match self.json.get(key) {
             None => Ok(None),
             Some(v) => serde_json::from_value(v.clone())
