@@ -28,7 +28,15 @@ pub(crate) fn explain(
         _ if has_codes(&[OciErrorCode::Unsupported]) => Some(405),
         _ => None,
     };
+    // UNSUPPORTED on a manifest PUT is about what was sent (a media type the
+    // registry does not take), not about the registry being read-only.
+    let unsupported_manifest =
+        has_codes(&[OciErrorCode::Unsupported]) && doing.starts_with("putting manifest");
     let hint = match status {
+        Some(405) if unsupported_manifest => "the registry does not accept this manifest \
+                          media type (UNSUPPORTED): if it only takes Docker schema 2, \
+                          push with --v2s2"
+            .to_string(),
         Some(401) if anonymous => format!(
             "no credentials for {reg} were found and the registry refuses anonymous \
                  access (HTTP 401): give --authfile, or set REGISTRY_AUTH_FILE"
@@ -64,4 +72,59 @@ pub(crate) fn explain(
         format!("registry {reg} ({}): {doing} failed: {hint} ({e})", name)
     };
     anyhow::anyhow!(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_client::errors::{OciEnvelope, OciError};
+
+    use super::*;
+
+    fn refused(code: OciErrorCode) -> OciDistributionError {
+        OciDistributionError::RegistryError {
+            envelope: OciEnvelope {
+                errors: vec![OciError {
+                    code,
+                    message: String::new(),
+                    detail: serde_json::Value::Null,
+                }],
+            },
+            url: String::new(),
+        }
+    }
+
+    #[test]
+    fn unsupported_manifest_suggests_v2s2_not_a_read_only_registry() {
+        let e = explain(
+            refused(OciErrorCode::Unsupported),
+            "r.io",
+            "r.io/x",
+            false,
+            "putting manifest stable",
+        )
+        .to_string();
+        assert!(e.contains("--v2s2") && !e.contains("read-only"), "{e}");
+        let e = explain(
+            refused(OciErrorCode::Unsupported),
+            "r.io",
+            "r.io/x",
+            false,
+            "uploading blob sha256:00",
+        )
+        .to_string();
+        assert!(e.contains("read-only"), "{e}");
+    }
+
+    #[test]
+    fn denied_names_the_registry_and_repository() {
+        let e = explain(
+            refused(OciErrorCode::Denied),
+            "r.io",
+            "r.io/x",
+            false,
+            "putting manifest t",
+        )
+        .to_string();
+        assert!(e.contains("r.io") && e.contains("HTTP 403"), "{e}");
+    }
 }

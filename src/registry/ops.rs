@@ -190,6 +190,8 @@ fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code: 404, .. } => true,
+        // An empty error list says nothing: it is not "absent".
+        OciDistributionError::RegistryError { envelope, .. } if envelope.errors.is_empty() => false,
         OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().all(|c| {
             matches!(
                 c.code,
@@ -236,5 +238,24 @@ mod tests {
         };
         assert!(is_not_found(&server(404)));
         assert!(!is_not_found(&server(500)));
+        let registry = |codes: Vec<OciErrorCode>| OciDistributionError::RegistryError {
+            envelope: oci_client::errors::OciEnvelope {
+                errors: codes
+                    .into_iter()
+                    .map(|code| oci_client::errors::OciError {
+                        code,
+                        message: String::new(),
+                        detail: serde_json::Value::Null,
+                    })
+                    .collect(),
+            },
+            url: String::new(),
+        };
+        assert!(is_not_found(&registry(vec![OciErrorCode::ManifestUnknown])));
+        assert!(!is_not_found(&registry(vec![])), "an empty errors list");
+        assert!(!is_not_found(&registry(vec![
+            OciErrorCode::ManifestUnknown,
+            OciErrorCode::Denied
+        ])));
     }
 }
