@@ -48,7 +48,7 @@ pub fn gather(k: &Known<'_>) -> Facts {
     };
     // The per-arch digests the first tag's list holds now, matched by platform.
     let first_list = k.tags.first().and_then(|t| match &t.current {
-        Some((_, crate::manifest::Remote::List { entries })) => Some(entries),
+        Some((_, crate::manifest::Remote::List { entries, .. })) => Some(entries),
         _ => None,
     });
     let registry_digest = |arch: &str| -> Option<String> {

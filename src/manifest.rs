@@ -177,10 +177,16 @@ struct ListDoc {
     manifests: Vec<Descriptor>,
 }
 
+/// The media type of the list a run publishes: a Docker list with `--v2s2`,
+/// else an OCI index.
+pub fn list_media_type(v2s2: bool) -> &'static str {
+    if v2s2 { DOCKER_LIST } else { OCI_INDEX }
+}
+
 /// Builds the manifest list (OCI index, or Docker list for `--v2s2`) over
 /// `entries`, in the order given. Returns the media type and the bytes.
 pub fn build_list(entries: &[Descriptor], v2s2: bool) -> (&'static str, Vec<u8>) {
-    let media_type = if v2s2 { DOCKER_LIST } else { OCI_INDEX };
+    let media_type = list_media_type(v2s2);
     let doc = ListDoc {
         schema_version: 2,
         media_type: Some(media_type.to_string()),
@@ -195,8 +201,12 @@ pub fn build_list(entries: &[Descriptor], v2s2: bool) -> (&'static str, Vec<u8>)
 /// What a tag points to, parsed from the registry's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remote {
-    /// A manifest list or OCI index, with its entries in order.
-    List { entries: Vec<Descriptor> },
+    /// A manifest list or OCI index (`media_type`: which of the two), with its
+    /// entries in order.
+    List {
+        media_type: String,
+        entries: Vec<Descriptor>,
+    },
     /// A single-image manifest (or anything else that is not a list).
     Image,
 }
@@ -208,11 +218,13 @@ pub fn parse_remote(bytes: &[u8], media_type: Option<&str>) -> Remote {
     };
     let mt = doc.media_type.as_deref().or(media_type);
     match mt {
-        Some(OCI_INDEX) | Some(DOCKER_LIST) => Remote::List {
+        Some(mt @ (OCI_INDEX | DOCKER_LIST)) => Remote::List {
+            media_type: mt.to_string(),
             entries: doc.manifests,
         },
         // An OCI index may omit mediaType; a list of manifests is still a list.
         None => Remote::List {
+            media_type: OCI_INDEX.to_string(),
             entries: doc.manifests,
         },
         Some(_) => Remote::Image,
@@ -299,6 +311,7 @@ mod tests {
             assert_eq!(
                 parse_remote(&bytes, Some(mt)),
                 Remote::List {
+                    media_type: mt.to_string(),
                     entries: vec![a.clone(), b.clone()]
                 }
             );

@@ -204,7 +204,7 @@ pub fn check_recorded(
                 t.tag
             ));
         }
-        let Remote::List { entries } = remote else {
+        let Remote::List { entries, .. } = remote else {
             return Err(format!("tag {} is not a manifest list", t.tag));
         };
         let remote: BTreeSet<&Digest> = entries.iter().map(|e| &e.digest).collect();
@@ -219,6 +219,24 @@ pub fn check_recorded(
         "meta.json records every arch and all {} tag(s) serve that list",
         tags.len()
     ))
+}
+
+/// The format is part of the desired state: `Err` names a tag serving a list of
+/// another media type than `list_media_type`, the one this run publishes (an OCI
+/// index after a `--v2s2` push, or the reverse), so the quick check must not call
+/// the run up to date.
+pub fn check_format(tags: &[TagState], list_media_type: &str) -> Result<(), String> {
+    for t in tags {
+        if let Some((_, Remote::List { media_type, .. })) = &t.current
+            && media_type != list_media_type
+        {
+            return Err(format!(
+                "tag {} serves a {media_type}, this run publishes a {list_media_type}",
+                t.tag
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Does `entry` (or one of its additional images) already record `want`?

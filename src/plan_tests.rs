@@ -118,6 +118,7 @@ fn tags() -> Vec<String> {
 
 fn list_remote(d: &Desired) -> Remote {
     Remote::List {
+        media_type: d.list_media_type.to_string(),
         entries: d.images.iter().map(|i| i.descriptor.clone()).collect(),
     }
 }
@@ -361,7 +362,7 @@ fn list_order_follows_image_order() {
         let r = desired(&images, v2s2).unwrap();
         let arches = |d: &Desired| d.images.iter().map(|i| i.arch.clone()).collect::<Vec<_>>();
         assert_eq!(arches(&r), ["s390x", "aarch64", "x86_64"]);
-        let Remote::List { entries } = manifest::parse_remote(&r.list_bytes, None) else {
+        let Remote::List { entries, .. } = manifest::parse_remote(&r.list_bytes, None) else {
             panic!("a list");
         };
         let platforms: Vec<&str> = entries
@@ -564,6 +565,7 @@ fn quick_check_refuses_two_arches_with_one_digest() {
                 tag,
                 &f.a.list_digest,
                 Remote::List {
+                    media_type: OCI_INDEX.to_string(),
                     entries: entries.clone(),
                 },
             )
@@ -598,13 +600,20 @@ fn quick_check_refuses_a_tag_on_another_list() {
 fn quick_check_refuses_a_list_with_the_same_digests_under_another_digest() {
     // same per-arch digests, other order: another list, not the recorded one
     let f = fixture(false);
-    let Remote::List { mut entries } = list_remote(&f.a) else {
+    let Remote::List { mut entries, .. } = list_remote(&f.a) else {
         unreachable!()
     };
     entries.reverse();
     let (_, bytes) = manifest::build_list(&entries, false);
     let mut t = all_serving(&f.a);
-    t[1] = at(TAGS[1], &Digest::of(&bytes), Remote::List { entries });
+    t[1] = at(
+        TAGS[1],
+        &Digest::of(&bytes),
+        Remote::List {
+            media_type: OCI_INDEX.to_string(),
+            entries,
+        },
+    );
     let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).unwrap_err();
     assert!(err.contains(TAGS[1]), "{err}");
 }
@@ -665,6 +674,7 @@ fn quick_check_refuses_lists_with_other_digests() {
                 TAGS[i],
                 &f.a.list_digest,
                 Remote::List {
+                    media_type: OCI_INDEX.to_string(),
                     entries: entries.clone(),
                 },
             );
@@ -1290,4 +1300,20 @@ fn check_combination(
     if force || local == Local::ImageMode {
         assert!(quick.is_err(), "{ctx}");
     }
+}
+
+#[test]
+fn the_format_is_part_of_the_desired_state() {
+    let oci = fixture(false);
+    let docker = fixture(true);
+    // Tags serving the OCI index: fine for an OCI run, not for a --v2s2 one.
+    assert_eq!(check_format(&all_serving(&oci.a), OCI_INDEX), Ok(()));
+    let err = check_format(&all_serving(&oci.a), DOCKER_LIST).unwrap_err();
+    assert!(err.contains(TAGS[0]) && err.contains(OCI_INDEX), "{err}");
+    // And the reverse.
+    assert_eq!(check_format(&all_serving(&docker.a), DOCKER_LIST), Ok(()));
+    assert!(check_format(&all_serving(&docker.a), OCI_INDEX).is_err());
+    // Missing tags and single images are for the other checks to judge.
+    let t = vec![missing(TAGS[0]), single(TAGS[1], &oci.a)];
+    assert_eq!(check_format(&t, DOCKER_LIST), Ok(()));
 }

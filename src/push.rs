@@ -15,7 +15,7 @@ use crate::record;
 use crate::registry::{self, Repository};
 use crate::report::{Outcome, Report};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
-use crate::{apply, observe};
+use crate::{apply, manifest, observe};
 
 /// Everything `pushgate push` was asked to do for one container.
 #[derive(Clone)]
@@ -79,7 +79,11 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
 
     // observe the tags: when meta.json and registry agree, the archives are not read
     let tag_states = observe::tags(&repo, &tags).await?;
-    if let Ok(reason) = plan::check_recorded(&req.repo, &recorded, &tag_states, req.force) {
+    let quick =
+        plan::check_recorded(&req.repo, &recorded, &tag_states, req.force).and_then(|reason| {
+            plan::check_format(&tag_states, manifest::list_media_type(req.v2s2)).map(|()| reason)
+        });
+    if let Ok(reason) = quick {
         let plan = Plan::nothing(Verdict::UpToDate, reason);
         return Ok(Prepared {
             tags,

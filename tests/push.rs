@@ -1082,3 +1082,61 @@ fn second_image_sharing_layers_uploads_only_the_blobs_the_repo_lacks() {
     let list_a = raw_json(&format!("{repo}:a"));
     assert_eq!(list_digests(&list_a), vec![a.manifest_digest.to_string()]);
 }
+
+// ---------------------------------------------------------------------------------------
+// the format is part of the desired state
+
+#[test]
+fn switching_between_oci_and_v2s2_publishes_the_other_format_then_is_a_noop() {
+    let reg = Registry::start();
+    let repo = reg.repo(REPO_NAME);
+    let wd = workdir();
+    small_build(wd.path(), BUILD, &ARCHES3);
+    let oci = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    assert_eq!(oci.ok()["outcome"], "pushed");
+    assert_eq!(raw_json(&format!("{repo}:stable"))["mediaType"], OCI_INDEX);
+
+    // The same build with --v2s2: the tags serve an OCI index, which is not
+    // what this run publishes.
+    let docker = push_build(&repo, &["stable", "41"], wd.path(), &["--v2s2"]);
+    let report = docker.ok();
+    assert_eq!(docker.outcome(), "pushed", "{report}");
+    for tag in ["stable", "41"] {
+        let list = raw_json(&format!("{repo}:{tag}"));
+        assert_eq!(list["mediaType"], DOCKER_LIST, "{tag}");
+        assert_eq!(
+            digest_at(&format!("{repo}:{tag}")),
+            report["manifest_list_digest"].as_str().unwrap()
+        );
+    }
+    // recorded as a new push, after the OCI one
+    for arch in ARCHES3 {
+        let meta = read_json(&meta_path(wd.path(), BUILD, arch));
+        let newest = latest_entry(&meta, "base-oscontainer");
+        assert_eq!(
+            newest["manifest-list-digest"],
+            report["manifest_list_digest"]
+        );
+        assert_eq!(
+            meta["base-oscontainer"]["manifest-list-digest"], oci.json["manifest_list_digest"],
+            "the OCI push stays recorded"
+        );
+    }
+
+    // A second identical run writes nothing.
+    let metas_before = metas(wd.path(), BUILD, &ARCHES3);
+    let writes_before = reg.writes();
+    let again = push_build(&repo, &["stable", "41"], wd.path(), &["--v2s2"]);
+    assert_eq!(again.outcome(), "up-to-date", "{:?}", again.json);
+    assert_eq!(reg.writes(), writes_before, "no registry write at all");
+    assert_eq!(metas(wd.path(), BUILD, &ARCHES3), metas_before);
+
+    // And back to OCI: the tags serve the Docker list, so the index goes back.
+    let back = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    assert_eq!(back.outcome(), "pushed", "{:?}", back.json);
+    assert_eq!(raw_json(&format!("{repo}:stable"))["mediaType"], OCI_INDEX);
+    let writes_before = reg.writes();
+    let again = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    assert_eq!(again.ok()["outcome"], "up-to-date");
+    assert_eq!(reg.writes(), writes_before, "no registry write at all");
+}
