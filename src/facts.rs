@@ -44,7 +44,14 @@ pub fn gather(k: &Known<'_>) -> Facts {
                     .manifest_list_digest
                     .as_ref()
             })
-            .map(|d| d.to_string()),
+            .map(|d| d.to_string())
+            // Entries cosa wrote before `manifest-list-digest` existed: the quick
+            // check found every tag serving a list of exactly the recorded
+            // digests, so that list is the desired one.
+            .or_else(|| {
+                let (d, _) = k.tags.first()?.current.as_ref()?;
+                Some(d.to_string())
+            }),
     };
     // The per-arch digests the first tag's list holds now, matched by platform.
     let first_list = k.tags.first().and_then(|t| match &t.current {

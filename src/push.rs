@@ -145,7 +145,7 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
     let p = prepare(req).await?;
     match p.desired() {
         Some(desired) => report.fill_from_desired(desired, &p.plan),
-        None => report.fill_from_recorded(&p.recorded),
+        None => report.fill_from_recorded(&p.recorded, &p.tag_states),
     }
 
     // decide

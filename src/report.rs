@@ -10,7 +10,7 @@ use crate::contract::Verdict;
 use crate::decide::Decided;
 use crate::digest::Digest;
 use crate::meta::ImageEntry;
-use crate::plan::{Desired, Plan};
+use crate::plan::{Desired, Plan, TagState};
 
 /// What happened to the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,10 +106,17 @@ impl Report {
         }
     }
 
-    pub fn fill_from_recorded(&mut self, recorded: &[(String, Option<ImageEntry>)]) {
+    /// Fills what the quick check knows: the recorded digests, and the list every
+    /// tag serves (from meta.json, or, for entries cosa wrote before
+    /// `manifest-list-digest` existed, from the tags).
+    pub fn fill_from_recorded(
+        &mut self,
+        recorded: &[(String, Option<ImageEntry>)],
+        tags: &[TagState],
+    ) {
         for (arch, entry) in recorded {
             let Some(e) = entry else { continue };
-            let e = e.additional_images.last().unwrap_or(e);
+            let e = e.newest();
             if let Some(d) = &e.digest {
                 self.digests
                     .insert(arch.clone(), Value::String(d.to_string()));
@@ -117,6 +124,12 @@ impl Report {
             if self.manifest_list_digest.is_none() {
                 self.manifest_list_digest = e.manifest_list_digest.clone();
             }
+        }
+        if self.manifest_list_digest.is_none() {
+            self.manifest_list_digest = tags
+                .first()
+                .and_then(|t| t.current.as_ref())
+                .map(|(d, _)| d.clone());
         }
     }
 

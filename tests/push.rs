@@ -1140,3 +1140,76 @@ fn switching_between_oci_and_v2s2_publishes_the_other_format_then_is_a_noop() {
     assert_eq!(again.ok()["outcome"], "up-to-date");
     assert_eq!(reg.writes(), writes_before, "no registry write at all");
 }
+
+// ---------------------------------------------------------------------------------------
+// entries cosa wrote before `manifest-list-digest` existed
+
+#[test]
+fn entries_without_a_list_digest_are_up_to_date_with_is_desired_tags_and_a_digest_file() {
+    let reg = Registry::start();
+    let repo = reg.repo(REPO_NAME);
+    let wd = workdir();
+    small_build(wd.path(), BUILD, &ARCHES3);
+    let first = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    let list_digest = first.ok()["manifest_list_digest"].clone();
+    // What an older cosa recorded: image, digest and tags, no list digest.
+    for arch in ARCHES3 {
+        let path = meta_path(wd.path(), BUILD, arch);
+        let mut meta = read_json(&path);
+        meta["base-oscontainer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("manifest-list-digest");
+        fs::write(&path, pretty4(&meta)).unwrap();
+    }
+    let metas_before = metas(wd.path(), BUILD, &ARCHES3);
+    let writes_before = reg.writes();
+    let digest_file = wd.path().join("digest");
+    let digest_arg = digest_file.display().to_string();
+
+    let again = push_build(
+        &repo,
+        &["stable", "41"],
+        wd.path(),
+        &["--write-digest-to-file", &digest_arg],
+    );
+    let report = again.ok();
+    assert_eq!(again.outcome(), "up-to-date", "{report}");
+    assert_eq!(report["manifest_list_digest"], list_digest);
+    assert_eq!(reg.writes(), writes_before, "no registry write at all");
+    assert_eq!(metas(wd.path(), BUILD, &ARCHES3), metas_before);
+    assert_eq!(
+        fs::read_to_string(&digest_file).unwrap(),
+        list_digest.as_str().unwrap()
+    );
+
+    // The facts a policy gets say that every tag serves the desired list.
+    let facts_file = wd.path().join("facts.json");
+    let facts = run(&[
+        s("policy"),
+        s("facts"),
+        s("--repo"),
+        s(&repo),
+        s("--tag"),
+        s("stable"),
+        s("--tag"),
+        s("41"),
+        s("--artifact"),
+        s("ostree"),
+        s("--metajsonname"),
+        s("base-oscontainer"),
+        s("--workdir"),
+        wd.path().display().to_string(),
+        s("--tls-verify=false"),
+        s("--out"),
+        facts_file.display().to_string(),
+    ]);
+    assert_eq!(facts.code, 0, "{}", facts.context());
+    let case = read_json(&facts_file);
+    let facts = &case["facts"];
+    assert_eq!(facts["verdict"], "up-to-date", "{case}");
+    assert_eq!(facts["desired-list-digest"], list_digest, "{case}");
+    for tag in facts["tags"].as_array().unwrap() {
+        assert_eq!(tag["is-desired"], true, "{case}");
+    }
+}
