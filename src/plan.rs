@@ -38,6 +38,14 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// Takes `digest` (serving `bytes`) as the list to publish: an equivalent list
+    /// already at the tags (see [`equivalent_list`]), which is recorded as it is
+    /// instead of being replaced by pushgate's own serialisation.
+    pub fn adopt_list(&mut self, digest: Digest, bytes: Vec<u8>) {
+        self.list_digest = digest;
+        self.list_bytes = bytes;
+    }
+
     pub fn digest_of(&self, arch: &str) -> Option<&Digest> {
         self.images
             .iter()
@@ -237,6 +245,46 @@ pub fn check_format(tags: &[TagState], list_media_type: &str) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// The list every tag serves, when it is not pushgate's own serialisation of the
+/// desired list but is equivalent to it: the same format, and exactly the desired
+/// per-arch manifests under the same platforms (os, architecture, variant), no
+/// more, no less. podman (cosa's path) serialises an index differently, so the
+/// same images give another list digest; such a list satisfies the desired state,
+/// and moving every tag to pushgate's bytes would be needless writes.
+///
+/// `None` when a tag is missing, the tags disagree, or the list differs in any of
+/// those ways.
+pub fn equivalent_list(desired: &Desired, tags: &[TagState]) -> Option<Digest> {
+    let key = |d: &Descriptor| {
+        let p = d.platform.as_ref();
+        (
+            d.digest.clone(),
+            p.map(|p| (p.os.clone(), p.architecture.clone(), p.variant.clone())),
+        )
+    };
+    let mut want: Vec<_> = desired.images.iter().map(|i| key(&i.descriptor)).collect();
+    want.sort();
+    let (first, rest) = tags.split_first()?;
+    let (digest, remote) = first.current.as_ref()?;
+    if *digest == desired.list_digest
+        || rest
+            .iter()
+            .any(|t| t.current.as_ref().map(|(d, _)| d) != Some(digest))
+    {
+        return None;
+    }
+    let Remote::List {
+        media_type,
+        entries,
+    } = remote
+    else {
+        return None;
+    };
+    let mut have: Vec<_> = entries.iter().map(key).collect();
+    have.sort();
+    (media_type == desired.list_media_type && have == want).then(|| digest.clone())
 }
 
 /// Does `entry` (or one of its additional images) already record `want`?

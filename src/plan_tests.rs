@@ -1317,3 +1317,89 @@ fn the_format_is_part_of_the_desired_state() {
     let t = vec![missing(TAGS[0]), single(TAGS[1], &oci.a)];
     assert_eq!(check_format(&t, DOCKER_LIST), Ok(()));
 }
+
+/// `d`'s list with its entries in reverse order: the same images, other bytes.
+fn reserialised(d: &Desired) -> (Digest, Remote) {
+    let mut entries: Vec<Descriptor> = d.images.iter().map(|i| i.descriptor.clone()).collect();
+    entries.reverse();
+    let (mt, bytes) = manifest::build_list(&entries, d.list_media_type == DOCKER_LIST);
+    (Digest::of(&bytes), manifest::parse_remote(&bytes, Some(mt)))
+}
+
+#[test]
+fn an_equivalent_list_at_every_tag_is_adopted() {
+    for v2s2 in [false, true] {
+        let f = fixture(v2s2);
+        let (other, remote) = reserialised(&f.a);
+        assert_ne!(other, f.a.list_digest);
+        let t: Vec<TagState> = TAGS
+            .iter()
+            .map(|tag| at(tag, &other, remote.clone()))
+            .collect();
+        assert_eq!(equivalent_list(&f.a, &t), Some(other.clone()));
+        // Adopted, the plan records it and writes nothing to the registry.
+        let mut d = f.a.clone();
+        d.adopt_list(other.clone(), Vec::new());
+        let p = plan(REPO, &t, &d, &nothing_recorded(), &all_present(&d), false);
+        assert_eq!(p.verdict, Verdict::RecordOnly, "{p:?}");
+        assert_uploads_nothing(&p);
+        assert_eq!(
+            d.entry_for(ARCHES[0], REPO, &tags())
+                .unwrap()
+                .manifest_list_digest,
+            Some(other)
+        );
+    }
+}
+
+#[test]
+fn a_list_that_is_not_equivalent_is_not_adopted() {
+    let f = fixture(false);
+    let (other, remote) = reserialised(&f.a);
+    let every = |r: &Remote| -> Vec<TagState> {
+        TAGS.iter().map(|tag| at(tag, &other, r.clone())).collect()
+    };
+    // pushgate's own list: nothing to adopt
+    assert_eq!(equivalent_list(&f.a, &all_serving(&f.a)), None);
+    // a tag missing, or on another list
+    let mut t = every(&remote);
+    t[1] = missing(TAGS[1]);
+    assert_eq!(equivalent_list(&f.a, &t), None);
+    let mut t = every(&remote);
+    t[2] = serving(TAGS[2], &f.a);
+    assert_eq!(equivalent_list(&f.a, &t), None);
+    let Remote::List {
+        media_type,
+        entries,
+    } = remote.clone()
+    else {
+        unreachable!()
+    };
+    // one entry fewer, one more, another platform, the other format
+    let fewer = Remote::List {
+        media_type: media_type.clone(),
+        entries: entries[1..].to_vec(),
+    };
+    assert_eq!(equivalent_list(&f.a, &every(&fewer)), None);
+    let mut more = entries.clone();
+    more.push(f.b.images[0].descriptor.clone());
+    let more = Remote::List {
+        media_type: media_type.clone(),
+        entries: more,
+    };
+    assert_eq!(equivalent_list(&f.a, &every(&more)), None);
+    let mut moved = entries.clone();
+    moved[0].platform.as_mut().unwrap().variant = Some("v7".into());
+    let moved = Remote::List {
+        media_type: media_type.clone(),
+        entries: moved,
+    };
+    assert_eq!(equivalent_list(&f.a, &every(&moved)), None);
+    let docker = Remote::List {
+        media_type: DOCKER_LIST.into(),
+        entries,
+    };
+    assert_eq!(equivalent_list(&f.a, &every(&docker)), None);
+    // a single image
+    assert_eq!(equivalent_list(&f.a, &every(&Remote::Image)), None);
+}

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
 use crate::decide::{self, PolicyChoice};
+use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
 use crate::plan::{self, Desired, Plan, TagState};
@@ -99,7 +100,12 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     // read the archives; the desired state; full observation; the plan
     let loaded = sources::load(&resolved)?;
     let images: Vec<_> = loaded.iter().map(|l| l.image.clone()).collect();
-    let desired = plan::desired(&images, req.v2s2)?;
+    let mut desired = plan::desired(&images, req.v2s2)?;
+    if !req.force
+        && let Some(list) = plan::equivalent_list(&desired, &tag_states)
+    {
+        adopt(&repo, &tags[0], list, &mut desired).await?;
+    }
     let presence = observe::presence(&repo, &desired, req.registry.jobs).await?;
     let plan = plan::plan(
         &req.repo,
@@ -118,6 +124,17 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         full: Some((loaded, desired)),
         plan,
     })
+}
+
+/// Takes the equivalent list the tags serve as the desired one, with the bytes
+/// the registry serves for it (checked against its digest).
+async fn adopt(repo: &Repository, tag: &str, list: Digest, desired: &mut Desired) -> Result<()> {
+    if let Some((_, bytes)) = repo.get_tag(tag).await?
+        && Digest::of(&bytes) == list
+    {
+        desired.adopt_list(list, bytes);
+    }
+    Ok(())
 }
 
 /// The facts a policy would be given for this container, observed and planned

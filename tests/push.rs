@@ -1213,3 +1213,103 @@ fn entries_without_a_list_digest_are_up_to_date_with_is_desired_tags_and_a_diges
         assert_eq!(tag["is-desired"], true, "{case}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// living beside cosa: a list podman pushed is adopted
+
+/// `podman manifest create/add/push --all` as cosa runs it, to every tag, with
+/// fresh vfs storage under `root`.
+fn podman_push(root: &Path, repo: &str, tags: &[&str], archives: &[PathBuf]) {
+    let podman = |args: &[String]| {
+        let out = std::process::Command::new("podman")
+            .args(["--storage-driver", "vfs", "--root"])
+            .arg(root.join("root"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(args)
+            .output()
+            .expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let list = s("cosa-list");
+    podman(&[s("manifest"), s("create"), list.clone()]);
+    for a in archives {
+        podman(&[
+            s("manifest"),
+            s("add"),
+            list.clone(),
+            format!("oci-archive:{}", a.display()),
+        ]);
+    }
+    for tag in tags {
+        podman(&[
+            s("manifest"),
+            s("push"),
+            s("--all"),
+            s("--tls-verify=false"),
+            s("--quiet"),
+            list.clone(),
+            format!("docker://{repo}:{tag}"),
+        ]);
+    }
+}
+
+#[test]
+fn a_list_podman_pushed_for_the_same_images_is_recorded_with_zero_writes() {
+    let reg = Registry::start();
+    let repo = reg.repo(REPO_NAME);
+    let wd = workdir();
+    small_build(wd.path(), BUILD, &ARCHES3);
+    let archives: Vec<PathBuf> = ARCHES3
+        .iter()
+        .map(|a| archive_path(wd.path(), BUILD, a, "ostree"))
+        .collect();
+    // cosa pushed, then the job died before meta.json was written.
+    podman_push(
+        &wd.path().join("podman"),
+        &repo,
+        &["stable", "41"],
+        &archives,
+    );
+    let podman_list = digest_at(&format!("{repo}:stable"));
+    assert_eq!(digest_at(&format!("{repo}:41")), podman_list);
+    let writes_before = reg.writes();
+
+    let r = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    let report = r.ok();
+    assert_eq!(r.outcome(), "recorded", "{report}");
+    assert_eq!(report["manifest_list_digest"], podman_list.as_str());
+    assert_eq!(
+        describe(&reg.writes()[writes_before.len()..]),
+        Vec::<String>::new(),
+        "no registry write: every tag keeps podman's list"
+    );
+    assert_eq!(digest_at(&format!("{repo}:stable")), podman_list);
+    let podman_index = raw_json(&format!("{repo}:stable"));
+    for arch in ARCHES3 {
+        let meta = read_json(&meta_path(wd.path(), BUILD, arch));
+        let e = &meta["base-oscontainer"];
+        assert_eq!(e["manifest-list-digest"], podman_list.as_str(), "{arch}");
+        assert!(
+            list_digests(&podman_index).contains(&e["digest"].as_str().unwrap().to_string()),
+            "{arch}: its digest is in the list"
+        );
+    }
+
+    // And the rerun is a no-op.
+    let metas_before = metas(wd.path(), BUILD, &ARCHES3);
+    let writes_before = reg.writes();
+    let again = push_build(&repo, &["stable", "41"], wd.path(), &[]);
+    assert_eq!(again.ok()["outcome"], "up-to-date");
+    assert_eq!(reg.writes(), writes_before);
+    assert_eq!(metas(wd.path(), BUILD, &ARCHES3), metas_before);
+
+    // Only --force replaces it with pushgate's own list.
+    let forced = push_build(&repo, &["stable", "41"], wd.path(), &["--force"]);
+    assert_eq!(forced.ok()["outcome"], "pushed");
+    assert_ne!(digest_at(&format!("{repo}:stable")), podman_list);
+}
