@@ -1,11 +1,12 @@
 //! The `pushgate` command line: argument parsing and printing over the library.
 
+mod argparse;
 mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
 use pushgate::decide::PolicyChoice;
 use pushgate::policy::Limits;
@@ -216,8 +217,29 @@ impl PushArgs {
     }
 }
 
+/// Parses argv as cosa's argparse would: unique prefixes of long options expand first
+/// (see [`argparse`]), then clap parses. Exits 2 on a usage error, like clap.
+fn parse_args() -> Cli {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match argparse::expand(&cmd, &args) {
+        Ok(args) => Cli::parse_from(args),
+        Err(ambiguous) => {
+            let mut sub = &mut cmd;
+            for name in &ambiguous.path {
+                sub = sub
+                    .find_subcommand_mut(name)
+                    .expect("the path names built subcommands");
+            }
+            sub.error(clap::error::ErrorKind::UnknownArgument, ambiguous)
+                .exit()
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

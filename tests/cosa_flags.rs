@@ -1,0 +1,222 @@
+//! cosa's callers' command lines, verbatim but for the repository, version and paths:
+//! pushgate reads long flags as cosa's argparse does (unique prefixes, `--flag=value`),
+//! so `--auth=FILE` is `--authfile=FILE`. Pushes go to an htpasswd-protected registry,
+//! so a push that succeeds proves the abbreviated `--auth` file was used.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+
+use pushgate_sample::{SampleBuild, write_build};
+use serde_json::Value;
+use support::run::{Run, run, run_in, s};
+use support::{Registry, skopeo_inspect_raw, write_authfile};
+
+const USER: &str = "builder";
+const PASSWORD: &str = "s3cret-Pa55word-4-pushgate";
+const VERSION: &str = "41.20261127.1.0";
+const STREAM: &str = "stable";
+const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A cosa workdir with a two-arch build, its push secret at `tmp/push-secret-KEY` (as the
+/// release job writes it), and a registry that wants that secret.
+struct Case {
+    _tmp: tempfile::TempDir,
+    workdir: PathBuf,
+    registry: Registry,
+}
+
+impl Case {
+    fn new() -> Case {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let workdir = tmp.path().join("work");
+        fs::create_dir_all(workdir.join("tmp")).expect("create workdir/tmp");
+        write_build(&workdir, &SampleBuild::small(VERSION, &ARCHES)).expect("write sample build");
+        let registry = Registry::start_with_htpasswd(USER, PASSWORD);
+        let written = write_authfile(tmp.path(), registry.addr(), USER, PASSWORD);
+        fs::rename(written, workdir.join("tmp/push-secret-KEY")).expect("place push secret");
+        Case {
+            _tmp: tmp,
+            workdir,
+            registry,
+        }
+    }
+
+    fn secret(&self) -> PathBuf {
+        self.workdir.join("tmp/push-secret-KEY")
+    }
+
+    fn meta(&self, arch: &str) -> Value {
+        let path = self
+            .workdir
+            .join("builds")
+            .join(VERSION)
+            .join(arch)
+            .join("meta.json");
+        serde_json::from_slice(&fs::read(path).expect("read meta.json")).expect("meta.json")
+    }
+
+    fn remote_list(&self, tag: &str) -> Value {
+        let reference = format!("{}:{tag}", self.registry.repo("fcos"));
+        let raw = skopeo_inspect_raw(&reference, Some(&self.secret()))
+            .unwrap_or_else(|e| panic!("skopeo {reference}: {e}"));
+        serde_json::from_slice(&raw).expect("manifest list JSON")
+    }
+}
+
+/// jobs/release.Jenkinsfile's line, run in the workdir as cosa runs it, plus
+/// `--tls-verify=false` (plain HTTP to the local registry) and `--json`.
+fn release_job_line(subcommand: &str, repo: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        s(subcommand),
+        s("--auth=tmp/push-secret-KEY"),
+        format!("--repo={repo}"),
+        format!("--tag={STREAM}"),
+        format!("--tag={VERSION}"),
+        s("--artifact=ostree"),
+        s("--metajsonname=base-oscontainer"),
+        format!("--build={VERSION}"),
+    ];
+    args.extend(extra.iter().map(|e| s(e)));
+    args.push(s("--tls-verify=false"));
+    args.push(s("--json"));
+    args
+}
+
+fn assert_pushed_and_recorded(case: &Case, r: &Run, media_type: &str) {
+    assert_eq!(r.ok()["outcome"], "pushed", "{}", r.context());
+    for tag in [STREAM, VERSION] {
+        assert_eq!(case.remote_list(tag)["mediaType"], media_type);
+    }
+    for arch in ARCHES {
+        let entry = &case.meta(arch)["base-oscontainer"];
+        assert_eq!(entry["image"], case.registry.repo("fcos"), "{entry}");
+        assert_eq!(
+            entry["tags"],
+            serde_json::json!([STREAM, VERSION]),
+            "{entry}"
+        );
+    }
+}
+
+#[test]
+fn release_job_line_pushes_with_abbreviated_auth() {
+    let case = Case::new();
+    let repo = case.registry.repo("fcos");
+    let r = run_in(
+        &case.workdir,
+        &release_job_line("push-container-manifest", &repo, &[]),
+    );
+    assert_pushed_and_recorded(&case, &r, OCI_INDEX);
+
+    // the same line again is a no-op, through `push` this time
+    let again = run_in(&case.workdir, &release_job_line("push", &repo, &[]));
+    assert_eq!(again.ok()["outcome"], "up-to-date", "{}", again.context());
+}
+
+#[test]
+fn release_job_line_with_v2s2() {
+    let case = Case::new();
+    let repo = case.registry.repo("fcos");
+    let r = run_in(&case.workdir, &release_job_line("push", &repo, &["--v2s2"]));
+    assert_pushed_and_recorded(&case, &r, DOCKER_LIST);
+}
+
+/// Flags parse; the run stops at the docker:// source, not at a flag.
+fn assert_stops_at_docker_source(r: &Run) {
+    assert_eq!(r.code, 1, "{}", r.context());
+    assert!(r.stderr.contains("docker://"), "{}", r.context());
+    assert!(r.stderr.contains("not supported"), "{}", r.context());
+    for usage in ["unexpected argument", "ambiguous option", "Usage:"] {
+        assert!(!r.stderr.contains(usage), "{}", r.context());
+    }
+}
+
+#[test]
+fn utils_groovy_push_manifest_line_parses() {
+    let case = Case::new();
+    let repo = case.registry.repo("node");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let digest_file = case.workdir.join("4.18.digestfile");
+    for v2s2 in [false, true] {
+        let mut args = vec![
+            s("push-container-manifest"),
+            format!("--image=docker://{repo}@{digest}"),
+            format!("--image=docker://{repo}@{digest}"),
+            s("--tag"),
+            s("4.18"),
+            s("--repo"),
+            repo.clone(),
+            s("--write-digest-to-file"),
+            digest_file.display().to_string(),
+            s("--auth"),
+            case.secret().display().to_string(),
+            s("--tls-verify=false"),
+        ];
+        if v2s2 {
+            args.push(s("--v2s2"));
+        }
+        assert_stops_at_docker_source(&run(&args));
+        assert!(!digest_file.exists());
+    }
+}
+
+#[test]
+fn build_cosa_line_parses() {
+    let case = Case::new();
+    let repo = case.registry.repo("coreos-assembler");
+    let args = [
+        s("push-container-manifest"),
+        s("--v2s2"),
+        format!("--auth={}", case.secret().display()),
+        s("--tag"),
+        s("latest"),
+        s("--repo"),
+        repo.clone(),
+        s("--image"),
+        format!("docker://{repo}:x86_64-0123abc"),
+        s("--image"),
+        format!("docker://{repo}:aarch64-0123abc"),
+        s("--tls-verify=false"),
+    ];
+    assert_stops_at_docker_source(&run(&args));
+}
+
+#[test]
+fn ambiguous_prefix_is_a_usage_error_naming_the_candidates() {
+    let r = run(&[
+        s("push"),
+        s("--repo=r"),
+        s("--t"),
+        s("stable"),
+        s("--image=oci:x"),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.context());
+    assert!(
+        r.stderr
+            .contains("ambiguous option: --t could match --tag, --tls-verify"),
+        "{}",
+        r.context()
+    );
+    assert!(r.stdout.is_empty(), "{}", r.context());
+}
+
+#[test]
+fn values_and_arguments_after_double_dash_are_not_expanded() {
+    // `--tag=--aut` keeps its value; clap then refuses the stray `--auth` after `--`
+    // as an unexpected positional argument, proving it was left alone.
+    let r = run(&[
+        s("push"),
+        s("--repo=r"),
+        s("--tag=--aut"),
+        s("--image=oci:x"),
+        s("--"),
+        s("--auth"),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.context());
+    assert!(r.stderr.contains("'--auth'"), "{}", r.context());
+    assert!(!r.stderr.contains("--authfile"), "{}", r.context());
+}
