@@ -166,8 +166,10 @@ impl Report {
             (Outcome::Recorded, true) => "dry run: would record meta.json only",
             (Outcome::Pushed, false) => "pushed",
             (Outcome::Pushed, true) => "dry run: would push",
-            (Outcome::Skipped, _) => "skipped: nothing written",
-            (Outcome::Failed, _) => "FAILED: nothing written",
+            (Outcome::Skipped, false) => "skipped: nothing written",
+            (Outcome::Skipped, true) => "dry run: would skip",
+            (Outcome::Failed, false) => "FAILED: nothing written",
+            (Outcome::Failed, true) => "dry run: would FAIL",
         };
         let _ = writeln!(s, "{}:{}: {what}", self.repo, self.tags.join(","));
         let _ = writeln!(s, "  why: {} (decided by {})", self.reason, self.decided_by);
