@@ -1011,11 +1011,27 @@ fn dry_run_human_summary_says_what_would_be_done_never_what_was() {
         "{dry:?}"
     );
     assert!(dry.stdout.contains("  plan: "), "{dry:?}");
+    // sizes for a person: "(12.3 KiB)", not a byte count
+    let plan = dry
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  plan: "))
+        .unwrap();
+    assert!(plan.contains("iB), ") && !plan.contains("bytes"), "{plan}");
     no_past_tense(&dry);
     assert!(reg.writes().is_empty(), "{:?}", describe(&reg.writes()));
 
     let real = push_build_human(&repo, &["stable"], wd.path(), &[]);
     assert!(first_line(&real).ends_with(": pushed"), "{real:?}");
+    let uploaded = real
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  uploaded "))
+        .unwrap();
+    assert!(
+        uploaded.contains("iB; tags set") && !uploaded.contains("bytes"),
+        "{uploaded}"
+    );
 
     let dry = push_build_human(&repo, &["stable"], wd.path(), &["--dry-run"]);
     assert!(

@@ -271,7 +271,12 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
     } else {
         let mut t = String::new();
         let _ = writeln!(t, "module:    {}", i.path.display());
-        let _ = writeln!(t, "size:      {} bytes", i.size);
+        let _ = writeln!(
+            t,
+            "size:      {} ({} bytes)",
+            pushgate::report::human_size(i.size),
+            i.size
+        );
         let _ = writeln!(t, "sha256:    {}", i.sha256);
         match &i.loaded {
             Ok(p) => {
