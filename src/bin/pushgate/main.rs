@@ -15,9 +15,21 @@ use pushgate::registry;
 use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
 use pushgate::sources::SourceSpec;
 
+/// `pushgate --version`: the version, the git commit it was built from, the policy
+/// contract it hosts and the wasmtime that runs the policies.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})\npolicy contract: {}\nwasmtime: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("PUSHGATE_GIT_COMMIT"),
+        pushgate::policy::CONTRACT,
+        env!("PUSHGATE_WASMTIME_VERSION"),
+    )
+});
+
 /// Publish multi-arch container images from cosa builds, idempotently.
 #[derive(Parser)]
-#[command(name = "pushgate", version, about, long_about = None)]
+#[command(name = "pushgate", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PUSHGATE_GIT_COMMIT"), ")"), long_version = LONG_VERSION.as_str(), about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
