@@ -157,8 +157,10 @@ pub fn check(host: &PolicyHost, path: &std::path::Path, settings: Option<&str>) 
     note(
         true,
         format!(
-            "a component implementing {} ({} bytes, {})",
-            info.contract, info.size, info.sha256
+            "a component implementing {} ({}, {})",
+            info.contract,
+            crate::report::human_size(info.size),
+            info.sha256
         ),
     );
     note(

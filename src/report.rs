@@ -179,8 +179,10 @@ impl Report {
             (Outcome::Recorded, true) => "dry run: would record meta.json only",
             (Outcome::Pushed, false) => "pushed",
             (Outcome::Pushed, true) => "dry run: would push",
-            (Outcome::Skipped, _) => "skipped: nothing written",
-            (Outcome::Failed, _) => "FAILED: nothing written",
+            (Outcome::Skipped, false) => "skipped: nothing written",
+            (Outcome::Skipped, true) => "dry run: would skip",
+            (Outcome::Failed, false) => "FAILED: nothing written",
+            (Outcome::Failed, true) => "dry run: would FAIL",
         };
         let _ = writeln!(s, "{}:{}: {what}", self.repo, self.tags.join(","));
         let _ = writeln!(s, "  why: {} (decided by {})", self.reason, self.decided_by);
@@ -203,9 +205,9 @@ impl Report {
         if let (true, Some(p)) = (self.dry_run, &self.plan) {
             let _ = writeln!(
                 s,
-                "  plan: {} blob(s) ({} bytes), manifests [{}], list: {}, tags [{}], record [{}]",
+                "  plan: {} blob(s) ({}), manifests [{}], list: {}, tags [{}], record [{}]",
                 p.missing_blobs,
-                p.missing_bytes,
+                human_size(p.missing_bytes),
                 p.manifests.join(", "),
                 if p.list { "yes" } else { "no" },
                 p.tags.join(", "),
@@ -219,13 +221,57 @@ impl Report {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  uploaded {} blob(s), {} bytes; tags set: [{tags}]",
-                self.uploaded_blobs, self.uploaded_bytes
+                "  uploaded {} blob(s), {}; tags set: [{tags}]",
+                self.uploaded_blobs,
+                human_size(self.uploaded_bytes)
             );
         }
         if !self.recorded.is_empty() {
             let _ = writeln!(s, "  meta.json written for: {}", self.recorded.join(", "));
         }
         s
+    }
+}
+
+/// A size for a person: bytes below 1 KiB, else KiB, MiB or GiB with one decimal
+/// (`16.0 MiB`). Exact byte counts are in the JSON.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up a unit when the value would print as 1024.0 or more.
+    while unit + 1 < UNITS.len() && value >= 1023.95 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn human_size_picks_the_unit_and_keeps_one_decimal() {
+        for (bytes, want) in [
+            (0, "0 B"),
+            (1, "1 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (10 * 1024 + 100, "10.1 KiB"),
+            (1024 * 1024 - 1, "1.0 MiB"),
+            (1024 * 1024, "1.0 MiB"),
+            (16 * 1024 * 1024, "16.0 MiB"),
+            (256 * 1024 * 1024 + 50_000, "256.0 MiB"),
+            (3 * 1024 * 1024 * 1024 / 2, "1.5 GiB"),
+            (5000 * 1024 * 1024 * 1024, "5000.0 GiB"),
+            (u64::MAX, "17179869184.0 GiB"),
+        ] {
+            assert_eq!(human_size(bytes), want, "{bytes} bytes");
+        }
     }
 }

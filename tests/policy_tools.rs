@@ -872,7 +872,11 @@ fn inspect_describes_a_module() {
     let o = &out.stdout;
     for needle in [
         format!("module:    {}\n", p(&module)),
-        format!("size:      {} bytes\n", bytes.len()),
+        format!(
+            "size:      {} ({} bytes)\n",
+            pushgate::report::human_size(bytes.len() as u64),
+            bytes.len()
+        ),
         format!("sha256:    {}\n", sha256_digest(&bytes)),
         "policy:    kubevirt 0.1.0\n".to_string(),
         "contract:  pushgate:policy/policy@0.1.0\n".to_string(),

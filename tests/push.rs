@@ -970,6 +970,88 @@ fn dry_run_on_fresh_build_plans_a_push_and_writes_nothing() {
     assert!(skopeo_inspect_raw(&format!("{repo}:stable"), None).is_err());
 }
 
+/// `push_build` without `--json`: the human summary.
+fn push_build_human(repo: &str, tags: &[&str], wd: &Path, extra: &[&str]) -> Run {
+    let mut more = vec![
+        s("--artifact"),
+        s("ostree"),
+        s("--metajsonname"),
+        s(KEY),
+        s("--workdir"),
+        wd.display().to_string(),
+    ];
+    more.extend(extra.iter().map(|e| s(e)));
+    let args: Vec<String> = base_args(repo, tags, &more)
+        .into_iter()
+        .filter(|a| a != "--json")
+        .collect();
+    run(&args)
+}
+
+#[test]
+fn dry_run_human_summary_says_what_would_be_done_never_what_was() {
+    let reg = Registry::start();
+    let repo = reg.repo(REPO_NAME);
+    let wd = workdir();
+    small_build(wd.path(), BUILD, &ARCHES2);
+    let pristine = metas(wd.path(), BUILD, &ARCHES2);
+    let first_line = |r: &Run| {
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.lines().next().unwrap_or_default().to_string()
+    };
+    let no_past_tense = |r: &Run| {
+        for done in [": pushed", "recorded:", "uploaded ", "meta.json written"] {
+            assert!(!r.stdout.contains(done), "a dry run says {done:?}: {r:?}");
+        }
+    };
+
+    let dry = push_build_human(&repo, &["stable"], wd.path(), &["--dry-run"]);
+    assert!(
+        first_line(&dry).ends_with(": dry run: would push"),
+        "{dry:?}"
+    );
+    assert!(dry.stdout.contains("  plan: "), "{dry:?}");
+    // sizes for a person: "(12.3 KiB)", not a byte count
+    let plan = dry
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  plan: "))
+        .unwrap();
+    assert!(plan.contains("iB), ") && !plan.contains("bytes"), "{plan}");
+    no_past_tense(&dry);
+    assert!(reg.writes().is_empty(), "{:?}", describe(&reg.writes()));
+
+    let real = push_build_human(&repo, &["stable"], wd.path(), &[]);
+    assert!(first_line(&real).ends_with(": pushed"), "{real:?}");
+    let uploaded = real
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("  uploaded "))
+        .unwrap();
+    assert!(
+        uploaded.contains("iB; tags set") && !uploaded.contains("bytes"),
+        "{uploaded}"
+    );
+
+    let dry = push_build_human(&repo, &["stable"], wd.path(), &["--dry-run"]);
+    assert!(
+        first_line(&dry).ends_with(": up to date: nothing to do"),
+        "{dry:?}"
+    );
+    no_past_tense(&dry);
+
+    for (arch, bytes) in ARCHES2.iter().zip(&pristine) {
+        fs::write(meta_path(wd.path(), BUILD, arch), bytes).unwrap();
+    }
+    let dry = push_build_human(&repo, &["stable"], wd.path(), &["--dry-run"]);
+    assert!(
+        first_line(&dry).ends_with(": dry run: would record meta.json only"),
+        "{dry:?}"
+    );
+    no_past_tense(&dry);
+    assert_eq!(metas(wd.path(), BUILD, &ARCHES2), pristine);
+}
+
 // ---------------------------------------------------------------------------------------
 // 11. a newer build to the same tag
 

@@ -276,24 +276,17 @@ fn table_rows(stdout: &str) -> Vec<(String, String, String, String)> {
         ["CONTAINER", "DECISION", "LIST", "DIGEST", "REASON"],
         "{stdout}"
     );
+    // Columns are two or more spaces apart; a decision may be two words ("would push").
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let (name, rest) = token(l);
-            let (decision, rest) = token(rest);
-            let (digest, reason) = token(rest);
-            (s(name), s(decision), s(digest), s(reason))
+            let mut cols = l.split("  ").map(str::trim).filter(|c| !c.is_empty());
+            let mut next = || s(cols.next().unwrap_or_default());
+            let (name, decision, digest) = (next(), next(), next());
+            let reason = cols.collect::<Vec<_>>().join("  ");
+            (name, decision, digest, reason)
         })
         .collect()
-}
-
-/// The first whitespace-separated token of `text`, and the rest, both trimmed.
-fn token(text: &str) -> (&str, &str) {
-    let text = text.trim_start();
-    match text.split_once(char::is_whitespace) {
-        Some((first, rest)) => (first, rest.trim()),
-        None => (text, ""),
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -783,5 +776,80 @@ fn summary_table_has_a_row_per_container_under_headers_that_line_up() {
             "columns do not line up:\n{}",
             table.join("\n")
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// --dry-run says what it would do
+
+/// The DECISION column of every row.
+fn decisions(run: &Run) -> Vec<String> {
+    table_rows(&run.stdout)
+        .into_iter()
+        .map(|(_, decision, _, _)| decision)
+        .collect()
+}
+
+/// Asserts no line of a dry run's human output tells of something done.
+fn no_past_tense(run: &Run) {
+    for line in run.stdout.lines() {
+        for done in [": pushed", "recorded:", "uploaded ", "meta.json written"] {
+            assert!(
+                !line.contains(done),
+                "a dry run says {done:?} in {line:?}:\n{}",
+                run.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn dry_run_summary_says_what_would_be_done() {
+    let p = Product::new();
+    p.write_config(&["x86_64"]);
+    let pristine = p.metas(BUILD);
+
+    // nothing published yet: every container would be pushed
+    let dry = p.release(&["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(decisions(&dry), ["would push"; 3], "{}", dry.stdout);
+    for (_, _, digest, _) in table_rows(&dry.stdout) {
+        assert_eq!(digest, "-", "nothing published: {}", dry.stdout);
+    }
+    no_past_tense(&dry);
+    assert!(p.reg.writes().is_empty(), "{:?}", describe(&p.reg.writes()));
+
+    // the same without --dry-run says what it did
+    let real = p.release(&[]);
+    assert_eq!(real.code, 0, "{real:?}");
+    assert_eq!(decisions(&real), ["pushed"; 3], "{}", real.stdout);
+
+    let dry = p.release(&["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(decisions(&dry), ["up to date"; 3], "{}", dry.stdout);
+    no_past_tense(&dry);
+
+    // meta.json lost what was pushed: every container would only be recorded
+    for (arch, bytes) in ARCHES.iter().zip(&pristine) {
+        fs::write(p.meta_path(BUILD, arch), bytes).unwrap();
+    }
+    let writes = p.reg.writes().len();
+    let dry = p.release(&["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(decisions(&dry), ["would record"; 3], "{}", dry.stdout);
+    no_past_tense(&dry);
+    assert_eq!(
+        p.reg.writes().len(),
+        writes,
+        "a dry run wrote to the registry"
+    );
+    assert_eq!(p.metas(BUILD), pristine, "a dry run wrote meta.json");
+
+    // JSON is unchanged: the outcome, and dry_run
+    let json = p.release(&["--dry-run", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    for name in NAMES {
+        assert_eq!(json.outcome_of(name), "recorded", "{json:?}");
+        assert_eq!(json.result(name)["dry_run"], true, "{json:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! The `pushgate` command line: argument parsing and printing over the library.
 
 mod argparse;
+mod out;
 mod policy;
 
 use std::path::PathBuf;
@@ -15,9 +16,21 @@ use pushgate::registry;
 use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
 use pushgate::sources::SourceSpec;
 
+/// `pushgate --version`: the version, the git commit it was built from, the policy
+/// contract it hosts and the wasmtime that runs the policies.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (commit {})\npolicy contract: {}\nwasmtime: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("PUSHGATE_GIT_COMMIT"),
+        pushgate::policy::CONTRACT,
+        env!("PUSHGATE_WASMTIME_VERSION"),
+    )
+});
+
 /// Publish multi-arch container images from cosa builds, idempotently.
 #[derive(Parser)]
-#[command(name = "pushgate", version, about, long_about = None)]
+#[command(name = "pushgate", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PUSHGATE_GIT_COMMIT"), ")"), long_version = LONG_VERSION.as_str(), about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -252,7 +265,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pushgate: error: {e:#}");
+            out::eprintln(&format!("pushgate: error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -262,18 +275,15 @@ fn run_push(runtime: &tokio::runtime::Runtime, args: PushArgs) -> anyhow::Result
     let json = args.json;
     let report = runtime.block_on(push(&args.request()?))?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("report serializes")
-        );
+        out::println(&serde_json::to_string(&report).expect("report serializes"))?;
     } else {
-        print!("{}", report.human());
+        out::print(&report.human())?;
     }
     if report.failed() {
-        eprintln!(
+        out::eprintln(&format!(
             "pushgate: error: {} refused by {}: {}",
             report.container, report.decided_by, report.reason
-        );
+        ));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -291,16 +301,18 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
     };
     let results = runtime.block_on(release::release(&cfg, &opts))?;
     if args.json {
-        println!("{}", release::json(&results));
+        out::println(&release::json(&results).to_string())?;
     } else {
+        let mut text = String::new();
         for r in &results {
             match &r.result {
-                Ok(rep) => print!("{}", rep.human()),
-                Err(e) => println!("{}: error: {e:#}", r.name),
+                Ok(rep) => text.push_str(&rep.human()),
+                Err(e) => text.push_str(&format!("{}: error: {e:#}\n", r.name)),
             }
         }
-        println!();
-        print!("{}", release::summary(&results));
+        text.push('\n');
+        text.push_str(&release::summary(&results));
+        out::print(&text)?;
     }
     let failed: Vec<&str> = results
         .iter()
@@ -310,12 +322,12 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        out::eprintln(&format!(
             "pushgate: error: {} of {} container(s) failed: {}",
             failed.len(),
             results.len(),
             failed.join(", ")
-        );
+        ));
         Ok(ExitCode::FAILURE)
     }
 }

@@ -10,7 +10,9 @@ use pushgate::cases::{self, Kind};
 use pushgate::contract::Decision;
 use pushgate::policy::{Limits, PolicyHost};
 
-use crate::{PolicyLimitArgs, PushArgs};
+use std::fmt::Write as _;
+
+use crate::{PolicyLimitArgs, PushArgs, out};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -145,9 +147,9 @@ fn test(a: TestArgs) -> Result<ExitCode> {
             "failed": results.len() - passed,
             "results": results,
         });
-        println!("{doc}");
+        out::println(&doc.to_string())?;
     } else {
-        print!("{}", cases::render_text(&results));
+        out::print(&cases::render_text(&results))?;
     }
     Ok(exit(ok))
 }
@@ -161,12 +163,9 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     let host = host(&a.limits)?;
     let report = pushgate::check::check(&host, &a.module, settings.as_deref());
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({ "ok": report.ok(), "report": report })
-        );
+        out::println(&serde_json::json!({ "ok": report.ok(), "report": report }).to_string())?;
     } else {
-        print!("{}", report.render());
+        out::print(&report.render())?;
     }
     Ok(exit(report.ok()))
 }
@@ -182,25 +181,26 @@ fn diff(a: DiffArgs) -> Result<ExitCode> {
     let new = host.load(&a.new)?;
     let changes = cases::diff(&host, &old, &new, &cases);
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "old": { "name": old.info.name, "version": old.info.version, "sha256": old.info.sha256 },
-                "new": { "name": new.info.name, "version": new.info.version, "sha256": new.info.sha256 },
-                "cases": cases.len(),
-                "changed": changes,
-            })
-        );
+        let doc = serde_json::json!({
+            "old": { "name": old.info.name, "version": old.info.version, "sha256": old.info.sha256 },
+            "new": { "name": new.info.name, "version": new.info.version, "sha256": new.info.sha256 },
+            "cases": cases.len(),
+            "changed": changes,
+        });
+        out::println(&doc.to_string())?;
     } else {
+        let mut text = String::new();
         for c in &changes {
-            println!(
+            let _ = writeln!(
+                text,
                 "changed  {}\n    old  {}\n    new  {}",
                 c.case,
                 describe(&c.old),
                 describe(&c.new)
             );
         }
-        println!(
+        let _ = writeln!(
+            text,
             "{} of {} case(s) decided differently by {} {} than by {} {}",
             changes.len(),
             cases.len(),
@@ -209,6 +209,7 @@ fn diff(a: DiffArgs) -> Result<ExitCode> {
             old.info.name,
             old.info.version
         );
+        out::print(&text)?;
     }
     Ok(exit(!a.fail_on_change || changes.is_empty()))
 }
@@ -245,23 +246,20 @@ fn facts(runtime: &tokio::runtime::Runtime, a: FactsArgs) -> Result<ExitCode> {
     match &a.out {
         Some(path) => std::fs::write(path, text)
             .with_context(|| format!("--out: cannot write {}", path.display()))?,
-        None => print!("{text}"),
+        None => out::print(&text)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn new(a: NewArgs) -> Result<ExitCode> {
     let dir = pushgate::scaffold::create(&a.dir, &a.name)?;
-    println!("created {}", dir.display());
-    println!(
-        "build:  cargo build --release --target wasm32-wasip2 --manifest-path {}/Cargo.toml",
-        dir.display()
-    );
-    println!(
-        "test:   pushgate policy test {0}/target/wasm32-wasip2/release/{1}.wasm {0}/cases",
+    out::print(&format!(
+        "created {0}\n\
+         build:  cargo build --release --target wasm32-wasip2 --manifest-path {0}/Cargo.toml\n\
+         test:   pushgate policy test {0}/target/wasm32-wasip2/release/{1}.wasm {0}/cases\n",
         dir.display(),
         pushgate::scaffold::crate_name(&a.name)
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -269,29 +267,35 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
     let host = PolicyHost::new(Limits::default())?;
     let i = host.inspect(&a.module)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&i).expect("inspection serializes")
-        );
+        out::println(&serde_json::to_string(&i).expect("inspection serializes"))?;
     } else {
-        println!("module:    {}", i.path.display());
-        println!("size:      {} bytes", i.size);
-        println!("sha256:    {}", i.sha256);
+        let mut t = String::new();
+        let _ = writeln!(t, "module:    {}", i.path.display());
+        let _ = writeln!(
+            t,
+            "size:      {} ({} bytes)",
+            pushgate::report::human_size(i.size),
+            i.size
+        );
+        let _ = writeln!(t, "sha256:    {}", i.sha256);
         match &i.loaded {
             Ok(p) => {
-                println!("policy:    {} {}", p.name, p.version);
-                println!("about:     {}", p.description);
-                println!("contract:  {}", p.contract);
-                println!("settings:  {}", p.settings_help);
-                println!("sample:    {}", p.sample_settings);
+                let _ = writeln!(t, "policy:    {} {}", p.name, p.version);
+                let _ = writeln!(t, "about:     {}", p.description);
+                let _ = writeln!(t, "contract:  {}", p.contract);
+                let _ = writeln!(t, "settings:  {}", p.settings_help);
+                let _ = writeln!(t, "sample:    {}", p.sample_settings);
             }
-            Err(e) => println!("loads:     no: {e}"),
+            Err(e) => {
+                let _ = writeln!(t, "loads:     no: {e}");
+            }
         }
-        println!("exports:   {}", i.exports.join(", "));
-        println!("imports:");
+        let _ = writeln!(t, "exports:   {}", i.exports.join(", "));
+        let _ = writeln!(t, "imports:");
         for imp in &i.imports {
-            println!("  {imp}");
+            let _ = writeln!(t, "  {imp}");
         }
+        out::print(&t)?;
     }
     Ok(exit(i.loaded.is_ok()))
 }

@@ -1,0 +1,31 @@
+//! Writing to stdout and stderr without panicking when the reader has gone.
+//!
+//! `println!` panics when stdout is a closed pipe (`pushgate ... | head -1`). Every
+//! write of the binary goes through here instead: a closed pipe is not an error (the
+//! reader wanted no more; the rest of the output is dropped, as ripgrep does), and the
+//! exit status stays the run's own. Any other write error on stdout (a full disk) is
+//! reported as an error.
+
+use std::io::{self, ErrorKind, Write};
+
+use anyhow::Context;
+
+/// Writes `text` to stdout, as is. A closed pipe is quietly ignored.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+/// Writes `line` and a newline to stdout. A closed pipe is quietly ignored.
+pub fn println(line: &str) -> anyhow::Result<()> {
+    print(&format!("{line}\n"))
+}
+
+/// Writes `line` and a newline to stderr; if stderr cannot be written, there is
+/// nowhere left to say so, and the exit status still tells.
+pub fn eprintln(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
