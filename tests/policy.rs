@@ -690,6 +690,45 @@ fn sandboxed_module_cannot_see_files_environment_or_a_real_clock() {
     assert!(fx.reg.writes().is_empty());
 }
 
+#[test]
+fn a_sleeping_module_does_not_hold_pushgate_past_its_deadline() {
+    let fx = Fixture::new();
+    let module = policy_module("hostile");
+    let before = fx.snapshot();
+
+    // sleeping an hour returns at once: the monotonic clock is frozen too
+    let start = std::time::Instant::now();
+    let run = fx.push_os(&["stable"], &policy_and(&module, &hostile("sleep"), &[]));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "{run:?}"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.outcome(), "skipped", "{run:?}");
+    assert_eq!(run.reason(), "slept 0ns", "{run:?}");
+    before.assert_untouched(&fx, "hostile sleep");
+
+    // waiting for the clock to move never ends: the deadline does
+    let start = std::time::Instant::now();
+    let caps = [
+        "--policy-fuel",
+        "1000000000000000",
+        "--policy-timeout-ms",
+        "300",
+    ];
+    let run = fx.push_os(
+        &["stable"],
+        &policy_and(&module, &hostile("sleep-until"), &caps),
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "{run:?}"
+    );
+    assert_module_failed(&run, &module, &["decide exceeded its time (300ms) cap"]);
+    before.assert_untouched(&fx, "hostile sleep-until");
+    assert!(fx.reg.writes().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // skip and determinism
 

@@ -1,13 +1,22 @@
 //! The sandbox a policy runs in: a WASI that grants nothing and varies in nothing,
 //! the caps on every call (fuel, memory, wall-clock deadline), and the engine and
 //! linker that enforce them.
+//!
+//! Time does not pass in the sandbox. Both clocks are frozen at zero, and a
+//! monotonic-clock subscription (`subscribe-duration`, `subscribe-instant`: what
+//! `std::thread::sleep` uses) is ready at once, so sleeping returns immediately
+//! and never holds pushgate: a module that waits for the clock to move spins
+//! until its fuel or deadline runs out. The deadline itself is kept twice: the
+//! engine's epoch interrupts wasm code, and the caller abandons a call still
+//! running past it (see [`super::call`]), so no host call can outlast it either.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings;
@@ -121,6 +130,40 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenMonotonicClock {
     }
 }
 
+/// A monotonic-clock subscription that is ready at once.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+/// The version of `wasi:clocks` that wasmtime-wasi links; guests importing any
+/// `0.2.x` are linked to it.
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// wasmtime-wasi's `subscribe-duration` and `subscribe-instant` wait on the
+/// host's real clock whatever monotonic clock the context has. Replaces them
+/// with subscriptions that are ready at once: in the sandbox time does not pass.
+fn freeze_monotonic_subscriptions(linker: &mut Linker<State>) -> anyhow::Result<()> {
+    fn ready_now(state: &mut State) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let elapsed = state.table.push(Elapsed)?;
+        Ok((wasmtime_wasi::p2::subscribe(&mut state.table, elapsed)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCKS)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, State>, (_,): (u64,)| ready_now(store.data_mut()),
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, State>, (_,): (u64,)| ready_now(store.data_mut()),
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 /// A WASI context that grants nothing and varies in nothing.
 fn sealed_wasi() -> WasiCtx {
     WasiCtx::builder()
@@ -147,6 +190,7 @@ pub(crate) fn engine() -> anyhow::Result<(Engine, Linker<State>, Arc<AtomicBool>
     let engine = Engine::new(&config)?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    freeze_monotonic_subscriptions(&mut linker)?;
     bindings::PolicyModule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
 
     // The deadline clock: one thread ticks the engine's epoch while the host lives.
