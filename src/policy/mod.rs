@@ -135,7 +135,7 @@ impl PolicyHost {
         })?;
         res.map_err(|reason| PolicyError::Settings {
             module: policy.label.clone(),
-            reason,
+            reason: convert::inert(&reason, convert::MAX_REASON_CHARS),
         })
     }
 

@@ -21,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings;
 use super::bindings::pushgate::policy::host;
+use super::convert::{MAX_LOG_CHARS, inert};
 
 /// Caps on every call into a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,17 +96,17 @@ impl WasiView for State {
     }
 }
 
-/// A log line is capped, and so is their number: a policy cannot flood the output.
+/// A log line is capped and made inert, and so is their number: a policy cannot
+/// flood the output. (Each message is lifted from the guest's memory, which the
+/// memory cap bounds, and dropped once cut.)
 const MAX_LOG_LINES: usize = 100;
-const MAX_LOG_CHARS: usize = 1000;
 
 impl bindings::pushgate::policy::types::Host for State {}
 
 impl host::Host for State {
     fn log(&mut self, level: host::Level, message: String) {
         if self.logs.len() < MAX_LOG_LINES {
-            let message: String = message.chars().take(MAX_LOG_CHARS).collect();
-            self.logs.push((level, message));
+            self.logs.push((level, inert(&message, MAX_LOG_CHARS)));
         }
     }
 }
@@ -164,7 +165,9 @@ fn freeze_monotonic_subscriptions(linker: &mut Linker<State>) -> anyhow::Result<
     Ok(())
 }
 
-/// A WASI context that grants nothing and varies in nothing.
+/// A WASI context that grants nothing and varies in nothing. Its stdin is empty,
+/// and what a module writes to stdout or stderr is discarded (wasmtime-wasi's
+/// default when none is configured): none of it reaches pushgate's output.
 fn sealed_wasi() -> WasiCtx {
     WasiCtx::builder()
         .wall_clock(FrozenWallClock)
