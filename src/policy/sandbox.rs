@@ -56,11 +56,44 @@ pub(crate) struct State {
     pub(crate) logs: Vec<(host::Level, String)>,
 }
 
-/// Wasmtime's store limits, remembering whether a memory growth was refused, so a
+/// Caps on what an instance may hold, beyond `--policy-memory-mib`: far above what
+/// a component built from Rust needs (a handful of each, tables of a few hundred
+/// elements).
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+/// Table elements, in total over all tables of a store.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Wasmtime's store limits, plus totals: the memory cap bounds the sum of all
+/// memories of a store (wasmtime's own is per memory), and so does the table
+/// element cap for tables. Remembers whether a memory growth was refused, so a
 /// trap can be told apart as "exceeded the memory cap".
 pub(crate) struct Limiter {
     inner: StoreLimits,
+    memory_cap: usize,
+    memory_total: usize,
+    table_total: usize,
     pub(crate) memory_refused: bool,
+}
+
+impl Limiter {
+    fn new(memory_cap: usize) -> Limiter {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_cap)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(MAX_INSTANCES)
+                .tables(MAX_TABLES)
+                .memories(MAX_MEMORIES)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_cap,
+            memory_total: 0,
+            table_total: 0,
+            memory_refused: false,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -70,9 +103,21 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let res = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(res, Ok(true)) {
-            self.memory_refused = true;
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        let res = if total > self.memory_cap {
+            Err(wasmtime::Error::msg(format!(
+                "forcing trap when growing memory to {desired} bytes: \
+                 all memories would hold {total} bytes"
+            )))
+        } else {
+            self.inner.memory_growing(current, desired, maximum)
+        };
+        match res {
+            Ok(true) => self.memory_total = total,
+            _ => self.memory_refused = true,
         }
         res
     }
@@ -83,7 +128,34 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let total = self
+            .table_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        let res = if total > MAX_TABLE_ELEMENTS {
+            Err(wasmtime::Error::msg(format!(
+                "forcing trap when growing table to {desired} elements: \
+                 all tables would hold {total} elements"
+            )))
+        } else {
+            self.inner.table_growing(current, desired, maximum)
+        };
+        if matches!(res, Ok(true)) {
+            self.table_total = total;
+        }
+        res
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -215,13 +287,7 @@ pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     let state = State {
         wasi: sealed_wasi(),
         table: ResourceTable::new(),
-        limits: Limiter {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(limits.memory)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_refused: false,
-        },
+        limits: Limiter::new(limits.memory),
         logs: Vec::new(),
     };
     let mut store = Store::new(engine, state);
@@ -231,4 +297,42 @@ pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_a_total_over_all_memories() {
+        let mut l = Limiter::new(100 << 20);
+        assert!(l.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(!l.memory_refused);
+        // a second memory would take the total past the cap
+        assert!(l.memory_growing(0, 60 << 20, None).is_err());
+        assert!(l.memory_refused);
+        // within the total, growth goes on
+        assert!(l.memory_growing(60 << 20, 90 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 10 << 20, None).unwrap());
+        assert!(l.memory_growing(10 << 20, (10 << 20) + 1, None).is_err());
+    }
+
+    #[test]
+    fn table_elements_are_capped_in_total_and_instances_tables_memories_counted() {
+        let mut l = Limiter::new(100 << 20);
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS - 1000, None).unwrap());
+        assert!(l.table_growing(0, 1, None).is_err());
+        let mut fresh = Limiter::new(100 << 20);
+        assert!(
+            fresh
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .is_err()
+        );
+        assert_eq!(l.instances(), MAX_INSTANCES);
+        assert_eq!(l.tables(), MAX_TABLES);
+        assert_eq!(l.memories(), MAX_MEMORIES);
+    }
 }
