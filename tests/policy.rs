@@ -690,6 +690,129 @@ fn sandboxed_module_cannot_see_files_environment_or_a_real_clock() {
     assert!(fx.reg.writes().is_empty());
 }
 
+#[test]
+fn a_sleeping_module_does_not_hold_pushgate_past_its_deadline() {
+    let fx = Fixture::new();
+    let module = policy_module("hostile");
+    let before = fx.snapshot();
+
+    // sleeping an hour returns at once: the monotonic clock is frozen too
+    let start = std::time::Instant::now();
+    let run = fx.push_os(&["stable"], &policy_and(&module, &hostile("sleep"), &[]));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "{run:?}"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.outcome(), "skipped", "{run:?}");
+    assert_eq!(run.reason(), "slept 0ns", "{run:?}");
+    before.assert_untouched(&fx, "hostile sleep");
+
+    // waiting for the clock to move never ends: the deadline does
+    let start = std::time::Instant::now();
+    let caps = [
+        "--policy-fuel",
+        "1000000000000000",
+        "--policy-timeout-ms",
+        "300",
+    ];
+    let run = fx.push_os(
+        &["stable"],
+        &policy_and(&module, &hostile("sleep-until"), &caps),
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "{run:?}"
+    );
+    assert_module_failed(&run, &module, &["decide exceeded its time (300ms) cap"]);
+    before.assert_untouched(&fx, "hostile sleep-until");
+    assert!(fx.reg.writes().is_empty());
+}
+
+/// Whether `text` holds a control character (a terminal escape, a bell, ...)
+/// other than a line break.
+fn has_control(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn what_a_module_says_is_cut_and_inert_and_its_stdio_goes_nowhere() {
+    let fx = Fixture::new();
+    let module = policy_module("hostile");
+    let dry = |mode: &str| {
+        fx.push_os(
+            &["stable"],
+            &policy_and(&module, &hostile(mode), &["--dry-run"]),
+        )
+    };
+    let before = fx.snapshot();
+
+    // escapes are dropped from the reason and from log lines
+    let run = dry("escape-reason");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.reason(), "[2J[31mred[0mbell  next lineend", "{run:?}");
+    assert_eq!(
+        strs(&run.json["policy_logs"]),
+        vec![s("warn: [2J[31mred[0mbell  next lineend")],
+        "{run:?}"
+    );
+    assert!(
+        !has_control(&run.stdout) && !run.stderr.contains('\x1b'),
+        "{run:?}"
+    );
+
+    // a 64 MiB reason is cut to 4000 characters
+    let run = dry("huge-reason");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.reason().chars().count(), 4001, "{}", run.context());
+    assert!(run.reason().ends_with('…') && !has_control(run.reason()));
+    assert!(
+        run.stdout.len() < 64 << 10,
+        "{} bytes of stdout",
+        run.stdout.len()
+    );
+
+    // a flood of logs: 100 lines of 1000 characters
+    let run = dry("log-flood");
+    assert_eq!(run.reason(), "logged", "{}", run.context());
+    let logs = strs(&run.json["policy_logs"]);
+    assert_eq!(logs.len(), 100);
+    assert!(
+        logs.iter().all(|l| l.chars().count() <= 1010),
+        "{:?}",
+        logs[0]
+    );
+    assert!(
+        run.stdout.len() < 1 << 20,
+        "{} bytes of stdout",
+        run.stdout.len()
+    );
+
+    // what a module writes to stdout and stderr is discarded
+    let run = dry("stdout-flood");
+    assert_eq!(run.reason(), "flooded", "{}", run.context());
+    assert!(!run.stdout.contains("hostile flood"), "{}", run.context());
+    assert!(!run.stderr.contains("hostile flood"), "{}", run.context());
+    assert!(run.stdout.len() + run.stderr.len() < 64 << 10);
+
+    // a settings rejection is cut and inert too
+    let run = dry("escape-settings");
+    assert_module_failed(
+        &run,
+        &module,
+        &[
+            "rejected the settings",
+            "[2J[31mred[0mbell  next lineendyyy",
+        ],
+    );
+    assert!(!has_control(run.reason()), "{run:?}");
+    assert!(run.reason().ends_with("yyy…"), "{run:?}");
+    assert!(run.reason().len() < 5000, "{} bytes", run.reason().len());
+
+    before.assert_untouched(&fx, "hostile modules that talk too much");
+    assert!(fx.reg.writes().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // skip and determinism
 

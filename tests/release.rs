@@ -715,6 +715,88 @@ fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_sto
 }
 
 // ---------------------------------------------------------------------------------------
+// hostile policies in a release
+
+#[test]
+fn a_module_that_panics_or_floods_stdio_fails_only_its_own_container() {
+    let p = Product::new();
+    let dir = p.wd().join("release");
+    fs::copy(policy_module("hostile"), dir.join("policies/hostile.wasm")).unwrap();
+    let config = dir.join("hostile.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"workdir = ".."
+build = "latest"
+
+[[container]]
+name = "panicky"
+artifact = "ostree"
+key = "panicky"
+repo = {panicky_repo}
+tags = ["stable"]
+policy = "policies/hostile.wasm"
+settings = {{ mode = "panic-in-settings" }}
+
+[[container]]
+name = "noisy"
+artifact = "kubevirt"
+key = "{KV_KEY}"
+repo = {kv_repo}
+tags = ["stable"]
+policy = "policies/hostile.wasm"
+settings = {{ mode = "stdout-flood" }}
+
+[[container]]
+name = "oscontainer"
+artifact = "ostree"
+key = "{OS_KEY}"
+repo = {os_repo}
+tags = ["stable"]
+"#,
+            panicky_repo = toml_str(&p.repo("panicky")),
+            kv_repo = toml_str(&p.repo(KV_REPO)),
+            os_repo = toml_str(&p.repo(OS_REPO)),
+        ),
+    )
+    .unwrap();
+
+    let run = p.release_with(&config, &["--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        !run.stderr.contains("panicked"),
+        "pushgate panicked: {run:?}"
+    );
+    assert!(
+        run.stderr.contains("1 of 3 container(s) failed: panicky"),
+        "{run:?}"
+    );
+    // the panic fails its container, naming the module
+    let panicky = run.result("panicky");
+    let text = panicky.to_string();
+    assert!(text.contains("hostile.wasm"), "{panicky}");
+    assert!(text.contains("validate-settings"), "{panicky}");
+    // what the modules wrote to stdout and stderr went nowhere
+    for needle in [
+        "hostile: about to panic",
+        "hostile: panic in",
+        "hostile flood",
+    ] {
+        assert!(!run.stdout.contains(needle), "{needle}: {run:?}");
+        assert!(!run.stderr.contains(needle), "{needle}: {run:?}");
+    }
+    assert_eq!(run.outcome_of("noisy"), "skipped", "{run:?}");
+    assert_eq!(run.result("noisy")["reason"], "flooded", "{run:?}");
+    // the others are pushed
+    assert_eq!(run.outcome_of("oscontainer"), "pushed", "{run:?}");
+    let os_list = digest_at(&format!("{}:stable", p.repo(OS_REPO)));
+    assert_landed(&p, OS_REPO, &["stable"], OS_KEY, &ARCHES, &os_list);
+    let writes = p.reg.writes();
+    assert!(writes_to(&writes, "panicky").is_empty(), "{writes:?}");
+    assert!(writes_to(&writes, KV_REPO).is_empty(), "{writes:?}");
+}
+
+// ---------------------------------------------------------------------------------------
 // the summary table
 
 /// Where each column of a table line starts: the line's start, and every character

@@ -1,92 +1,178 @@
 //! Calling into a module: one capped call in a fresh store and instance, on a
 //! thread of its own (wasmtime-wasi's synchronous bindings must never run on an
 //! async worker), and every way it can go wrong turned into a [`PolicyError`].
+//!
+//! The caller waits for that thread no longer than the deadline (plus [`GRACE`]).
+//! The epoch deadline interrupts wasm code; the watchdog bounds everything else
+//! (a host call that blocks): past the deadline the call is abandoned, its thread
+//! left to finish on its own, and the call fails with the time cap.
+
+use std::sync::mpsc;
+use std::time::Duration;
 
 use wasmtime::Store;
 
 use super::bindings::exports::pushgate::policy::policy as guest;
 use super::convert::level_name;
-use super::sandbox::{self, State};
+use super::sandbox::{self, Limits, State};
 use super::{Policy, PolicyError, PolicyHost};
 
-impl PolicyHost {
-    /// One capped call in a fresh store and instance.
-    pub(crate) fn call<R: Send>(
-        &self,
-        policy: &Policy,
-        what: &'static str,
-        f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R> + Send,
-    ) -> Result<(R, Vec<String>), PolicyError> {
-        std::thread::scope(|s| {
-            s.spawn(|| self.call_here(policy, what, f))
-                .join()
-                .expect("policy thread")
-        })
-    }
+/// How long past the deadline the watchdog waits before abandoning a call: the
+/// epoch (which ticks every 10 ms) normally interrupts a runaway call first, with
+/// a cleaner trap.
+const GRACE: Duration = Duration::from_millis(200);
 
-    fn call_here<R>(
+/// Why a job run under [`watchdog`] gave no result.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Abandoned {
+    /// It was still running at the deadline (its thread is left to finish).
+    TimedOut,
+    /// Its thread panicked, or could not be started.
+    Died,
+}
+
+/// Runs `job` on a thread of its own and waits for it at most `deadline`.
+pub(crate) fn watchdog<R: Send + 'static>(
+    deadline: Duration,
+    job: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, Abandoned> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("pushgate-policy-call".into())
+        .spawn(move || {
+            // The receiver is gone when the call was abandoned: nobody to tell.
+            let _ = tx.send(job());
+        })
+        .map_err(|_| Abandoned::Died)?;
+    rx.recv_timeout(deadline).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => Abandoned::TimedOut,
+        mpsc::RecvTimeoutError::Disconnected => Abandoned::Died,
+    })
+}
+
+impl PolicyHost {
+    /// One capped call in a fresh store and instance, on a thread of its own,
+    /// abandoned past the deadline.
+    pub(crate) fn call<R: Send + 'static>(
         &self,
         policy: &Policy,
         what: &'static str,
-        f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R> + Send + 'static,
     ) -> Result<(R, Vec<String>), PolicyError> {
+        let (engine, limits, pre) = (self.engine.clone(), self.limits, policy.pre.clone());
         let module = policy.label.clone();
-        let mut store = sandbox::store(&self.engine, &self.limits);
-        let result = policy
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(instance.pushgate_policy_policy(), &mut store));
-        let logs = store
-            .data()
-            .logs
-            .iter()
-            .map(|(level, msg)| format!("{}: {msg}", level_name(*level)))
-            .collect();
-        match result {
-            Ok(r) => Ok((r, logs)),
-            Err(e) => Err(self.classify(e, &store, module, what)),
+        let label = module.clone();
+        let job = move || call_here(&engine, &limits, &pre, label, what, f);
+        match watchdog(self.limits.deadline + GRACE, job) {
+            Ok(result) => result,
+            Err(Abandoned::TimedOut) => Err(time_cap(&self.limits, module, what)),
+            Err(Abandoned::Died) => Err(PolicyError::Trap {
+                module,
+                what,
+                reason: "the host's call thread died".to_string(),
+            }),
         }
     }
+}
 
-    fn classify(
-        &self,
-        e: wasmtime::Error,
-        store: &Store<State>,
-        module: String,
-        what: &'static str,
-    ) -> PolicyError {
-        match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::OutOfFuel) => PolicyError::Cap {
-                module,
-                what,
-                cap: format!("fuel ({} units)", self.limits.fuel),
-            },
-            Some(wasmtime::Trap::Interrupt) => PolicyError::Cap {
-                module,
-                what,
-                cap: format!("time ({:?})", self.limits.deadline),
-            },
-            _ => {
-                if store.data().limits.memory_refused {
-                    PolicyError::Cap {
-                        module,
-                        what,
-                        cap: format!("memory ({} MiB)", self.limits.memory >> 20),
-                    }
-                } else {
-                    // One line: the trap itself (or the root cause), not the
-                    // wasm backtrace, which names nothing a user can act on.
-                    let reason = match e.downcast_ref::<wasmtime::Trap>() {
-                        Some(trap) => trap.to_string(),
-                        None => e.root_cause().to_string(),
-                    };
-                    PolicyError::Trap {
-                        module,
-                        what,
-                        reason,
-                    }
+fn call_here<R>(
+    engine: &wasmtime::Engine,
+    limits: &Limits,
+    pre: &super::bindings::PolicyModulePre<State>,
+    module: String,
+    what: &'static str,
+    f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R>,
+) -> Result<(R, Vec<String>), PolicyError> {
+    let mut store = sandbox::store(engine, limits);
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|instance| f(instance.pushgate_policy_policy(), &mut store));
+    let logs = store
+        .data()
+        .logs
+        .iter()
+        .map(|(level, msg)| format!("{}: {msg}", level_name(*level)))
+        .collect();
+    match result {
+        Ok(r) => Ok((r, logs)),
+        Err(e) => Err(classify(limits, e, &store, module, what)),
+    }
+}
+
+fn time_cap(limits: &Limits, module: String, what: &'static str) -> PolicyError {
+    PolicyError::Cap {
+        module,
+        what,
+        cap: format!("time ({:?})", limits.deadline),
+    }
+}
+
+fn classify(
+    limits: &Limits,
+    e: wasmtime::Error,
+    store: &Store<State>,
+    module: String,
+    what: &'static str,
+) -> PolicyError {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => PolicyError::Cap {
+            module,
+            what,
+            cap: format!("fuel ({} units)", limits.fuel),
+        },
+        Some(wasmtime::Trap::Interrupt) => time_cap(limits, module, what),
+        _ => {
+            if store.data().limits.memory_refused {
+                PolicyError::Cap {
+                    module,
+                    what,
+                    cap: format!("memory ({} MiB)", limits.memory >> 20),
+                }
+            } else {
+                // One line: the trap itself (or the root cause), not the
+                // wasm backtrace, which names nothing a user can act on.
+                let reason = match e.downcast_ref::<wasmtime::Trap>() {
+                    Some(trap) => trap.to_string(),
+                    None => e.root_cause().to_string(),
+                };
+                PolicyError::Trap {
+                    module,
+                    what,
+                    reason,
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn watchdog_returns_what_the_job_returns() {
+        assert_eq!(watchdog(Duration::from_secs(5), || 42), Ok(42));
+    }
+
+    #[test]
+    fn watchdog_abandons_a_job_that_blocks_past_the_deadline() {
+        let start = Instant::now();
+        let res = watchdog(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(30));
+        });
+        assert_eq!(res, Err(Abandoned::TimedOut));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn watchdog_survives_a_job_that_panics() {
+        let res = watchdog(Duration::from_secs(5), || -> u8 { panic!("job panicked") });
+        assert_eq!(res, Err(Abandoned::Died));
     }
 }

@@ -129,12 +129,13 @@ impl PolicyHost {
 
     /// Asks the module whether it accepts `settings` (a JSON document).
     pub fn validate_settings(&self, policy: &Policy, settings: &str) -> Result<(), PolicyError> {
-        let (res, _) = self.call(policy, "validate-settings", |p, s| {
-            p.call_validate_settings(s, settings)
+        let settings = settings.to_string();
+        let (res, _) = self.call(policy, "validate-settings", move |p, s| {
+            p.call_validate_settings(s, &settings)
         })?;
         res.map_err(|reason| PolicyError::Settings {
             module: policy.label.clone(),
-            reason,
+            reason: convert::inert(&reason, convert::MAX_REASON_CHARS),
         })
     }
 
@@ -145,7 +146,7 @@ impl PolicyHost {
         facts: &Facts,
     ) -> Result<(Decision, Vec<String>), PolicyError> {
         let wit_facts = convert::to_wit(facts);
-        let (d, logs) = self.call(policy, "decide", |p, s| p.call_decide(s, &wit_facts))?;
+        let (d, logs) = self.call(policy, "decide", move |p, s| p.call_decide(s, &wit_facts))?;
         Ok((convert::from_wit(d), logs))
     }
 }

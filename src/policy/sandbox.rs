@@ -1,17 +1,27 @@
 //! The sandbox a policy runs in: a WASI that grants nothing and varies in nothing,
 //! the caps on every call (fuel, memory, wall-clock deadline), and the engine and
 //! linker that enforce them.
+//!
+//! Time does not pass in the sandbox. Both clocks are frozen at zero, and a
+//! monotonic-clock subscription (`subscribe-duration`, `subscribe-instant`: what
+//! `std::thread::sleep` uses) is ready at once, so sleeping returns immediately
+//! and never holds pushgate: a module that waits for the clock to move spins
+//! until its fuel or deadline runs out. The deadline itself is kept twice: the
+//! engine's epoch interrupts wasm code, and the caller abandons a call still
+//! running past it (see [`super::call`]), so no host call can outlast it either.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings;
 use super::bindings::pushgate::policy::host;
+use super::convert::{MAX_LOG_CHARS, inert};
 
 /// Caps on every call into a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +56,44 @@ pub(crate) struct State {
     pub(crate) logs: Vec<(host::Level, String)>,
 }
 
-/// Wasmtime's store limits, remembering whether a memory growth was refused, so a
+/// Caps on what an instance may hold, beyond `--policy-memory-mib`: far above what
+/// a component built from Rust needs (a handful of each, tables of a few hundred
+/// elements).
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+/// Table elements, in total over all tables of a store.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// Wasmtime's store limits, plus totals: the memory cap bounds the sum of all
+/// memories of a store (wasmtime's own is per memory), and so does the table
+/// element cap for tables. Remembers whether a memory growth was refused, so a
 /// trap can be told apart as "exceeded the memory cap".
 pub(crate) struct Limiter {
     inner: StoreLimits,
+    memory_cap: usize,
+    memory_total: usize,
+    table_total: usize,
     pub(crate) memory_refused: bool,
+}
+
+impl Limiter {
+    fn new(memory_cap: usize) -> Limiter {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_cap)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .instances(MAX_INSTANCES)
+                .tables(MAX_TABLES)
+                .memories(MAX_MEMORIES)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_cap,
+            memory_total: 0,
+            table_total: 0,
+            memory_refused: false,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -60,9 +103,21 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let res = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(res, Ok(true)) {
-            self.memory_refused = true;
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        let res = if total > self.memory_cap {
+            Err(wasmtime::Error::msg(format!(
+                "forcing trap when growing memory to {desired} bytes: \
+                 all memories would hold {total} bytes"
+            )))
+        } else {
+            self.inner.memory_growing(current, desired, maximum)
+        };
+        match res {
+            Ok(true) => self.memory_total = total,
+            _ => self.memory_refused = true,
         }
         res
     }
@@ -73,7 +128,34 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let total = self
+            .table_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        let res = if total > MAX_TABLE_ELEMENTS {
+            Err(wasmtime::Error::msg(format!(
+                "forcing trap when growing table to {desired} elements: \
+                 all tables would hold {total} elements"
+            )))
+        } else {
+            self.inner.table_growing(current, desired, maximum)
+        };
+        if matches!(res, Ok(true)) {
+            self.table_total = total;
+        }
+        res
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -86,17 +168,17 @@ impl WasiView for State {
     }
 }
 
-/// A log line is capped, and so is their number: a policy cannot flood the output.
+/// A log line is capped and made inert, and so is their number: a policy cannot
+/// flood the output. (Each message is lifted from the guest's memory, which the
+/// memory cap bounds, and dropped once cut.)
 const MAX_LOG_LINES: usize = 100;
-const MAX_LOG_CHARS: usize = 1000;
 
 impl bindings::pushgate::policy::types::Host for State {}
 
 impl host::Host for State {
     fn log(&mut self, level: host::Level, message: String) {
         if self.logs.len() < MAX_LOG_LINES {
-            let message: String = message.chars().take(MAX_LOG_CHARS).collect();
-            self.logs.push((level, message));
+            self.logs.push((level, inert(&message, MAX_LOG_CHARS)));
         }
     }
 }
@@ -121,7 +203,43 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenMonotonicClock {
     }
 }
 
-/// A WASI context that grants nothing and varies in nothing.
+/// A monotonic-clock subscription that is ready at once.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+/// The version of `wasi:clocks` that wasmtime-wasi links; guests importing any
+/// `0.2.x` are linked to it.
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// wasmtime-wasi's `subscribe-duration` and `subscribe-instant` wait on the
+/// host's real clock whatever monotonic clock the context has. Replaces them
+/// with subscriptions that are ready at once: in the sandbox time does not pass.
+fn freeze_monotonic_subscriptions(linker: &mut Linker<State>) -> anyhow::Result<()> {
+    fn ready_now(state: &mut State) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let elapsed = state.table.push(Elapsed)?;
+        Ok((wasmtime_wasi::p2::subscribe(&mut state.table, elapsed)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCKS)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, State>, (_,): (u64,)| ready_now(store.data_mut()),
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, State>, (_,): (u64,)| ready_now(store.data_mut()),
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A WASI context that grants nothing and varies in nothing. Its stdin is empty,
+/// and what a module writes to stdout or stderr is discarded (wasmtime-wasi's
+/// default when none is configured): none of it reaches pushgate's output.
 fn sealed_wasi() -> WasiCtx {
     WasiCtx::builder()
         .wall_clock(FrozenWallClock)
@@ -147,6 +265,7 @@ pub(crate) fn engine() -> anyhow::Result<(Engine, Linker<State>, Arc<AtomicBool>
     let engine = Engine::new(&config)?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    freeze_monotonic_subscriptions(&mut linker)?;
     bindings::PolicyModule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
 
     // The deadline clock: one thread ticks the engine's epoch while the host lives.
@@ -168,13 +287,7 @@ pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     let state = State {
         wasi: sealed_wasi(),
         table: ResourceTable::new(),
-        limits: Limiter {
-            inner: StoreLimitsBuilder::new()
-                .memory_size(limits.memory)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_refused: false,
-        },
+        limits: Limiter::new(limits.memory),
         logs: Vec::new(),
     };
     let mut store = Store::new(engine, state);
@@ -184,4 +297,42 @@ pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_a_total_over_all_memories() {
+        let mut l = Limiter::new(100 << 20);
+        assert!(l.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(!l.memory_refused);
+        // a second memory would take the total past the cap
+        assert!(l.memory_growing(0, 60 << 20, None).is_err());
+        assert!(l.memory_refused);
+        // within the total, growth goes on
+        assert!(l.memory_growing(60 << 20, 90 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 10 << 20, None).unwrap());
+        assert!(l.memory_growing(10 << 20, (10 << 20) + 1, None).is_err());
+    }
+
+    #[test]
+    fn table_elements_are_capped_in_total_and_instances_tables_memories_counted() {
+        let mut l = Limiter::new(100 << 20);
+        assert!(l.table_growing(0, 1000, None).unwrap());
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS - 1000, None).unwrap());
+        assert!(l.table_growing(0, 1, None).is_err());
+        let mut fresh = Limiter::new(100 << 20);
+        assert!(
+            fresh
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .is_err()
+        );
+        assert_eq!(l.instances(), MAX_INSTANCES);
+        assert_eq!(l.tables(), MAX_TABLES);
+        assert_eq!(l.memories(), MAX_MEMORIES);
+    }
 }

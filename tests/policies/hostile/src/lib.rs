@@ -20,6 +20,18 @@
 //! |                | 4th, ...: state kept across calls in one instance                |
 //! | `bad-settings` | `validate-settings` always returns an error                      |
 //! | `echo`         | push with a compact JSON dump of all facts as the reason         |
+//! | `sleep`        | sleeps an hour (monotonic subscribe-duration + poll), then skips |
+//! |                | with how far the monotonic clock moved ("slept 0ns" when frozen) |
+//! | `sleep-until`  | sleeps in steps until the monotonic clock has moved a second     |
+//! |                | (never, when frozen: only the deadline stops it)                 |
+//! | `panic-in-settings` | `validate-settings` writes to stdout, then panics (the      |
+//! |                | panic message goes to stderr)                                    |
+//! | `stdout-flood` | writes 16 MiB to stdout and to stderr, then skips("flooded")     |
+//! | `huge-reason`  | push with a 64 MiB reason full of terminal escapes               |
+//! | `log-flood`    | logs 100000 lines of 100 KiB each, then skips("logged")          |
+//! | `escape-reason`| logs, then pushes, text full of control characters               |
+//! | `escape-settings` | `validate-settings` rejects with a long reason full of        |
+//! |                | control characters                                               |
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -29,11 +41,13 @@ wit_bindgen::generate!({
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::hint::black_box;
+use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use exports::pushgate::policy::policy::Guest;
+use pushgate::policy::host::{Level, log};
 use pushgate::policy::types::{ArchFact, Decision, Facts, PolicyMetadata, TagFact, Verdict};
 use serde_json::{Value, json};
 
@@ -48,7 +62,18 @@ const MODES: &[&str] = &[
     "counter",
     "bad-settings",
     "echo",
+    "sleep",
+    "sleep-until",
+    "panic-in-settings",
+    "stdout-flood",
+    "huge-reason",
+    "log-flood",
+    "escape-reason",
+    "escape-settings",
 ];
+
+/// Text full of terminal escapes and other control characters.
+pub const ESCAPES: &str = "\x1b[2J\x1b[31mred\x1b[0m\x07bell\r\nnext\tline\x08\x00end";
 
 struct HostilePolicy;
 
@@ -70,6 +95,11 @@ impl Guest for HostilePolicy {
     fn validate_settings(settings: String) -> Result<(), String> {
         match mode(&settings)? {
             Some("bad-settings") => Err("hostile: these settings are always rejected".to_string()),
+            Some("panic-in-settings") => {
+                println!("hostile: about to panic in validate-settings");
+                panic!("hostile: panic in validate-settings")
+            }
+            Some("escape-settings") => Err(format!("{ESCAPES}{}", "y".repeat(100_000))),
             _ => Ok(()),
         }
     }
@@ -89,6 +119,15 @@ impl Guest for HostilePolicy {
             Some("random") => random(),
             Some("counter") => counter(),
             Some("echo") => Decision::Push(echo(&facts).to_string()),
+            Some("sleep") => sleep(),
+            Some("sleep-until") => sleep_until(),
+            Some("stdout-flood") => flood_stdio(),
+            Some("huge-reason") => Decision::Push(ESCAPES.repeat((64 << 20) / ESCAPES.len())),
+            Some("log-flood") => flood_log(),
+            Some("escape-reason") => {
+                log(Level::Warn, ESCAPES);
+                Decision::Push(ESCAPES.to_string())
+            }
             _ => follow_host(&facts),
         }
     }
@@ -141,6 +180,39 @@ fn hoard() -> ! {
         blocks.push(black_box(vec![1u8; BLOCK]));
         black_box(&blocks);
     }
+}
+
+fn sleep() -> Decision {
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(3600));
+    Decision::Skip(format!("slept {}ns", start.elapsed().as_nanos()))
+}
+
+fn sleep_until() -> Decision {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Decision::Skip("the monotonic clock moved".to_string())
+}
+
+fn flood_stdio() -> Decision {
+    let line = "hostile flood ".repeat(1 << 10);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    for _ in 0..(16 << 20) / line.len() {
+        // errors (a closed stream) are ignored: the point is to write
+        let _ = writeln!(out, "{line}");
+        let _ = writeln!(err, "{line}");
+    }
+    Decision::Skip("flooded".to_string())
+}
+
+fn flood_log() -> Decision {
+    let line = "l".repeat(100 << 10);
+    for _ in 0..100_000 {
+        log(Level::Info, &line);
+    }
+    Decision::Skip("logged".to_string())
 }
 
 fn trap() -> ! {
