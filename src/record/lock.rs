@@ -13,8 +13,15 @@
 //! pipeline run in separate VMs or containers with the same hostname and separate PID
 //! namespaces: their pids mean nothing in ours, so the hostname and `/proc/PID` alone
 //! would break a live lock and lose a meta.json update. A claim without an owner file
-//! (cosa's, an older pushgate's) or from another namespace waits for its expiry; the
-//! host field of a claim's name is never relied on.
+//! (cosa's, an older pushgate's) or from another namespace waits for its expiry.
+//!
+//! The claim's host field is this host's name as python's `socket.getfqdn()` gives it
+//! (flufl.lock's): the hostname, its first address (`getaddrinfo`) and that address's
+//! name (`getnameinfo`, which is `gethostbyaddr`'s primary name), else the plain
+//! hostname. `getfqdn()` would also prefer an *alias* with a dot over a dotless primary
+//! name; `getnameinfo` does not return aliases, so in that corner case the names
+//! differ. Nothing depends on it: the name only keeps claim names unique and readable,
+//! and the early break relies on the owner file, never on the host field.
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -222,14 +229,32 @@ fn claim_path_for(lock_path: &Path) -> PathBuf {
     PathBuf::from(claim)
 }
 
-fn hostname() -> String {
-    let name = fs::read_to_string("/proc/sys/kernel/hostname")
+/// This host's name for claim files, as flufl.lock's `socket.getfqdn()` gives it (see
+/// the module documentation), looked up once.
+fn hostname() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| fqdn().replace(['|', '/'], "_"))
+}
+
+/// python's `socket.getfqdn()`: the hostname's first address, and that address's
+/// name; the plain hostname if either lookup fails.
+fn fqdn() -> String {
+    let host = dns_lookup::get_hostname()
         .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
-    name.replace(['|', '/'], "_")
+    let Some(addr) = dns_lookup::lookup_host(&host)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+    else {
+        return host;
+    };
+    match dns_lookup::lookup_addr(&addr) {
+        Ok(name) if !name.is_empty() => name,
+        _ => host,
+    }
 }
 
 /// Creates the claim file holding its own path (what flufl.lock writes, so that a
@@ -734,6 +759,19 @@ mod tests {
         assert_eq!(dir_names(dir.path()), ["meta.json"]);
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn claim_names_carry_the_fqdn_as_one_field() {
+        let host = hostname();
+        assert!(!host.is_empty() && !host.contains(['|', '/']), "{host:?}");
+        assert!(std::ptr::eq(host, hostname()), "looked up once");
+        let claim = claim_path_for(Path::new("/b/.meta.json.lock"));
+        let name = claim.to_str().unwrap();
+        let fields: Vec<&str> = name.rsplitn(4, '|').collect();
+        assert_eq!(fields[2], host, "{name}");
+        assert_eq!(fields[1], std::process::id().to_string(), "{name}");
+        assert_eq!(fields[3], "/b/.meta.json.lock", "{name}");
     }
 
     #[test]
