@@ -28,6 +28,8 @@
 //!   get it out.
 //! - [`Action::Delay`] and [`Faults::latency`]: latency per request or on every request
 //!   (e.g. 40 ms, a transatlantic round trip), to see what sequential round trips cost.
+//!   It is one wait per request, before forwarding: a round trip, not a slower link
+//!   (bodies are not delayed; that is [`Action::Trickle`]).
 //! - [`Action::Trickle`]: a slow link for response bodies.
 //!
 //! Which request gets which fault is decided by a [`Decider`] from the request sequence
@@ -41,6 +43,23 @@
 //! forwarded and the fault applied. An event is recorded before anything of the final
 //! answer reaches the client (only a relayed "100 Continue" may precede it), so once a
 //! client has its answer (or its error), the event is there.
+//!
+//! Not supported, because no test needs it: TLS (a TLS ClientHello gets the same instant
+//! 400 the registry gives, so HTTPS-first clients fall back to HTTP at once), HTTP/2,
+//! `CONNECT` and absolute-form targets (the proxy is the client's registry, not its HTTP
+//! proxy), protocol upgrades.
+//!
+//! ```ignore
+//! let registry = Registry::start();
+//! let faults = Faults::none()
+//!     .latency(Duration::from_millis(40))
+//!     .rule(Rule::nth(3, "PUT", "/blobs/uploads/", Action::ResetAfterUpstream))
+//!     .random(7, 0.1, vec![Action::status_retry_after(503, 1), Action::status(429)]);
+//! let proxy = Proxy::start(registry.addr(), faults);
+//! // ... push to proxy.repo("fcos"), as to a registry ...
+//! let lost = proxy.log().into_iter().find(|e| e.fault == Some(Action::ResetAfterUpstream));
+//! assert_eq!(lost.unwrap().upstream_status, Some(201), "the 3rd blob PUT was done, its answer lost");
+//! ```
 //!
 //! The proxy runs on its own thread with its own tokio runtime (tests are synchronous) and
 //! stops, dropping every connection, when the [`Proxy`] is dropped.
@@ -279,7 +298,7 @@ fn random_pick(random: &RandomFaults, index: u64) -> Option<Action> {
     let draw = splitmix64(random.seed ^ splitmix64(index));
     // The top 53 bits as a uniform float in [0, 1).
     let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-    if unit >= random.probability {
+    if unit >= random.probability || random.actions.is_empty() {
         return None;
     }
     let pick = splitmix64(draw) % random.actions.len() as u64;
