@@ -19,6 +19,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+pub mod proxy;
 pub mod run;
 
 /// How long a registry may take to answer its first request.
