@@ -627,3 +627,61 @@ fn token_auth_over_tls() {
     assert!(successful_writes(&registry).len() >= 4);
     assert!(tokens.token_requests().iter().all(|r| r.status == 200));
 }
+
+#[test]
+fn scopes_may_repeat_or_share_a_parameter_and_patterns_glob() {
+    let tokens = tokens();
+    // containers/image repeats `scope`; some clients join scopes with a space (%20).
+    let (status, body) = fetch_token(
+        &tokens,
+        Some(&pusher_creds()),
+        &[
+            "repository:fcos:pull%20repository:fcos-dev/x:push",
+            "repository:nope:pull",
+        ],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        access(body["token"].as_str().unwrap()),
+        json!([
+            {"type": "repository", "name": "fcos", "actions": ["pull"]},
+            {"type": "repository", "name": "fcos-dev/x", "actions": ["push"]},
+        ])
+    );
+    assert_eq!(
+        tokens.token_requests()[0].scopes,
+        vec![
+            "repository:fcos:pull",
+            "repository:fcos-dev/x:push",
+            "repository:nope:pull"
+        ]
+    );
+
+    // A token for another service would be refused by the registry anyway: say so early.
+    let url = format!(
+        "{}?service=other&scope=repository:fcos:pull",
+        tokens.realm()
+    );
+    assert_eq!(curl(&[&url, "-u", &pusher_creds()]).0, 400);
+    assert_eq!(tokens.token_requests().last().unwrap().status, 400);
+
+    use support::token::glob_match;
+    assert!(glob_match("fcos*", "fcos"));
+    assert!(glob_match("fcos*", "fcos/x/y"));
+    assert!(glob_match("a*/b*", "a1/b2"));
+    assert!(!glob_match("fcos*", "rhcos"));
+    assert!(!glob_match("fcos", "fcos/x"));
+}
+
+#[test]
+fn the_token_server_stops_when_dropped() {
+    let tokens = tokens();
+    let addr: std::net::SocketAddr = tokens.addr().parse().unwrap();
+    let (status, _) = fetch_token(&tokens, None, &[]);
+    assert_eq!(status, 200, "no scope: an empty token");
+    drop(tokens);
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "{addr} still accepts connections"
+    );
+}
