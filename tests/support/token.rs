@@ -64,7 +64,7 @@ pub struct TokenRequest {
     pub user: Option<String>,
     /// The `scope` parameters, in order (`repository:NAME:ACTIONS`).
     pub scopes: Vec<String>,
-    /// The HTTP status answered: 200, or 401 for bad credentials.
+    /// The HTTP status answered: 200, 401 for bad credentials, 400 for another service.
     pub status: u16,
     /// What the token granted, as scopes (`repository:NAME:pull,push`); empty on 401.
     pub granted: Vec<String>,
