@@ -1,7 +1,9 @@
 //! Integration-test harness: a real `docker-registry` (CNCF distribution v2.8) on a free
 //! loopback port, request counting from its access log, and `skopeo` as an independent
-//! client. No mocks, no sleeps as synchronisation: every wait polls a real condition and
-//! is bounded in time.
+//! client. The registry is anonymous, htpasswd-protected or behind a token server
+//! ([`token`]), over plain HTTP or over TLS with a test CA ([`tls`]), optionally mutual.
+//! No mocks, no sleeps as synchronisation: every wait polls a real condition and is
+//! bounded in time.
 //!
 //! Each test binary uses a subset of this module, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -21,6 +23,11 @@ use tempfile::TempDir;
 
 pub mod proxy;
 pub mod run;
+pub mod tls;
+pub mod token;
+
+use tls::TestPki;
+use token::TokenServer;
 
 /// How long a registry may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -63,46 +70,119 @@ pub struct Registry {
     child: Option<Child>,
     addr: String,
     dir: TempDir,
-    auth: Option<(String, String)>,
+    auth: Auth,
+    /// Served over HTTPS when set.
+    tls: Option<Tls>,
     /// Read-only maintenance mode (`storage.maintenance.readonly.enabled`).
     read_only: bool,
+}
+
+/// How the registry authenticates clients.
+enum Auth {
+    Anonymous,
+    /// One user in `DIR/htpasswd`.
+    Htpasswd {
+        user: String,
+        password: String,
+    },
+    /// Bearer tokens from a [`TokenServer`]; its signing certificate is copied to
+    /// `DIR/token-signer.crt` (the `rootcertbundle`).
+    Token {
+        realm: String,
+        signing_cert: PathBuf,
+    },
+}
+
+/// An HTTPS registry. Its files are copied into `DIR/tls/` so the registry does not depend
+/// on the [`TestPki`] outliving it (a restart reads them again).
+#[derive(Clone, Copy)]
+struct Tls {
+    /// Clients must present a certificate signed by the test CA (`http.tls.clientcas`).
+    require_client_cert: bool,
 }
 
 impl Registry {
     /// An anonymous registry over plain HTTP on 127.0.0.1:<free port>.
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(Auth::Anonymous, None, false)
     }
 
     /// A registry with htpasswd (bcrypt) auth, realm "pushgate-test".
     pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Registry::launch(Some((user.to_string(), password.to_string())))
+        let auth = Auth::Htpasswd {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        Registry::launch(auth, None, false)
+    }
+
+    /// A registry (plain HTTP) that only accepts bearer tokens from `tokens`: it answers
+    /// 401 with `WWW-Authenticate: Bearer realm=tokens.realm(),service=...` and trusts
+    /// JWTs whose `x5c` chains to the token server's signing certificate.
+    pub fn start_with_token(tokens: &TokenServer) -> Registry {
+        Registry::launch(token_auth(tokens), None, false)
     }
 
     /// An anonymous registry in read-only maintenance mode: reads are served, every
     /// write (PUT, POST, PATCH, DELETE) is refused with HTTP 405.
     pub fn start_read_only() -> Registry {
-        Registry::launch_with(None, true)
+        Registry::launch(Auth::Anonymous, None, true)
     }
 
-    fn launch(auth: Option<(String, String)>) -> Registry {
-        Registry::launch_with(auth, false)
+    /// An anonymous registry over HTTPS with `pki`'s server certificate (127.0.0.1 and
+    /// localhost): clients must trust `pki`'s CA.
+    pub fn start_tls(pki: &TestPki) -> Registry {
+        let tls = Tls {
+            require_client_cert: false,
+        };
+        Registry::launch(Auth::Anonymous, Some((pki, tls)), false)
     }
 
-    fn launch_with(auth: Option<(String, String)>, read_only: bool) -> Registry {
+    /// Like [`Registry::start_tls`], and clients must also present a certificate signed
+    /// by `pki`'s CA (mutual TLS); without one the TLS handshake fails.
+    pub fn start_mtls(pki: &TestPki) -> Registry {
+        let tls = Tls {
+            require_client_cert: true,
+        };
+        Registry::launch(Auth::Anonymous, Some((pki, tls)), false)
+    }
+
+    /// [`Registry::start_with_token`] over HTTPS ([`Registry::start_tls`]): quay.io's and
+    /// ghcr.io's setup, with a private CA.
+    pub fn start_tls_with_token(pki: &TestPki, tokens: &TokenServer) -> Registry {
+        let tls = Tls {
+            require_client_cert: false,
+        };
+        Registry::launch(token_auth(tokens), Some((pki, tls)), false)
+    }
+
+    /// Creates the temp dir and the files the config refers to, then starts the registry
+    /// on a free port.
+    fn launch(auth: Auth, tls: Option<(&TestPki, Tls)>, read_only: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("pushgate-registry-")
             .tempdir()
             .expect("create registry temp dir");
         fs::create_dir(dir.path().join("storage")).expect("create storage dir");
-        if let Some((user, password)) = &auth {
-            write_htpasswd(&dir.path().join("htpasswd"), user, password);
+        match &auth {
+            Auth::Anonymous => {}
+            Auth::Htpasswd { user, password } => {
+                write_htpasswd(&dir.path().join("htpasswd"), user, password)
+            }
+            Auth::Token { signing_cert, .. } => {
+                copy_file(signing_cert, &dir.path().join("token-signer.crt"))
+            }
         }
+        let tls = tls.map(|(pki, tls)| {
+            copy_tls_files(pki, &dir.path().join("tls"));
+            tls
+        });
         let mut registry = Registry {
             child: None,
             addr: String::new(),
             dir,
             auth,
+            tls,
             read_only,
         };
         let mut last_error = String::new();
@@ -129,9 +209,11 @@ impl Registry {
         format!("{}/{}", self.addr, name)
     }
 
-    /// "http://127.0.0.1:PORT" followed by `path` (which should start with '/').
+    /// "http://127.0.0.1:PORT" (https for a TLS registry) followed by `path` (which
+    /// should start with '/').
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// The temp dir holding config.yml, storage/, stdout.log (access log) and stderr.log.
@@ -152,7 +234,8 @@ impl Registry {
     /// whose response a client has received before this call is then in the log too.
     pub fn requests(&self) -> Vec<Request> {
         let sentinel = format!("{HARNESS_MARK}=sentinel-{}", next_mark());
-        let status = http_get_status(&self.addr, &format!("/v2/?{sentinel}"))
+        let status = self
+            .get_status(&format!("/v2/?{sentinel}"))
             .unwrap_or_else(|e| panic!("sentinel request to {} failed: {e}", self.addr));
         assert!(
             status == 200 || status == 401,
@@ -245,15 +328,58 @@ impl Registry {
                 ""
             },
         );
-        if self.auth.is_some() {
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: pushgate-test\n    path: {}\n",
-                yaml_str(&root.join("htpasswd").to_string_lossy())
-            ));
+        if self.tls.is_some() {
+            config.push_str(&self.tls_config());
         }
+        config.push_str(&self.auth_config());
         let path = root.join("config.yml");
         fs::write(&path, config).expect("write registry config");
         path
+    }
+
+    /// The `http.tls` section (indented under `http:`).
+    fn tls_config(&self) -> String {
+        let tls = self.dir.path().join("tls");
+        let path = |name: &str| yaml_str(&tls.join(name).to_string_lossy());
+        let mut config = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            path("server.crt"),
+            path("server.key")
+        );
+        if self.tls.as_ref().is_some_and(|t| t.require_client_cert) {
+            // distribution then sets RequireAndVerifyClientCert.
+            config.push_str(&format!("    clientcas:\n      - {}\n", path("ca.crt")));
+        }
+        config
+    }
+
+    /// The `auth` section, if any.
+    fn auth_config(&self) -> String {
+        let root = self.dir.path();
+        match &self.auth {
+            Auth::Anonymous => String::new(),
+            Auth::Htpasswd { .. } => format!(
+                "auth:\n  htpasswd:\n    realm: pushgate-test\n    path: {}\n",
+                yaml_str(&root.join("htpasswd").to_string_lossy())
+            ),
+            Auth::Token { realm, .. } => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                 rootcertbundle: {}\n",
+                yaml_str(realm),
+                yaml_str(token::SERVICE),
+                yaml_str(token::ISSUER),
+                yaml_str(&root.join("token-signer.crt").to_string_lossy())
+            ),
+        }
+    }
+
+    /// The status of `GET path` on this registry: over a raw TCP stream for plain HTTP,
+    /// through curl (trusting the test CA, with the client certificate) for HTTPS.
+    fn get_status(&self, path_and_query: &str) -> Result<u16, String> {
+        match self.tls {
+            None => http_get_status(&self.addr, path_and_query),
+            Some(_) => curl_get_status(&self.url(path_and_query), &self.dir.path().join("tls")),
+        }
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
@@ -278,7 +404,10 @@ impl Registry {
     /// Polls `GET /v2/` until it answers 200 (or 401 with auth); fails if the process exits.
     fn wait_ready(&mut self) -> Result<(), StartError> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let expected = if self.auth.is_some() { 401 } else { 200 };
+        let expected = match self.auth {
+            Auth::Anonymous => 200,
+            Auth::Htpasswd { .. } | Auth::Token { .. } => 401,
+        };
         loop {
             let child = self.child.as_mut().expect("registry child");
             if let Some(exit) = child.try_wait().expect("poll registry process") {
@@ -294,7 +423,7 @@ impl Registry {
                 });
             }
             let probe = format!("/v2/?{HARNESS_MARK}=probe-{}", next_mark());
-            match http_get_status(&self.addr, &probe) {
+            match self.get_status(&probe) {
                 Ok(status) if status == expected => return Ok(()),
                 Ok(status) => {
                     self.kill();
@@ -356,6 +485,29 @@ fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+fn token_auth(tokens: &TokenServer) -> Auth {
+    Auth::Token {
+        realm: tokens.realm(),
+        signing_cert: tokens.signing_cert().to_path_buf(),
+    }
+}
+
+fn copy_file(from: &Path, to: &Path) {
+    fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+}
+
+/// Copies what an HTTPS registry and its probes need into `dir`: the server pair, the CA
+/// (trusted by the probes; the client CA under mutual TLS) and the client pair.
+fn copy_tls_files(pki: &TestPki, dir: &Path) {
+    fs::create_dir(dir).expect("create tls dir");
+    copy_file(&pki.server.cert, &dir.join("server.crt"));
+    copy_file(&pki.server.key, &dir.join("server.key"));
+    copy_file(&pki.ca.cert, &dir.join("ca.crt"));
+    copy_file(&pki.client.cert, &dir.join("client.crt"));
+    copy_file(&pki.client.key, &dir.join("client.key"));
+}
+
 fn write_htpasswd(path: &Path, user: &str, password: &str) {
     let out = Command::new("htpasswd")
         .args(["-Bbn", user, password])
@@ -394,6 +546,41 @@ fn http_get_status(addr: &str, path_and_query: &str) -> Result<u16, String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line from {addr}: {status_line:?}"))
+}
+
+/// `GET url` with curl, trusting `tls_dir/ca.crt` and presenting `tls_dir/client.crt`;
+/// returns the status code. curl exits non-zero when it gets no HTTP answer at all.
+fn curl_get_status(url: &str, tls_dir: &Path) -> Result<u16, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--noproxy",
+            "*",
+        ])
+        .args(["--max-time", "5", "-A", "pushgate-harness", "--cacert"])
+        .arg(tls_dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(tls_dir.join("client.crt"))
+        .arg("--key")
+        .arg(tls_dir.join("client.key"))
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let code = String::from_utf8_lossy(&out.stdout);
+    code.trim()
+        .parse()
+        .map_err(|_| format!("curl {url}: bad status {code:?}"))
 }
 
 /// Parses an Apache combined log line:
@@ -446,6 +633,15 @@ fn clean_env(cmd: &mut Command) -> &mut Command {
 pub fn pushgate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushgate"));
     clean_env(&mut cmd);
+    cmd
+}
+
+/// `skopeo` with the clean auth environment of [`pushgate`], for tests that need flags
+/// the helpers below do not take.
+pub fn skopeo() -> Command {
+    let mut cmd = Command::new("skopeo");
+    clean_env(&mut cmd);
+    cmd.stdin(Stdio::null());
     cmd
 }
 
