@@ -62,9 +62,16 @@ struct Prepared {
     /// container up to date without reading them.
     full: Option<(Vec<LoadedImage>, Desired)>,
     plan: Plan,
+    /// The transport's retry count when this container began (it is shared).
+    retries_before: u64,
 }
 
 impl Prepared {
+    /// Requests retried since this container began.
+    fn retries(&self) -> u64 {
+        self.repo.transport().retries() - self.retries_before
+    }
+
     fn desired(&self) -> Option<&Desired> {
         self.full.as_ref().map(|(_, d)| d)
     }
@@ -77,6 +84,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     let resolved = sources::resolve(&req.source)?;
     let recorded = resolved.recorded()?;
     let repo = Repository::new(&req.repo, &req.registry)?;
+    let retries_before = repo.transport().retries();
 
     // observe the tags: when meta.json and registry agree, the archives are not read
     let tag_states = observe::tags(&repo, &tags).await?;
@@ -94,6 +102,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             tag_states,
             full: None,
             plan,
+            retries_before,
         });
     }
 
@@ -123,6 +132,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         tag_states,
         full: Some((loaded, desired)),
         plan,
+        retries_before,
     })
 }
 
@@ -180,9 +190,11 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         if outcome == Outcome::UpToDate {
             write_digest(req, &report)?;
         }
+        report.retries = p.retries();
         return Ok(report);
     };
     if matches!(outcome, Outcome::Failed | Outcome::Skipped) || req.dry_run {
+        report.retries = p.retries();
         return Ok(report);
     }
 
@@ -222,6 +234,7 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         }
     }
     write_digest(req, &report)?;
+    report.retries = p.retries();
     Ok(report)
 }
 

@@ -79,6 +79,8 @@ pub struct Report {
     pub digests: Map<String, Value>,
     pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
+    /// Requests retried after a transient failure.
+    pub retries: u64,
     /// Arches whose meta.json was written.
     pub recorded: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +103,7 @@ impl Report {
             digests: Map::new(),
             uploaded_blobs: 0,
             uploaded_bytes: 0,
+            retries: 0,
             recorded: Vec::new(),
             plan: None,
         }

@@ -190,14 +190,14 @@ fn ambiguous_prefix_is_a_usage_error_naming_the_candidates() {
     let r = run(&[
         s("push"),
         s("--repo=r"),
-        s("--t"),
-        s("stable"),
-        s("--image=oci:x"),
+        s("--tag=stable"),
+        s("--a"),
+        s("x"),
     ]);
     assert_eq!(r.code, 2, "{}", r.context());
     assert!(
         r.stderr
-            .contains("ambiguous option: --t could match --tag, --tls-verify"),
+            .contains("ambiguous option: --a could match --artifact, --arch, --authfile"),
         "{}",
         r.context()
     );

@@ -1,114 +1,133 @@
 //! Error explanations: a registry failure turned into one line that names the
-//! registry and says what to do about it. Credentials never appear in them.
+//! registry and says what happened and what to do about it. Credentials never
+//! appear in them (errors carry statuses, codes and messages, never headers).
 
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use super::error::RegistryError;
 
-/// Turns a client error into one that names the registry (`registry`, reached as
-/// `--repo name`) and says what to do. `anonymous`: no credentials were found.
+/// Who was asking, for the explanation of a refusal.
+#[derive(Debug, Clone, Default)]
+pub struct Who {
+    /// The user whose credentials were found, if any.
+    pub user: Option<String>,
+    /// The registry uses token auth (a token server granted what was asked).
+    pub token_auth: bool,
+}
+
+/// Turns a registry error into one that names the registry (`registry`, reached
+/// as `--repo name`) and says what to do.
 pub(crate) fn explain(
-    e: OciDistributionError,
+    e: RegistryError,
     registry: &str,
     name: &str,
-    anonymous: bool,
+    who: &Who,
     doing: &str,
 ) -> anyhow::Error {
     let reg = registry;
-    let has_codes = |codes: &[OciErrorCode]| match &e {
-        OciDistributionError::RegistryError { envelope, .. } => {
-            envelope.errors.iter().any(|c| codes.contains(&c.code))
-        }
-        _ => false,
-    };
+    let writing = doing.starts_with("uploading")
+        || doing.starts_with("putting")
+        || doing.starts_with("mounting");
+    let rights = if writing { "push" } else { "pull" };
+    let repo = name.split_once('/').map_or(name, |(_, r)| r);
     let status = match &e {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => Some(401),
-        OciDistributionError::ServerError { code, .. } => Some(*code),
-        _ if has_codes(&[OciErrorCode::Unauthorized]) => Some(401),
-        _ if has_codes(&[OciErrorCode::Denied]) => Some(403),
-        _ if has_codes(&[OciErrorCode::Unsupported]) => Some(405),
+        RegistryError::Status { status, .. } => Some(*status),
         _ => None,
     };
-    // UNSUPPORTED on a manifest PUT is about what was sent (a media type the
-    // registry does not take), not about the registry being read-only.
-    let unsupported_manifest =
-        has_codes(&[OciErrorCode::Unsupported]) && doing.starts_with("putting manifest");
-    let hint = match status {
-        Some(405) if unsupported_manifest => "the registry does not accept this manifest \
-                          media type (UNSUPPORTED): if it only takes Docker schema 2, \
-                          push with --v2s2"
-            .to_string(),
-        Some(401) if anonymous => format!(
+    let hint = match (&e, status) {
+        (_, Some(405)) | (_, Some(400)) | (_, Some(415))
+            if e.has_code("UNSUPPORTED") && doing.starts_with("putting manifest") =>
+        {
+            "the registry does not accept this manifest media type (UNSUPPORTED): if it \
+             only takes Docker schema 2, push with --v2s2"
+                .to_string()
+        }
+        (RegistryError::Token { .. }, _) => String::new(),
+        (_, Some(401 | 403)) if who.user.is_none() => format!(
             "no credentials for {reg} were found and the registry refuses anonymous \
-                 access (HTTP 401): give --authfile, or set REGISTRY_AUTH_FILE"
+             {rights} access (HTTP {}): give --authfile, or set REGISTRY_AUTH_FILE",
+            status.unwrap_or_default()
         ),
-        Some(401) => "the registry refused the credentials (HTTP 401): \
-                          check the entry for this registry in the auth file"
+        (_, Some(401 | 403)) if who.token_auth || e.has_code("DENIED") => format!(
+            "the account {} lacks {rights} rights on {repo} at {reg} (HTTP {}): the \
+             credentials are right, the permissions are not",
+            who.user.as_deref().unwrap_or_default(),
+            status.unwrap_or_default()
+        ),
+        (_, Some(401)) => "the registry refused the credentials (HTTP 401): \
+                           check the entry for this registry in the auth file"
             .to_string(),
-        Some(403) => {
+        (_, Some(403)) => {
             "access denied (HTTP 403): the credentials lack permission for this repository"
                 .to_string()
         }
-        Some(405) => "the registry refuses this operation (HTTP 405): \
-                          is it read-only, or in maintenance mode?"
+        (_, Some(405)) => "the registry refuses this operation (HTTP 405): \
+                           is it read-only, or in maintenance mode?"
             .to_string(),
-        Some(429) => {
-            "rate limited (HTTP 429): rerun later; pushgate resumes where it stopped".to_string()
+        (_, Some(429)) => {
+            "rate limited (HTTP 429), and the retries are spent: rerun later; pushgate \
+             resumes where it stopped"
+                .to_string()
         }
-        Some(code) if code >= 500 => format!(
-            "the registry failed (HTTP {code}); rerun when it is healthy: \
-                 pushgate resumes where it stopped"
+        (_, Some(code)) if code >= 500 => format!(
+            "the registry failed (HTTP {code}), and the retries are spent: rerun when it \
+             is healthy; pushgate resumes where it stopped"
         ),
-        _ => match &e {
-            OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
-                "cannot connect: check the registry address, that it is up, and --tls-verify"
-                    .to_string()
-            }
-            _ => String::new(),
-        },
+        (RegistryError::Certificate(_), _) => format!(
+            "the certificate of {reg} is not trusted: put its CA in --cert-dir DIR \
+             (as DIR/ca.crt) or in certs.d ({reg}/ca.crt under $PUSHGATE_CERTS_D, \
+             ~/.config/containers/certs.d or /etc/containers/certs.d), or, for a test \
+             registry, give --tls-verify=false"
+        ),
+        (RegistryError::Connection(_), _) => {
+            "cannot connect, and the retries are spent: check the registry address, that \
+             it is up, and --tls-verify"
+                .to_string()
+        }
+        _ => String::new(),
     };
     let msg = if hint.is_empty() {
-        format!("registry {reg} ({}): {doing} failed: {e}", name)
+        format!("registry {reg} ({name}): {doing} failed: {e}")
     } else {
-        format!("registry {reg} ({}): {doing} failed: {hint} ({e})", name)
+        format!("registry {reg} ({name}): {doing} failed: {hint} ({e})")
     };
     anyhow::anyhow!(msg)
 }
 
 #[cfg(test)]
 mod tests {
-    use oci_client::errors::{OciEnvelope, OciError};
-
     use super::*;
 
-    fn refused(code: OciErrorCode) -> OciDistributionError {
-        OciDistributionError::RegistryError {
-            envelope: OciEnvelope {
-                errors: vec![OciError {
-                    code,
-                    message: String::new(),
-                    detail: serde_json::Value::Null,
-                }],
-            },
-            url: String::new(),
+    fn status(status: u16, codes: &[&str]) -> RegistryError {
+        RegistryError::Status {
+            status,
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            message: String::new(),
+            retry_after: None,
+        }
+    }
+
+    fn who(user: Option<&str>, token_auth: bool) -> Who {
+        Who {
+            user: user.map(str::to_string),
+            token_auth,
         }
     }
 
     #[test]
     fn unsupported_manifest_suggests_v2s2_not_a_read_only_registry() {
         let e = explain(
-            refused(OciErrorCode::Unsupported),
+            status(405, &["UNSUPPORTED"]),
             "r.io",
             "r.io/x",
-            false,
+            &who(Some("u"), false),
             "putting manifest stable",
         )
         .to_string();
         assert!(e.contains("--v2s2") && !e.contains("read-only"), "{e}");
         let e = explain(
-            refused(OciErrorCode::Unsupported),
+            status(405, &["UNSUPPORTED"]),
             "r.io",
             "r.io/x",
-            false,
+            &who(Some("u"), false),
             "uploading blob sha256:00",
         )
         .to_string();
@@ -116,15 +135,63 @@ mod tests {
     }
 
     #[test]
-    fn denied_names_the_registry_and_repository() {
-        let e = explain(
-            refused(OciErrorCode::Denied),
+    fn refusals_say_which_of_no_credentials_wrong_credentials_or_rights() {
+        let anon = explain(
+            status(401, &[]),
             "r.io",
-            "r.io/x",
-            false,
-            "putting manifest t",
+            "r.io/a/b",
+            &who(None, true),
+            "uploading blob x",
         )
         .to_string();
-        assert!(e.contains("r.io") && e.contains("HTTP 403"), "{e}");
+        assert!(anon.contains("no credentials"), "{anon}");
+        let rights = explain(
+            status(401, &["UNAUTHORIZED"]),
+            "r.io",
+            "r.io/a/b",
+            &who(Some("reader"), true),
+            "uploading blob x",
+        )
+        .to_string();
+        assert!(
+            rights.contains("reader lacks push rights on a/b at r.io"),
+            "{rights}"
+        );
+        let pull = explain(
+            status(403, &["DENIED"]),
+            "r.io",
+            "r.io/a/b",
+            &who(Some("nobody"), false),
+            "reading tag t",
+        )
+        .to_string();
+        assert!(pull.contains("lacks pull rights"), "{pull}");
+        let wrong = explain(
+            status(401, &[]),
+            "r.io",
+            "r.io/a",
+            &who(Some("u"), false),
+            "reading tag t",
+        )
+        .to_string();
+        assert!(wrong.contains("refused the credentials"), "{wrong}");
+    }
+
+    #[test]
+    fn certificate_problems_name_the_host_and_both_ways_out() {
+        let e = explain(
+            RegistryError::Certificate("invalid peer certificate: UnknownIssuer".into()),
+            "127.0.0.1:5000",
+            "127.0.0.1:5000/x",
+            &who(None, false),
+            "reading tag t",
+        )
+        .to_string();
+        assert!(
+            e.contains("certificate of 127.0.0.1:5000")
+                && e.contains("--cert-dir")
+                && e.contains("certs.d"),
+            "{e}"
+        );
     }
 }

@@ -1,31 +1,37 @@
 //! The distribution operations pushgate needs: read a tag, check for a blob or a
-//! manifest (HEAD), upload a blob (streamed from a byte range of an archive), put
-//! a manifest by digest or tag. Retries and connections are the transport's
-//! ([`super::transport`]); failures are explained by [`super::explain`].
+//! manifest (HEAD), upload a blob (streamed from a byte range of an archive, in
+//! one PUT or in resumable chunks), put a manifest by digest or tag.
+//!
+//! Reads are retried by the transport. Writes are not repeated blindly: when the
+//! answer to a write is lost, the registry is asked whether it landed (HEAD)
+//! before the write is made again, so a completed blob is never uploaded twice.
+//! Everything read from the registry is bounded, and a manifest's digest is
+//! computed from its bytes, never taken from a header.
 
 use std::io::SeekFrom;
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures_util::TryStreamExt;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Response, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::error::RegistryError;
 use super::explain::explain;
 use super::reference::parse_repo;
-use super::transport::{Options, connect, retry};
+use super::transport::{Options, Transport, connect, read_bounded};
 use crate::digest::Digest;
+use crate::manifest::ACCEPTED;
 use crate::sources::archive::BlobRange;
 
-/// One repository on one registry, with its client and credentials.
+/// The largest manifest or index read (distribution's own limit).
+pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+
+/// One repository on one registry, with the transport that reaches it.
 pub struct Repository {
-    client: Client,
-    auth: RegistryAuth,
+    transport: Arc<Transport>,
     registry: String,
     repository: String,
     /// `--repo` as given, for messages.
@@ -33,191 +39,407 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Parses `--repo` and finds credentials for its registry.
+    /// Parses `--repo` and finds credentials and a transport for its registry.
     pub fn new(repo: &str, opts: &Options) -> Result<Repository> {
         let (registry, repository) = parse_repo(repo)?;
-        let conn = connect(&registry, &repository, opts)?;
+        let transport = connect(&registry, &repository, opts)?;
         Ok(Repository {
-            client: conn.client,
-            auth: conn.auth,
+            transport,
             registry,
             repository,
             name: repo.to_string(),
         })
     }
 
-    /// Turns a client error into one that names the registry and the way out.
-    fn explain(&self, e: OciDistributionError, doing: &str) -> anyhow::Error {
-        let anonymous = matches!(self.auth, RegistryAuth::Anonymous);
-        explain(e, &self.registry, &self.name, anonymous, doing)
-    }
-    fn tag_ref(&self, tag: &str) -> Reference {
-        Reference::with_tag(
-            self.registry.clone(),
-            self.repository.clone(),
-            tag.to_string(),
-        )
+    /// The transport (for its counters).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
-    fn digest_ref(&self, digest: &Digest) -> Reference {
-        Reference::with_digest(
-            self.registry.clone(),
-            self.repository.clone(),
-            digest.to_string(),
-        )
+    fn explain(&self, e: RegistryError, doing: &str) -> anyhow::Error {
+        explain(e, &self.registry, &self.name, &self.transport.who(), doing)
     }
 
-    async fn ensure_auth(&self, r: &Reference) {
-        self.client
-            .store_auth_if_needed(r.resolve_registry(), &self.auth)
-            .await;
+    fn url(&self, rest: &str) -> String {
+        self.transport.url(&format!("{}/{rest}", self.repository))
     }
 
-    /// What `tag` serves: its digest and bytes, or `None` if the tag does not exist.
+    fn pull(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull", self.repository)]
+    }
+
+    fn push(&self) -> Vec<String> {
+        vec![format!("repository:{}:pull,push", self.repository)]
+    }
+
+    /// What `tag` serves: its digest (of the bytes) and bytes, or `None` if the
+    /// tag does not exist.
     pub async fn get_tag(&self, tag: &str) -> Result<Option<(Digest, Vec<u8>)>> {
-        let r = self.tag_ref(tag);
-        let res = retry(|| {
-            self.client
-                .pull_manifest_raw(&r, &self.auth, crate::manifest::ACCEPTED)
-        })
-        .await;
-        match res {
-            Ok((bytes, digest)) => {
-                let digest = Digest::from_str(&digest).with_context(|| {
-                    format!(
-                        "registry {} served tag {tag} with an unusable digest",
-                        self.registry
-                    )
-                })?;
-                Ok(Some((digest, bytes.to_vec())))
-            }
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.explain(e, &format!("reading tag {tag}"))),
+        let doing = format!("reading tag {tag}");
+        let url = self.url(&format!("manifests/{tag}"));
+        let res = self
+            .transport
+            .send(&doing, &self.pull(), true, &|c| {
+                c.get(&url).header(ACCEPT, ACCEPTED.join(", "))
+            })
+            .await;
+        let resp = match res {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.explain(e, &doing)),
+        };
+        let said = header_digest(&resp);
+        let bytes = read_bounded(resp, MAX_MANIFEST)
+            .await
+            .map_err(|e| self.explain(e, &doing))?;
+        let digest = Digest::of(&bytes);
+        if let Some(said) = said
+            && said != digest.as_str()
+        {
+            return Err(self.explain(
+                RegistryError::Refused(format!(
+                    "it says the manifest is {said}, but its bytes hash to {digest}"
+                )),
+                &doing,
+            ));
         }
+        Ok(Some((digest, bytes)))
     }
 
     /// Does the repository hold blob `digest`?
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let r = self.digest_ref(digest);
-        self.ensure_auth(&r).await;
-        match retry(|| self.client.blob_exists(&r, digest.as_str())).await {
-            Ok(b) => Ok(b),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(self.explain(e, &format!("checking blob {digest}"))),
+        let doing = format!("checking blob {digest}");
+        let url = self.url(&format!("blobs/{digest}"));
+        match self
+            .transport
+            .send(&doing, &self.pull(), true, &|c| c.head(&url))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(self.explain(e, &doing)),
         }
     }
 
-    /// Does the repository hold manifest `digest`?
+    /// Does the repository hold manifest `digest`? (A HEAD, trusted.)
     pub async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
-        let r = self.digest_ref(digest);
-        match retry(|| self.client.fetch_manifest_digest(&r, &self.auth)).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(self.explain(e, &format!("checking manifest {digest}"))),
+        let doing = format!("checking manifest {digest}");
+        Ok(self.head_manifest(digest.as_str(), &doing).await?.is_some())
+    }
+
+    /// HEAD of a manifest by digest or tag: the digest the registry says it
+    /// serves there (`Docker-Content-Digest`), or `None` when absent.
+    async fn head_manifest(&self, reference: &str, doing: &str) -> Result<Option<String>> {
+        let url = self.url(&format!("manifests/{reference}"));
+        match self
+            .transport
+            .send(doing, &self.pull(), true, &|c| {
+                c.head(&url).header(ACCEPT, ACCEPTED.join(", "))
+            })
+            .await
+        {
+            Ok(resp) => Ok(Some(header_digest(&resp).unwrap_or_default())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.explain(e, doing)),
         }
     }
 
     /// Uploads one blob, streamed from its byte range: never more than a buffer
-    /// of it is in memory.
-    /// `sent` counts the bytes as they go out (for progress display).
+    /// of it is in memory. `sent` counts the bytes as they go out.
+    ///
+    /// Blobs larger than the chunk size go up in chunks, so a cut costs at most
+    /// a chunk: the upload resumes where the registry says it stands. When a
+    /// write's answer is lost, the blob is looked for (HEAD) before anything is
+    /// sent again.
     pub async fn push_blob(
         &self,
         digest: &Digest,
         range: &BlobRange,
         sent: Arc<AtomicU64>,
     ) -> Result<()> {
-        let r = self.digest_ref(digest);
-        self.ensure_auth(&r).await;
-        let res = retry(|| async {
-            let stream = open_range(&range.file, range.offset, range.len, sent.clone()).await?;
-            self.client
-                .push_blob_stream(&r, stream, digest.as_str(), Some(range.len))
-                .await
-        })
-        .await;
-        res.map(|_| ())
-            .map_err(|e| self.explain(e, &format!("uploading blob {digest}")))
+        let doing = format!("uploading blob {digest}");
+        let mut retry = 0;
+        let mut chunked = range.len > self.transport.chunk_size;
+        loop {
+            let result = if chunked {
+                self.upload_chunked(digest, range, &sent, &doing, &mut retry)
+                    .await
+            } else {
+                self.upload_whole(digest, range, &sent, &doing).await
+            };
+            let err = match result {
+                Ok(()) => return Ok(()),
+                Err(Upload::ChunksRefused) => {
+                    // The registry does not take chunks: one fresh PUT instead.
+                    chunked = false;
+                    continue;
+                }
+                Err(Upload::Failed(e)) => e,
+            };
+            if !err.is_transient() {
+                return Err(self.explain(err, &doing));
+            }
+            retry += 1;
+            if !self.transport.backoff(&doing, retry, &err).await {
+                return Err(self.explain(err, &doing));
+            }
+            // The answer may have been lost after the registry took the blob.
+            if self.has_blob(digest).await? {
+                return Ok(());
+            }
+        }
     }
 
-    /// Puts manifest bytes under `reference` (a digest or a tag).
+    /// POST to start an upload session: its URL.
+    async fn start_upload(&self, doing: &str) -> Result<Url, RegistryError> {
+        let url = self.url("blobs/uploads/");
+        let resp = self
+            .transport
+            .send(doing, &self.push(), true, &|c| {
+                c.post(&url).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        location(&resp)
+    }
+
+    /// POST, then one streamed PUT of the whole blob.
+    async fn upload_whole(
+        &self,
+        digest: &Digest,
+        range: &BlobRange,
+        sent: &Arc<AtomicU64>,
+        doing: &str,
+    ) -> Result<(), Upload> {
+        let session = self.start_upload(doing).await?;
+        let put = with_digest(&session, digest);
+        let (body, counted) = range_body(range, 0, range.len, sent.clone()).await?;
+        let body = std::sync::Mutex::new(Some(body));
+        let res = self
+            .transport
+            .send(doing, &self.push(), false, &|c| {
+                let b = body.lock().expect("body").take().unwrap_or_default();
+                c.put(put.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, range.len)
+                    .body(b)
+            })
+            .await;
+        if res.is_err() {
+            // What went out will go again (or was the registry's already).
+            sent.fetch_sub(counted.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        res?;
+        Ok(())
+    }
+
+    /// POST, PATCH a chunk at a time, PUT to finish. After a failed chunk, the
+    /// upload's state is asked for (GET on its URL) and the upload goes on from
+    /// the registry's offset.
+    async fn upload_chunked(
+        &self,
+        digest: &Digest,
+        range: &BlobRange,
+        sent: &Arc<AtomicU64>,
+        doing: &str,
+        retry: &mut u32,
+    ) -> Result<(), Upload> {
+        let mut session = self.start_upload(doing).await?;
+        let mut offset = 0u64;
+        while offset < range.len {
+            let len = self.transport.chunk_size.min(range.len - offset);
+            let (body, counted) = range_body(range, offset, len, sent.clone()).await?;
+            let body = std::sync::Mutex::new(Some(body));
+            let at = session.clone();
+            let res = self
+                .transport
+                .send(doing, &self.push(), false, &|c| {
+                    let b = body.lock().expect("body").take().unwrap_or_default();
+                    c.patch(at.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, len)
+                        .header("Content-Range", format!("{offset}-{}", offset + len - 1))
+                        .body(b)
+                })
+                .await;
+            match res {
+                Ok(resp) => {
+                    session = location(&resp)?;
+                    offset = range_end(&resp).map_or(offset + len, |end| end + 1);
+                }
+                Err(e) if e.is_transient() => {
+                    *retry += 1;
+                    if !self.transport.backoff(doing, *retry, &e).await {
+                        return Err(Upload::Failed(e));
+                    }
+                    // Where does the upload stand? Resume from there.
+                    let (at, end) = self.upload_status(&session, doing).await?;
+                    let resume = end.map_or(0, |e| e + 1).min(offset + len);
+                    // The display counted `offset` plus what this chunk read;
+                    // the registry holds `resume`.
+                    let shown = offset + counted.load(Ordering::Relaxed);
+                    if shown > resume {
+                        sent.fetch_sub(shown - resume, Ordering::Relaxed);
+                    } else {
+                        sent.fetch_add(resume - shown, Ordering::Relaxed);
+                    }
+                    session = at;
+                    offset = resume;
+                }
+                Err(e) if matches!(e.status(), Some(400 | 405 | 416 | 501)) && offset == 0 => {
+                    return Err(Upload::ChunksRefused);
+                }
+                Err(e) => return Err(Upload::Failed(e)),
+            }
+        }
+        let put = with_digest(&session, digest);
+        self.transport
+            .send(doing, &self.push(), false, &|c| {
+                c.put(put.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// GET on an upload's URL: its (maybe new) URL and the last byte it holds.
+    async fn upload_status(
+        &self,
+        session: &Url,
+        doing: &str,
+    ) -> Result<(Url, Option<u64>), RegistryError> {
+        let resp = self
+            .transport
+            .send(doing, &self.push(), true, &|c| c.get(session.clone()))
+            .await?;
+        let at = location(&resp).unwrap_or_else(|_| session.clone());
+        Ok((at, range_end(&resp)))
+    }
+
+    /// Puts manifest bytes under `reference` (a digest or a tag). When the answer
+    /// is lost, the registry is asked whether `reference` now serves these bytes
+    /// before the PUT is made again.
     pub async fn put_manifest(
         &self,
         reference: &str,
         media_type: &str,
         bytes: &[u8],
     ) -> Result<()> {
-        let r = match Digest::from_str(reference) {
-            Ok(d) => self.digest_ref(&d),
-            Err(_) => self.tag_ref(reference),
-        };
-        self.ensure_auth(&r).await;
-        let content_type: http::HeaderValue = media_type
-            .parse()
-            .context("media type is not a valid header")?;
+        let doing = format!("putting manifest {reference}");
+        let url = self.url(&format!("manifests/{reference}"));
+        let want = Digest::of(bytes);
         let body = bytes::Bytes::copy_from_slice(bytes);
-        retry(|| {
-            self.client
-                .push_manifest_raw(&r, body.clone(), content_type.clone())
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| self.explain(e, &format!("putting manifest {reference}")))
+        let mut retry = 0;
+        loop {
+            let res = self
+                .transport
+                .send(&doing, &self.push(), false, &|c| {
+                    c.put(&url)
+                        .header(CONTENT_TYPE, media_type)
+                        .body(body.clone())
+                })
+                .await;
+            let err = match res {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if !err.is_transient() {
+                return Err(self.explain(err, &doing));
+            }
+            retry += 1;
+            if !self.transport.backoff(&doing, retry, &err).await {
+                return Err(self.explain(err, &doing));
+            }
+            if self.head_manifest(reference, &doing).await?.as_deref() == Some(want.as_str()) {
+                return Ok(());
+            }
+        }
     }
 }
 
-async fn open_range(
-    file: &Path,
+/// Why an upload attempt ended.
+enum Upload {
+    Failed(RegistryError),
+    /// The registry answered the first chunk with a refusal of chunks.
+    ChunksRefused,
+}
+
+impl From<RegistryError> for Upload {
+    fn from(e: RegistryError) -> Upload {
+        Upload::Failed(e)
+    }
+}
+
+/// `Docker-Content-Digest`, when the answer has one.
+fn header_digest(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The upload URL an answer points to, resolved against the request's URL.
+fn location(resp: &Response) -> Result<Url, RegistryError> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| RegistryError::Refused("the upload answer has no Location".into()))?;
+    resp.url()
+        .join(loc)
+        .map_err(|e| RegistryError::Refused(format!("the upload Location {loc:?}: {e}")))
+}
+
+/// The last byte an upload holds, from `Range: 0-N`.
+fn range_end(resp: &Response) -> Option<u64> {
+    let r = resp.headers().get("Range")?.to_str().ok()?;
+    let r = r.strip_prefix("bytes=").unwrap_or(r);
+    let (start, end) = r.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    // distribution answers "0-0" for an upload that holds nothing yet (and for
+    // one byte, which pushgate's chunks never are).
+    (end > start).then_some(end)
+}
+
+/// `session` with `digest=D` added to its query (the upload state stays).
+fn with_digest(session: &Url, digest: &Digest) -> Url {
+    let mut u = session.clone();
+    u.query_pairs_mut().append_pair("digest", digest.as_str());
+    u
+}
+
+/// `len` bytes of the blob from `offset`, as a streamed request body, counting
+/// into `sent` (the display) and into the returned counter (this body alone, so
+/// a failed attempt can be taken back out of the display).
+async fn range_body(
+    range: &BlobRange,
     offset: u64,
     len: u64,
     sent: Arc<AtomicU64>,
-) -> Result<
-    impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + use<>,
-    OciDistributionError,
-> {
-    let mut f = tokio::fs::File::open(file).await?;
-    f.seek(SeekFrom::Start(offset)).await?;
-    let reader = f.take(len);
-    Ok(
-        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
-            .inspect_ok(move |chunk| {
-                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            })
-            .map_err(OciDistributionError::from),
-    )
-}
-
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code: 404, .. } => true,
-        // An empty error list says nothing: it is not "absent".
-        OciDistributionError::RegistryError { envelope, .. } if envelope.errors.is_empty() => false,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().all(|c| {
-            matches!(
-                c.code,
-                OciErrorCode::ManifestUnknown
-                    | OciErrorCode::BlobUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
-    }
+) -> Result<(reqwest::Body, Arc<AtomicU64>), RegistryError> {
+    let io = |e: std::io::Error| {
+        RegistryError::Refused(format!("reading {}: {e}", range.file.display()))
+    };
+    let mut f = tokio::fs::File::open(&range.file).await.map_err(io)?;
+    f.seek(SeekFrom::Start(range.offset + offset))
+        .await
+        .map_err(io)?;
+    let mine = Arc::new(AtomicU64::new(0));
+    let counted = mine.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024).inspect_ok(
+        move |chunk| {
+            sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        },
+    );
+    Ok((reqwest::Body::wrap_stream(stream), mine))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Clients;
 
     #[test]
     fn repo_must_not_carry_a_tag_or_digest() {
-        let opts = Options {
-            tls_verify: true,
-            authfile: None,
-            jobs: 1,
-            clients: Clients::default(),
-        };
+        let opts = Options::default();
         assert!(Repository::new("quay.io/fedora/fedora-coreos:stable", &opts).is_err());
         assert!(Repository::new("localhost:5000/a@sha256:00", &opts).is_err());
         assert!(
@@ -227,35 +449,5 @@ mod tests {
                 .to_string()
                 .contains("--repo")
         );
-    }
-
-    #[test]
-    fn not_found_is_told_apart() {
-        let server = |code| OciDistributionError::ServerError {
-            code,
-            url: String::new(),
-            message: String::new(),
-        };
-        assert!(is_not_found(&server(404)));
-        assert!(!is_not_found(&server(500)));
-        let registry = |codes: Vec<OciErrorCode>| OciDistributionError::RegistryError {
-            envelope: oci_client::errors::OciEnvelope {
-                errors: codes
-                    .into_iter()
-                    .map(|code| oci_client::errors::OciError {
-                        code,
-                        message: String::new(),
-                        detail: serde_json::Value::Null,
-                    })
-                    .collect(),
-            },
-            url: String::new(),
-        };
-        assert!(is_not_found(&registry(vec![OciErrorCode::ManifestUnknown])));
-        assert!(!is_not_found(&registry(vec![])), "an empty errors list");
-        assert!(!is_not_found(&registry(vec![
-            OciErrorCode::ManifestUnknown,
-            OciErrorCode::Denied
-        ])));
     }
 }

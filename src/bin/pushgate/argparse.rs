@@ -137,12 +137,36 @@ fn resolve<'a>(cmd: &'a Command, name: &str) -> Resolved<'a> {
             matches.push(long);
         }
     }
-    match matches.len() {
-        0 => Resolved::Keep,
-        1 => Resolved::Long(matches[0]),
+    // cosa's own flags win a tie with pushgate's: the pipeline's abbreviations
+    // mean what they mean to cosa's argparse, which has none of pushgate's
+    // flags (`--re` is `--repo` there, not also `--retry-times`).
+    let cosa: Vec<&'a str> = matches
+        .iter()
+        .copied()
+        .filter(|m| COSA_FLAGS.contains(m))
+        .collect();
+    match (matches.len(), cosa.len()) {
+        (0, _) => Resolved::Keep,
+        (1, _) => Resolved::Long(matches[0]),
+        (_, 1) => Resolved::Long(cosa[0]),
         _ => Resolved::Ambiguous(matches),
     }
 }
+
+/// The long flags of `cosa push-container-manifest`.
+const COSA_FLAGS: &[&str] = &[
+    "repo",
+    "tag",
+    "authfile",
+    "v2s2",
+    "force",
+    "image",
+    "artifact",
+    "build",
+    "arch",
+    "metajsonname",
+    "write-digest-to-file",
+];
 
 #[cfg(test)]
 mod tests {
@@ -266,13 +290,12 @@ mod tests {
 
     #[test]
     fn ambiguous_prefix_is_an_error_naming_every_candidate() {
-        let e = err(&["push", "--t", "x"]);
+        let e = err(&["push", "--poli", "x"]);
         assert_eq!(e.path, ["push"]);
-        assert_eq!(e.option, "--t");
-        assert_eq!(e.candidates, ["--tag", "--tls-verify"]);
+        assert_eq!(e.option, "--poli");
         assert_eq!(
             e.to_string(),
-            "ambiguous option: --t could match --tag, --tls-verify"
+            "ambiguous option: --poli could match --policy, --policy-settings, --policy-fuel"
         );
         let e = err(&["push", "--poli=x"]);
         assert_eq!(e.option, "--poli");
@@ -345,7 +368,14 @@ mod tests {
             ok(&["push-container-manifest", "--auth=F"]),
             ["push-container-manifest", "--authfile=F"]
         );
-        assert_eq!(err(&["push-container-manifest", "--t"]).path, ["push"]);
+        assert_eq!(err(&["push-container-manifest", "--pol"]).path, ["push"]);
+    }
+
+    #[test]
+    fn cosa_flags_win_a_tie_with_pushgates_own() {
+        // cosa has --tag alone under --t; --tls-verify is pushgate's.
+        assert_eq!(ok(&["push", "--t", "x"]), ["push", "--tag", "x"]);
+        assert_eq!(ok(&["push", "--tl"]), ["push", "--tls-verify"]);
     }
 
     #[test]
@@ -451,10 +481,19 @@ mod cli_tests {
 
     #[test]
     fn ambiguities_in_push() {
-        let e = expand_real(&["push", "--t", "x"]).unwrap_err();
+        // cosa has --tag alone under --t: its meaning wins over --tls-verify.
+        assert_eq!(
+            expand_real(&["push", "--t", "x"]).unwrap(),
+            ["push", "--tag", "x"]
+        );
+        assert_eq!(
+            expand_real(&["push", "--tl=false"]).unwrap(),
+            ["push", "--tls-verify=false"]
+        );
+        let e = expand_real(&["push", "--pol", "x"]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "ambiguous option: --t could match --tag, --tls-verify"
+            "ambiguous option: --pol could match --policy, --policy-settings, --policy-fuel, --policy-memory-mib, --policy-timeout-ms"
         );
         let e = expand_real(&["push", "--a", "x"]).unwrap_err();
         assert_eq!(

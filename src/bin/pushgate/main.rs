@@ -12,7 +12,8 @@ use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 use pushgate::decide::PolicyChoice;
 use pushgate::policy::Limits;
 use pushgate::push::{PushRequest, push};
-use pushgate::registry;
+use pushgate::registry::retry::parse_duration;
+use pushgate::registry::{self, RetryPolicy};
 use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
 use pushgate::sources::SourceSpec;
 
@@ -100,28 +101,61 @@ struct ReleaseArgs {
     limits: PolicyLimitArgs,
 }
 
-/// How to reach the registry, for `push` and `release` alike.
+/// How to reach the registry, for `push`, `release` and `policy facts` alike.
 #[derive(Args)]
 pub(crate) struct RegistryArgs {
     /// containers auth.json with the registry credentials
     /// [default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json]
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
-    /// Verify TLS certificates; --tls-verify=false talks plain HTTP, as for a local registry
+    /// Verify TLS certificates; --tls-verify=false is HTTPS without verification,
+    /// falling back to plain HTTP only if the registry does not speak TLS
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     tls_verify: bool,
+    /// CAs (*.crt) and a client certificate (*.cert + *.key) for the registry
+    /// [default: certs.d: $PUSHGATE_CERTS_D/HOST:PORT, ~/.config/containers/certs.d,
+    /// /etc/containers/certs.d, /etc/docker/certs.d]
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// Talk plain HTTP to the registry (credentials included, whatever the host)
+    #[arg(long)]
+    plain_http: bool,
     /// Parallel uploads
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+    /// Retries of a request that failed transiently (no answer, 408, 429, 5xx)
+    #[arg(long, value_name = "N", default_value_t = RetryPolicy::default().times)]
+    retry_times: u32,
+    /// The first wait before a retry; each later one doubles (a registry's
+    /// Retry-After wins) [default: 500ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    retry_delay: Option<std::time::Duration>,
+    /// Each request on stderr (method, URL, status, time, attempt; never a
+    /// credential or token)
+    #[arg(long)]
+    debug: bool,
 }
 
 impl RegistryArgs {
     fn options(self) -> registry::Options {
+        let defaults = registry::Options::default();
         registry::Options {
             tls_verify: self.tls_verify,
+            plain_http: self.plain_http,
+            cert_dir: self.cert_dir,
             authfile: self.authfile,
             jobs: self.jobs as usize,
-            clients: Default::default(),
+            retry: RetryPolicy {
+                times: self.retry_times,
+                delay: self.retry_delay.unwrap_or(defaults.retry.delay),
+                ..defaults.retry
+            },
+            chunk_size: std::env::var("PUSHGATE_CHUNK_SIZE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.chunk_size),
+            debug: self.debug,
+            ..defaults
         }
     }
 }
