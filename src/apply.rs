@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::digest::Digest;
-use crate::plan::{Desired, Plan};
+use crate::plan::{Desired, DesiredImage, Plan};
 use crate::progress::{self, Progress};
-use crate::registry::Repository;
+use crate::registry::{Explained, Repository};
 use crate::sources::archive::OciLayout;
 
 /// What was uploaded.
@@ -82,27 +82,34 @@ pub async fn apply(
         .iter()
         .filter(|i| plan.manifests.contains(&i.arch))
         .collect();
+    let heal = Heal {
+        repo,
+        desired,
+        owner: &owner,
+    };
     stream::iter(&manifests)
         .map(|i| {
-            repo.put_manifest(
+            heal.put(
                 i.descriptor.digest.as_str(),
                 &i.descriptor.media_type,
                 &i.bytes,
+                Some(i),
             )
         })
         .buffer_unordered(jobs.max(1))
         .try_collect::<()>()
         .await?;
     if plan.list {
-        repo.put_manifest(
+        heal.put(
             desired.list_digest.as_str(),
             desired.list_media_type,
             &desired.list_bytes,
+            None,
         )
         .await?;
     }
     for tag in &plan.tags {
-        repo.put_manifest(tag, desired.list_media_type, &desired.list_bytes)
+        heal.put(tag, desired.list_media_type, &desired.list_bytes, None)
             .await?;
     }
     Ok(Applied {
@@ -111,4 +118,79 @@ pub async fn apply(
         manifests: manifests.len() + usize::from(plan.list),
         tags: plan.tags.clone(),
     })
+}
+
+/// How often a manifest PUT answered MANIFEST_BLOB_UNKNOWN is made again.
+const HEAL_ATTEMPTS: u32 = 3;
+
+/// Puts manifests, healing what concurrent writers leave behind: while another
+/// push of the same build commits a blob or manifest, the registry may answer
+/// MANIFEST_BLOB_UNKNOWN for content that is about to exist (or that was lost).
+/// The named content is then looked for, whatever is missing is uploaded again,
+/// and the PUT is repeated.
+struct Heal<'a> {
+    repo: &'a Repository,
+    desired: &'a Desired,
+    owner: &'a HashMap<&'a Digest, (&'a str, &'a Arc<OciLayout>)>,
+}
+
+impl Heal<'_> {
+    async fn put(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+        image: Option<&DesiredImage>,
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            let err = match self.repo.put_manifest(reference, media_type, bytes).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let blob_unknown = Explained::of(&err)
+                .is_some_and(|r| r.has_code("MANIFEST_BLOB_UNKNOWN") || r.has_code("BLOB_UNKNOWN"));
+            attempt += 1;
+            if !blob_unknown || attempt > HEAL_ATTEMPTS {
+                return Err(err);
+            }
+            // Give a concurrent commit a moment, then check and fill in.
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            match image {
+                Some(img) => self.fill_blobs(img).await?,
+                None => self.fill_manifests().await?,
+            }
+        }
+    }
+
+    /// Uploads the blobs of `img` the registry does not have.
+    async fn fill_blobs(&self, img: &DesiredImage) -> Result<()> {
+        for b in &img.blobs {
+            if !self.repo.has_blob(&b.digest).await? {
+                let (_, layout) = self.owner[&b.digest];
+                let range = layout.blob_range(&b.digest, b.size)?;
+                self.repo
+                    .push_blob(&b.digest, &range, Arc::new(AtomicU64::new(0)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the per-arch manifests the registry does not have.
+    async fn fill_manifests(&self) -> Result<()> {
+        for img in &self.desired.images {
+            if !self.repo.has_manifest(&img.descriptor.digest).await? {
+                self.fill_blobs(img).await?;
+                self.repo
+                    .put_manifest(
+                        img.descriptor.digest.as_str(),
+                        &img.descriptor.media_type,
+                        &img.bytes,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 }

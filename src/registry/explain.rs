@@ -13,6 +13,29 @@ pub struct Who {
     pub token_auth: bool,
 }
 
+/// A registry error with its explanation: displayed as the explanation alone,
+/// and kept as data so that callers can still branch on what happened.
+#[derive(Debug)]
+pub struct Explained {
+    pub message: String,
+    pub error: RegistryError,
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Explained {}
+
+impl Explained {
+    /// The registry error behind `e`, if `e` is an explained registry failure.
+    pub fn of(e: &anyhow::Error) -> Option<&RegistryError> {
+        e.downcast_ref::<Explained>().map(|x| &x.error)
+    }
+}
+
 /// Turns a registry error into one that names the registry (`registry`, reached
 /// as `--repo name`) and says what to do.
 pub(crate) fn explain(
@@ -84,12 +107,12 @@ pub(crate) fn explain(
         }
         _ => String::new(),
     };
-    let msg = if hint.is_empty() {
+    let message = if hint.is_empty() {
         format!("registry {reg} ({name}): {doing} failed: {e}")
     } else {
         format!("registry {reg} ({name}): {doing} failed: {hint} ({e})")
     };
-    anyhow::anyhow!(msg)
+    anyhow::Error::new(Explained { message, error: e })
 }
 
 #[cfg(test)]

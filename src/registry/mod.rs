@@ -27,7 +27,7 @@ pub mod retry;
 pub mod tls;
 pub mod transport;
 
-pub use explain::Who;
+pub use explain::{Explained, Who};
 
 pub use ops::Repository;
 pub use reference::{check_tag, parse_repo};

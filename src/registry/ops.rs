@@ -160,6 +160,7 @@ impl Repository {
         let doing = format!("uploading blob {digest}");
         let mut retry = 0;
         let mut chunked = range.len > self.transport.chunk_size;
+        let mut restart;
         loop {
             let result = if chunked {
                 self.upload_chunked(digest, range, &sent, &doing, &mut retry)
@@ -174,9 +175,16 @@ impl Repository {
                     chunked = false;
                     continue;
                 }
-                Err(Upload::Failed(e)) => e,
+                Err(Upload::Restart(e)) => {
+                    restart = true;
+                    e
+                }
+                Err(Upload::Failed(e)) => {
+                    restart = false;
+                    e
+                }
             };
-            if !err.is_transient() {
+            if !err.is_transient() && !restart {
                 return Err(self.explain(err, &doing));
             }
             retry += 1;
@@ -271,8 +279,20 @@ impl Repository {
                     if !self.transport.backoff(doing, *retry, &e).await {
                         return Err(Upload::Failed(e));
                     }
-                    // Where does the upload stand? Resume from there.
-                    let (at, end) = self.upload_status(&session, doing).await?;
+                    // Where does the upload stand? Resume from there. A registry
+                    // that took the chunk but lost the answer may no longer know
+                    // this URL (distribution's state token names the old offset):
+                    // then the upload starts over, after a look for the blob.
+                    let (at, end) = match self.upload_status(&session, doing).await {
+                        Ok(status) => status,
+                        Err(e) => {
+                            sent.fetch_sub(
+                                offset + counted.load(Ordering::Relaxed),
+                                Ordering::Relaxed,
+                            );
+                            return Err(Upload::Restart(e));
+                        }
+                    };
                     let resume = end.map_or(0, |e| e + 1).min(offset + len);
                     // The display counted `offset` plus what this chunk read;
                     // the registry holds `resume`.
@@ -358,6 +378,9 @@ impl Repository {
 /// Why an upload attempt ended.
 enum Upload {
     Failed(RegistryError),
+    /// The upload cannot go on where it stands: start it over (after a look for
+    /// the blob). Counted as a retry.
+    Restart(RegistryError),
     /// The registry answered the first chunk with a refusal of chunks.
     ChunksRefused,
 }

@@ -341,12 +341,13 @@ impl Transport {
                 Err(e) => {
                     self.trace(&method, url.as_str(), "no answer", started, retry);
                     if self.may_fall_back
-                        && !self.plain.load(Ordering::Relaxed)
+                        && url.scheme() == "https"
                         && e.is_connect()
                         && speaks_no_tls(&e)
                     {
                         // --tls-verify=false and the registry does not speak TLS:
-                        // plain HTTP from now on, as skopeo and podman do.
+                        // plain HTTP from now on, as skopeo and podman do (and
+                        // requests that raced the first one just go again).
                         self.plain.store(true, Ordering::Relaxed);
                         continue;
                     }
