@@ -161,6 +161,9 @@ pub struct Transport {
     plain_asked: bool,
     creds: Option<Credentials>,
     auth: Mutex<AuthState>,
+    /// One token fetch at a time: requests that all meet their first 401
+    /// together wait for one token instead of each fetching its own.
+    fetching: tokio::sync::Mutex<()>,
     retry: RetryPolicy,
     pub(crate) chunk_size: u64,
     debug: bool,
@@ -237,6 +240,7 @@ impl Transport {
                 tokens: HashMap::new(),
                 fetched: 0,
             }),
+            fetching: tokio::sync::Mutex::new(()),
             retry: opts.retry,
             chunk_size: opts.chunk_size.max(1),
             debug: opts.debug,
@@ -301,7 +305,9 @@ impl Transport {
         loop {
             let mut rb = make(&self.http);
             let header = self.auth_header(scopes).await?;
-            let carried = header.is_some();
+            let carried = header
+                .as_ref()
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
             if let Some(h) = header {
                 rb = rb.header(AUTHORIZATION, h);
             }
@@ -327,7 +333,7 @@ impl Transport {
                     );
                     let status = resp.status();
                     if status == StatusCode::UNAUTHORIZED && auth_rounds < 2 {
-                        let learnt = self.learn(&resp, scopes, carried).await?;
+                        let learnt = self.learn(&resp, scopes, carried.as_deref()).await?;
                         if learnt {
                             auth_rounds += 1;
                             continue;
@@ -404,20 +410,35 @@ impl Transport {
             Mode::Unknown => Ok(None),
             Mode::Basic => Ok(self.basic_header()),
             Mode::Bearer { realm, service } => {
-                let key = scopes.join(" ");
-                let cached = {
-                    let st = self.auth.lock().expect("auth state");
-                    st.tokens
-                        .get(&key)
-                        .filter(|(_, renew)| Instant::now() < *renew)
-                        .map(|(t, _)| t.clone())
-                };
-                let token = match cached {
-                    Some(t) => t,
-                    None => self.fetch_token(&realm, service.as_deref(), scopes).await?,
-                };
+                let token = self
+                    .token_for(&realm, service.as_deref(), scopes, None)
+                    .await?;
                 Ok(bearer(&token))
             }
+        }
+    }
+
+    /// A token for `scopes`: the cached one unless it expired or is `refused`
+    /// (the one a 401 just turned down), else a fresh one.
+    async fn token_for(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        refused: Option<&str>,
+    ) -> Result<String, RegistryError> {
+        let _one_at_a_time = self.fetching.lock().await;
+        let key = scopes.join(" ");
+        let cached = {
+            let st = self.auth.lock().expect("auth state");
+            st.tokens
+                .get(&key)
+                .filter(|(t, renew)| Instant::now() < *renew && Some(t.as_str()) != refused)
+                .map(|(t, _)| t.clone())
+        };
+        match cached {
+            Some(t) => Ok(t),
+            None => self.fetch_token(realm, service, scopes).await,
         }
     }
 
@@ -451,7 +472,7 @@ impl Transport {
         &self,
         resp: &Response,
         scopes: &[String],
-        carried: bool,
+        carried: Option<&str>,
     ) -> Result<bool, RegistryError> {
         let Some(ch) = resp
             .headers()
@@ -463,7 +484,7 @@ impl Transport {
         };
         match ch {
             Challenge::Basic => {
-                if carried || self.creds.is_none() {
+                if carried.is_some() || self.creds.is_none() {
                     // The credentials were refused, or there are none.
                     return Ok(false);
                 }
@@ -480,35 +501,20 @@ impl Transport {
                     realm: realm.clone(),
                     service: service.clone(),
                 };
-                let key = scopes.join(" ");
-                {
-                    let mut st = self.auth.lock().expect("auth state");
-                    st.mode = mode;
-                    if carried {
-                        // Expired, or too narrow: this token will not do.
-                        st.tokens.remove(&key);
-                    } else if st
-                        .tokens
-                        .get(&key)
-                        .is_some_and(|(_, renew)| Instant::now() < *renew)
-                    {
-                        // Another request fetched one meanwhile.
-                        return Ok(true);
-                    }
-                }
+                self.auth.lock().expect("auth state").mode = mode;
                 let mut want: Vec<String> = scopes.to_vec();
                 if let Some(s) = scope
                     && !want.contains(&s)
                 {
                     want.push(s);
                 }
-                let token = self.fetch_token(&realm, service.as_deref(), &want).await?;
+                let refused = carried.and_then(|h| h.strip_prefix("Bearer "));
+                self.token_for(&realm, service.as_deref(), &want, refused)
+                    .await?;
+                // Later requests for `scopes` use the token for `want`.
                 let mut st = self.auth.lock().expect("auth state");
                 if let Some(entry) = st.tokens.get(&want.join(" ")).cloned() {
-                    st.tokens.insert(key, entry);
-                } else {
-                    let renew = Instant::now() + DEFAULT_TOKEN_LIFETIME - TOKEN_MARGIN;
-                    st.tokens.insert(key, (token, renew));
+                    st.tokens.insert(scopes.join(" "), entry);
                 }
                 Ok(true)
             }
@@ -581,7 +587,9 @@ impl Transport {
                         .expires_in
                         .map(Duration::from_secs)
                         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-                    let renew = Instant::now() + life.saturating_sub(TOKEN_MARGIN);
+                    // Renewed early so none expires in flight, but a short-lived
+                    // token is still used for most of its life.
+                    let renew = Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 4));
                     let key = scopes.join(" ");
                     self.auth
                         .lock()

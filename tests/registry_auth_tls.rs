@@ -1,0 +1,303 @@
+//! pushgate against registries as quay.io, ghcr.io and in-house ones run them:
+//! Docker token auth (docker-registry with `auth: token` and the project's own
+//! token server, per-user grants) and HTTPS with a private CA, mutual TLS
+//! included. skopeo, with its own credentials and CA, checks what landed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pushgate_sample::{SampleBuild, write_build};
+use support::proxy::{Faults, Proxy};
+use support::run::Run;
+use support::tls::{ClientCert, TestPki};
+use support::token::TokenServer;
+use support::{Registry, pushgate, sha256_digest, skopeo_inspect_raw, write_authfile};
+
+const BUILD: &str = "41.20261127.1.0";
+const PASSWORD: &str = "pUsh-s3cret-0f-the-test";
+
+fn tokens(lifetime: Duration) -> TokenServer {
+    TokenServer::builder()
+        .user("pusher", PASSWORD)
+        .user("reader", PASSWORD)
+        .grant("pusher", "fcos*", &["pull", "push"])
+        .grant("reader", "fcos*", &["pull"])
+        .lifetime(lifetime)
+        .strict_expiry()
+        .start()
+}
+
+fn workdir() -> tempfile::TempDir {
+    let wd = tempfile::tempdir().unwrap();
+    write_build(
+        wd.path(),
+        &SampleBuild::small(BUILD, &["x86_64", "aarch64"]),
+    )
+    .unwrap();
+    wd
+}
+
+fn push(repo: &str, wd: &Path, extra: &[&str]) -> Command {
+    let mut cmd = pushgate();
+    cmd.args([
+        "push",
+        "--repo",
+        repo,
+        "--tag",
+        "stable",
+        "--artifact",
+        "ostree",
+        "--metajsonname",
+        "base-oscontainer",
+        "--json",
+    ])
+    .arg("--workdir")
+    .arg(wd)
+    .args(extra);
+    cmd
+}
+
+fn authfile(wd: &Path, registry: &str, user: &str, password: &str) -> PathBuf {
+    let dir = wd.join(format!("auth-{user}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_authfile(&dir, registry, user, password)
+}
+
+/// The list `repo:stable` serves, read by skopeo with `authfile`.
+fn served(repo: &str, authfile: &Path) -> String {
+    let raw = skopeo_inspect_raw(&format!("{repo}:stable"), Some(authfile))
+        .unwrap_or_else(|e| panic!("skopeo: {e}"));
+    sha256_digest(&raw)
+}
+
+#[test]
+fn token_auth_push_and_noop_rerun_reuse_tokens() {
+    let t = tokens(Duration::from_secs(300));
+    let registry = Registry::start_with_token(&t);
+    let wd = workdir();
+    let auth = authfile(wd.path(), registry.addr(), "pusher", PASSWORD);
+    let auth_arg = auth.to_str().unwrap();
+    let repo = registry.repo("fcos");
+    let first = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", auth_arg],
+    ));
+    let report = first.ok();
+    assert_eq!(first.outcome(), "pushed", "{}", first.context());
+    // One token per repository and action set (pull; pull+push), not one per request.
+    let fetched = t.token_requests();
+    assert!(
+        (1..=2).contains(&fetched.len()),
+        "{} token requests: {:?}",
+        fetched.len(),
+        fetched
+            .iter()
+            .map(|r| (&r.user, &r.scopes, r.status))
+            .collect::<Vec<_>>()
+    );
+    assert!(registry.requests().len() > 10);
+    assert_eq!(
+        served(&repo, &auth),
+        report["manifest_list_digest"].as_str().unwrap()
+    );
+
+    let before = t.token_requests().len();
+    let again = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", auth_arg],
+    ));
+    assert_eq!(again.ok()["outcome"], "up-to-date");
+    assert_eq!(t.token_requests().len() - before, 1, "one pull token");
+}
+
+#[test]
+fn a_token_that_expires_mid_run_is_fetched_again() {
+    // Tokens live 1 s; every request is 60 ms late through the proxy, so the
+    // push outlives several tokens.
+    let t = tokens(Duration::from_secs(1));
+    let registry = Registry::start_with_token(&t);
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().latency(Duration::from_millis(60)),
+    );
+    let wd = workdir();
+    let auth = authfile(wd.path(), proxy.addr(), "pusher", PASSWORD);
+    let run = Run::of(&mut push(
+        &proxy.repo("fcos"),
+        wd.path(),
+        &[
+            "--tls-verify=false",
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--jobs",
+            "1",
+        ],
+    ));
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    let fetched = t.token_requests().len();
+    assert!(fetched >= 3, "tokens renewed as they expired: {fetched}");
+    assert!(
+        fetched < registry.requests().len() / 2,
+        "but not fetched per request: {fetched}"
+    );
+}
+
+#[test]
+fn refusals_say_what_happened_without_showing_secrets() {
+    let t = tokens(Duration::from_secs(300));
+    let registry = Registry::start_with_token(&t);
+    let wd = workdir();
+    let repo = registry.repo("fcos");
+    // An account that may pull but not push.
+    let reader = authfile(wd.path(), registry.addr(), "reader", PASSWORD);
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", reader.to_str().unwrap()],
+    ));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let fcos = "fcos";
+    assert!(
+        run.stderr.contains(&format!(
+            "reader lacks push rights on {fcos} at {}",
+            registry.addr()
+        )),
+        "{}",
+        run.stderr
+    );
+    // Wrong credentials: the token server refused them.
+    let wrong = authfile(wd.path(), registry.addr(), "pusher", "not-the-password");
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", wrong.to_str().unwrap()],
+    ));
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("token server")
+            && run.stderr.contains("refused the credentials of pusher"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-the-password"));
+    // No credentials at all.
+    let none = wd.path().join("empty-auth.json");
+    std::fs::write(&none, r#"{"auths": {}}"#).unwrap();
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", none.to_str().unwrap()],
+    ));
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("no credentials"), "{}", run.stderr);
+    // Nothing of any of it landed.
+    assert!(registry.writes().iter().all(|w| w.status >= 400));
+}
+
+#[test]
+fn debug_shows_each_request_but_never_a_credential_or_token() {
+    let t = tokens(Duration::from_secs(300));
+    let registry = Registry::start_with_token(&t);
+    let wd = workdir();
+    let auth = authfile(wd.path(), registry.addr(), "pusher", PASSWORD);
+    let run = Run::of(&mut push(
+        &registry.repo("fcos"),
+        wd.path(),
+        &[
+            "--tls-verify=false",
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--debug",
+        ],
+    ));
+    assert_eq!(run.ok()["outcome"], "pushed");
+    let debug: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("pushgate: debug: "))
+        .collect();
+    assert!(debug.len() > 10, "{}", run.stderr);
+    assert!(
+        debug
+            .iter()
+            .any(|l| l.contains("PUT ") && l.contains("/manifests/stable") && l.contains("201")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(PASSWORD));
+    // JWTs start with the base64 of '{"': eyJ.
+    assert!(!run.stderr.contains("eyJ"), "{}", run.stderr);
+    assert!(!run.stderr.to_lowercase().contains("authorization"));
+}
+
+#[test]
+fn a_private_ca_is_trusted_from_cert_dir_or_certs_d_and_named_when_missing() {
+    let pki = TestPki::new();
+    let registry = Registry::start_tls(&pki);
+    let wd = workdir();
+    let repo = registry.repo("fcos");
+    // Without the CA: a certificate problem, named as such, nothing written.
+    let run = Run::of(&mut push(&repo, wd.path(), &["--retry-times", "0"]));
+    assert_eq!(run.code, 1, "{}", run.context());
+    assert!(
+        run.stderr.contains(&format!(
+            "certificate of {} is not trusted",
+            registry.addr()
+        )) && run.stderr.contains("--cert-dir")
+            && run.stderr.contains("--tls-verify=false"),
+        "{}",
+        run.stderr
+    );
+    // --cert-dir
+    let dir = pki.cert_dir(ClientCert::Omit);
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--cert-dir", dir.to_str().unwrap()],
+    ));
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    // certs.d, found by host and port
+    let certs_d = pki.certs_d(registry.addr(), ClientCert::Omit);
+    let run = Run::of(push(&repo, wd.path(), &["--tag", "next"]).env("PUSHGATE_CERTS_D", &certs_d));
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    // --tls-verify=false is HTTPS without verification, not plain HTTP
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--tag", "third"],
+    ));
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    assert!(registry.url("/").starts_with("https://"));
+}
+
+#[test]
+fn mutual_tls_uses_the_client_certificate_of_cert_dir() {
+    let pki = TestPki::new();
+    let registry = Registry::start_mtls(&pki);
+    let wd = workdir();
+    let repo = registry.repo("fcos");
+    let ca_only = pki.cert_dir(ClientCert::Omit);
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &[
+            "--cert-dir",
+            ca_only.to_str().unwrap(),
+            "--retry-times",
+            "0",
+        ],
+    ));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let with_client = pki.cert_dir(ClientCert::Include);
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--cert-dir", with_client.to_str().unwrap()],
+    ));
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+}
