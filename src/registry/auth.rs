@@ -21,15 +21,22 @@
 //! here contains any part of an `auth` value, encoded or decoded: errors name
 //! the file and the registry key only.
 //!
+//! # Credential helpers
+//!
+//! `credHelpers` (registry → helper) and `credsStore` (every other registry)
+//! name `docker-credential-NAME` programs, asked first as docker and podman do;
+//! a helper that has nothing for the registry leaves the `auths` entries to
+//! answer. What a helper answers follows the same rules: never printed, never
+//! sent to another registry.
+//!
 //! # What is not supported
 //!
-//! Only the `auth` field (base64 of `user:password`) is used. An entry whose
-//! `auth` is missing or empty — e.g. one holding only an `identitytoken`, or the
-//! empty `{}` entries docker writes when a credential helper is configured — is
-//! treated as having no credentials: if it is the most specific entry for an
-//! image, the lookup yields `None` (anonymous access), as podman does. Docker's
-//! `credHelpers` and `credsStore` are ignored, so registries served only by a
-//! helper get no credentials either.
+//! Only the `auth` field (base64 of `user:password`) of `auths` entries is used.
+//! An entry whose `auth` is missing or empty — e.g. one holding only an
+//! `identitytoken`, or the empty `{}` entries docker writes when a credential
+//! helper is configured — is treated as having no credentials: if it is the
+//! most specific entry for an image, the lookup yields `None` (anonymous
+//! access), as podman does.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -108,6 +115,12 @@ pub fn find_auth_file_in(
 /// Credentials for `registry` (host[:port], as in a reference: "quay.io",
 /// "localhost:5000", "docker.io") and `repository` ("fedora/fedora-coreos"),
 /// read from `auth_file`. `Ok(None)` means no usable entry: go anonymous.
+///
+/// As docker and podman do, a credential helper named for the registry in
+/// `credHelpers`, else the `credsStore`, is asked first (`docker-credential-NAME
+/// get`, the registry on stdin); a helper that knows nothing of the registry
+/// leaves the `auths` entries to answer. A helper that is missing or fails is an
+/// error naming it.
 pub fn credentials_for(
     auth_file: &Path,
     registry: &str,
@@ -115,7 +128,76 @@ pub fn credentials_for(
 ) -> anyhow::Result<Option<Credentials>> {
     let bytes = fs::read(auth_file)
         .with_context(|| format!("reading auth file {}", auth_file.display()))?;
-    Ok(parse_auth_file(auth_file, &bytes)?.lookup(registry, repository))
+    let file = parse_auth_file(auth_file, &bytes)?;
+    if let Some(helper) = file.helper_for(registry)
+        && let Some(c) = run_helper(helper, registry)
+            .with_context(|| format!("auth file {}", auth_file.display()))?
+    {
+        return Ok(Some(c));
+    }
+    Ok(file.lookup(registry, repository))
+}
+
+/// Asks `docker-credential-NAME get` for `registry`'s credentials; `None` when
+/// it has none. Its answer (`{"ServerURL", "Username", "Secret"}`) never
+/// appears in an error.
+fn run_helper(name: &str, registry: &str) -> anyhow::Result<Option<Credentials>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{name}");
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("credential helper {program} (for {registry}) cannot be run: {e}"))?;
+    // docker names Docker Hub by its old index URL when asking helpers.
+    let server = match normalize_host(registry).as_str() {
+        "docker.io" => "https://index.docker.io/v1/".to_string(),
+        other => other.to_string(),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| anyhow!("credential helper {program} (for {registry}): {e}"))?;
+    if !out.status.success() {
+        let said: String = String::from_utf8_lossy(&out.stdout)
+            .chars()
+            .chain(String::from_utf8_lossy(&out.stderr).chars())
+            .take(200)
+            .collect();
+        // The helpers' own words for "nothing stored for this server".
+        if said.to_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        bail!(
+            "credential helper {program} (for {registry}) failed ({}): {}",
+            out.status,
+            said.trim()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Username", default)]
+        username: String,
+        #[serde(rename = "Secret", default)]
+        secret: String,
+    }
+    let a: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        anyhow!(
+            "credential helper {program} (for {registry}) answered something that is not its JSON"
+        )
+    })?;
+    if a.secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        username: a.username,
+        password: a.secret,
+    }))
 }
 
 /// The `auths` map of one auth file, keys normalised and every entry decoded.
@@ -123,6 +205,10 @@ pub fn credentials_for(
 pub struct AuthFile {
     /// Normalised key (`host[:port][/path]`) → entry.
     entries: HashMap<String, Entry>,
+    /// `credHelpers`: normalised host → helper name (`docker-credential-NAME`).
+    helpers: HashMap<String, String>,
+    /// `credsStore`: the helper for every registry without one of its own.
+    store: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,9 +250,18 @@ impl AuthFile {
         }
     }
 
-    /// Whether the file has no entries at all.
+    /// Whether the file has no entries and no helpers at all.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.helpers.is_empty() && self.store.is_none()
+    }
+
+    /// The credential helper for `registry`: its own in `credHelpers`, else
+    /// `credsStore`.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        self.helpers
+            .get(&normalize_host(registry))
+            .or(self.store.as_ref())
+            .map(String::as_str)
     }
 }
 
@@ -195,8 +290,43 @@ pub fn parse_auth_file(path: &Path, bytes: &[u8]) -> anyhow::Result<AuthFile> {
     let Value::Object(root) = root else {
         bail!("auth file {file}: expected a JSON object at the top level");
     };
+    let mut helpers = HashMap::new();
+    match root.get("credHelpers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (host, name) in map {
+                let Value::String(name) = name else {
+                    bail!("auth file {file}: credHelpers entry for {host:?} is not a string");
+                };
+                check_helper_name(name).map_err(|why| {
+                    anyhow!("auth file {file}: credHelpers entry for {host:?}: {why}")
+                })?;
+                helpers.insert(
+                    normalize_host(strip_scheme(host).0.trim_end_matches('/')),
+                    name.clone(),
+                );
+            }
+        }
+        Some(_) => bail!("auth file {file}: \"credHelpers\" is not a JSON object"),
+    }
+    let store = match root.get("credsStore") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) if name.is_empty() => None,
+        Some(Value::String(name)) => {
+            check_helper_name(name)
+                .map_err(|why| anyhow!("auth file {file}: credsStore: {why}"))?;
+            Some(name.clone())
+        }
+        Some(_) => bail!("auth file {file}: \"credsStore\" is not a string"),
+    };
     let auths = match root.get("auths") {
-        None | Some(Value::Null) => return Ok(AuthFile::default()),
+        None | Some(Value::Null) => {
+            return Ok(AuthFile {
+                helpers,
+                store,
+                ..AuthFile::default()
+            });
+        }
         Some(Value::Object(auths)) => auths,
         Some(_) => bail!("auth file {file}: \"auths\" is not a JSON object"),
     };
@@ -219,7 +349,23 @@ pub fn parse_auth_file(path: &Path, bytes: &[u8]) -> anyhow::Result<AuthFile> {
             }
         }
     }
-    Ok(AuthFile { entries })
+    Ok(AuthFile {
+        entries,
+        helpers,
+        store,
+    })
+}
+
+/// A helper name is a program-name suffix: no path, nothing a shell would read.
+fn check_helper_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!("{name:?} is not a credential helper name"));
+    }
+    Ok(())
 }
 
 /// Decodes one `auths` entry. The error strings must not contain the value.
@@ -545,7 +691,14 @@ mod tests {
     fn files_without_auths_are_empty() {
         assert!(parse("{}").unwrap().is_empty());
         assert!(parse(r#"{"auths": null}"#).unwrap().is_empty());
-        assert!(parse(r#"{"credsStore": "pass"}"#).unwrap().is_empty());
+        // A credential store is something: it is asked for every registry.
+        let store = parse(r#"{"credsStore": "pass"}"#).unwrap();
+        assert!(!store.is_empty());
+        assert_eq!(store.helper_for("quay.io"), Some("pass"));
+        let helpers = parse(r#"{"credHelpers": {"Quay.io": "q"}, "credsStore": "pass"}"#).unwrap();
+        assert_eq!(helpers.helper_for("quay.io"), Some("q"));
+        assert_eq!(helpers.helper_for("ghcr.io"), Some("pass"));
+        assert!(parse(r#"{"credsStore": "../evil"}"#).is_err());
         assert!(
             parse(r#"{"auths": {}}"#)
                 .unwrap()
