@@ -266,12 +266,71 @@ impl PushArgs {
 
 /// Parses argv as cosa's argparse would: unique prefixes of long options expand first
 /// (see [`argparse`]), then clap parses. Exits 2 on a usage error, like clap.
-fn parse_args() -> Cli {
+/// Whether the command line asks for JSON: then every outcome, failures and
+/// usage errors included, is one JSON object on stdout.
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json" || a == "--json=true")
+}
+
+/// The JSON object of a run that failed before it had a report: what was asked
+/// (`command`, and for a push the repository and tags) and the error.
+fn failure_json(args: &[std::ffi::OsString], error: &str, usage: bool) -> String {
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // The subcommand path: `push`, `release`, `policy NAME`.
+    let depth = if words.first().is_some_and(|w| w == "policy") {
+        2
+    } else {
+        1
+    };
+    let command: Vec<&str> = words
+        .iter()
+        .take(depth)
+        .take_while(|w| !w.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let values = |flag: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = words.iter().peekable();
+        while let Some(w) = it.next() {
+            if let Some(v) = w.strip_prefix(&format!("{flag}=")) {
+                out.push(v.to_string());
+            } else if w == flag
+                && let Some(v) = it.next()
+            {
+                out.push(v.clone());
+            }
+        }
+        out
+    };
+    let mut doc = serde_json::json!({
+        "ok": false,
+        "outcome": "failed",
+        "command": command.join(" "),
+        "error": error,
+        "usage_error": usage,
+    });
+    if let Some(repo) = values("--repo").pop() {
+        doc["repo"] = repo.into();
+        doc["tags"] = values("--tag").into();
+    }
+    doc.to_string()
+}
+
+fn parse_args(args: &[std::ffi::OsString]) -> Cli {
     let mut cmd = Cli::command();
     cmd.build();
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match argparse::expand(&cmd, &args) {
-        Ok(args) => Cli::parse_from(args),
+    let json = wants_json(args);
+    let err = match argparse::expand(&cmd, args) {
+        Ok(expanded) => match Cli::try_parse_from(expanded) {
+            Ok(cli) => return cli,
+            Err(e) => e,
+        },
         Err(ambiguous) => {
             let mut sub = &mut cmd;
             for name in &ambiguous.path {
@@ -280,13 +339,24 @@ fn parse_args() -> Cli {
                     .expect("the path names built subcommands");
             }
             sub.error(clap::error::ErrorKind::UnknownArgument, ambiguous)
-                .exit()
         }
+    };
+    let is_usage = !matches!(
+        err.kind(),
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+    );
+    if json && is_usage {
+        let rendered = err.to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let text = first.strip_prefix("error: ").unwrap_or(first);
+        let _ = out::println(&failure_json(args, text.trim(), true));
     }
+    err.exit()
 }
 
 fn main() -> ExitCode {
-    let cli = parse_args();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = parse_args(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -299,7 +369,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            out::eprintln(&format!("pushgate: error: {e:#}"));
+            let message = format!("{e:#}");
+            if wants_json(&args) {
+                let _ = out::println(&failure_json(&args, &message, false));
+            }
+            out::eprintln(&format!("pushgate: error: {message}"));
             ExitCode::FAILURE
         }
     }
