@@ -80,7 +80,9 @@ impl Repository {
         let res = self
             .transport
             .send(&doing, &self.pull(), true, &|c| {
-                c.get(&url).header(ACCEPT, ACCEPTED.join(", "))
+                c.get(&url)
+                    .header(ACCEPT, ACCEPTED.join(", "))
+                    .timeout(self.transport.small_deadline)
             })
             .await;
         let resp = match res {

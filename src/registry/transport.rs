@@ -166,6 +166,9 @@ pub struct Transport {
     fetching: tokio::sync::Mutex<()>,
     retry: RetryPolicy,
     pub(crate) chunk_size: u64,
+    /// The longest a small answer (a manifest, a token) may take in all: a
+    /// trickle below any sensible rate ends here.
+    pub(crate) small_deadline: Duration,
     debug: bool,
     retries: AtomicU64,
 }
@@ -243,6 +246,7 @@ impl Transport {
             fetching: tokio::sync::Mutex::new(()),
             retry: opts.retry,
             chunk_size: opts.chunk_size.max(1),
+            small_deadline: opts.stall_timeout,
             debug: opts.debug,
             retries: AtomicU64::new(0),
         })
@@ -548,7 +552,7 @@ impl Transport {
         }
         let mut attempt = 0;
         loop {
-            let mut rb = self.http.get(url.clone());
+            let mut rb = self.http.get(url.clone()).timeout(self.small_deadline);
             // The realm is the registry's own token service: credentials filed
             // for the registry go there, never over plain HTTP off loopback.
             if let Some(c) = &self.creds

@@ -134,6 +134,10 @@ pub(crate) struct RegistryArgs {
     /// credential or token)
     #[arg(long)]
     debug: bool,
+    /// A request that makes no progress for this long fails (and is retried);
+    /// also the longest a manifest or token answer may take [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    stall_timeout: Option<std::time::Duration>,
 }
 
 impl RegistryArgs {
@@ -155,6 +159,7 @@ impl RegistryArgs {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(defaults.chunk_size),
             debug: self.debug,
+            stall_timeout: self.stall_timeout.unwrap_or(defaults.stall_timeout),
             ..defaults
         }
     }
