@@ -68,7 +68,11 @@ fn a_digest_header_that_is_not_the_digest_of_the_bytes_is_refused() {
 
 #[test]
 fn a_100_mib_manifest_is_not_read() {
-    refused(Lie::Huge, &[], "104857600 bytes, more than the 4194304 accepted");
+    refused(
+        Lie::Huge,
+        &[],
+        "104857600 bytes, more than the 4194304 accepted",
+    );
 }
 
 #[test]

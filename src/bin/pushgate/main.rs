@@ -3,6 +3,7 @@
 mod argparse;
 mod out;
 mod policy;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -366,15 +367,23 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
+    let signals = signals::watch(&runtime);
     let result = match cli.command {
-        Command::Push(args) => run_push(&runtime, *args),
-        Command::Release(args) => run_release(&runtime, args),
-        Command::Policy(cmd) => policy::run(&runtime, cmd),
+        Command::Push(args) => run_push(&runtime, &signals, *args),
+        Command::Release(args) => run_release(&runtime, &signals, args),
+        Command::Policy(cmd) => policy::run(&runtime, &signals, cmd),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             let message = format!("{e:#}");
+            if let Some(sig) = e.downcast_ref::<signals::Interrupted>() {
+                if wants_json(&args) {
+                    let _ = out::println(&failure_json(&args, &message, false));
+                }
+                out::eprintln(&format!("pushgate: error: {message}"));
+                return ExitCode::from(sig.status());
+            }
             if wants_json(&args) {
                 let _ = out::println(&failure_json(&args, &message, false));
             }
@@ -384,9 +393,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_push(runtime: &tokio::runtime::Runtime, args: PushArgs) -> anyhow::Result<ExitCode> {
+fn run_push(
+    runtime: &tokio::runtime::Runtime,
+    signals: &tokio::sync::watch::Receiver<i32>,
+    args: PushArgs,
+) -> anyhow::Result<ExitCode> {
     let json = args.json;
-    let report = runtime.block_on(push(&args.request()?))?;
+    let req = args.request()?;
+    let report = signals::run(runtime, signals, push(&req))?;
     if json {
         out::println(&serde_json::to_string(&report).expect("report serializes"))?;
     } else {
@@ -402,7 +416,11 @@ fn run_push(runtime: &tokio::runtime::Runtime, args: PushArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::Result<ExitCode> {
+fn run_release(
+    runtime: &tokio::runtime::Runtime,
+    signals: &tokio::sync::watch::Receiver<i32>,
+    args: ReleaseArgs,
+) -> anyhow::Result<ExitCode> {
     let cfg = ReleaseConfig::read(&args.config)?;
     let opts = ReleaseOptions {
         build: args.build,
@@ -412,7 +430,7 @@ fn run_release(runtime: &tokio::runtime::Runtime, args: ReleaseArgs) -> anyhow::
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.json, args.quiet),
     };
-    let results = runtime.block_on(release::release(&cfg, &opts))?;
+    let results = signals::run(runtime, signals, release::release(&cfg, &opts))?;
     if args.json {
         out::println(&release::json(&results).to_string())?;
     } else {

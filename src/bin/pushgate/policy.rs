@@ -105,12 +105,16 @@ fn host(limits: &PolicyLimitArgs) -> Result<PolicyHost> {
     PolicyHost::new(limits.limits())
 }
 
-pub fn run(runtime: &tokio::runtime::Runtime, cmd: PolicyCommand) -> Result<ExitCode> {
+pub fn run(
+    runtime: &tokio::runtime::Runtime,
+    signals: &tokio::sync::watch::Receiver<i32>,
+    cmd: PolicyCommand,
+) -> Result<ExitCode> {
     match cmd {
         PolicyCommand::Test(a) => test(a),
         PolicyCommand::Check(a) => check(a),
         PolicyCommand::Diff(a) => diff(a),
-        PolicyCommand::Facts(a) => facts(runtime, *a),
+        PolicyCommand::Facts(a) => facts(runtime, signals, *a),
         PolicyCommand::New(a) => new(a),
         PolicyCommand::Inspect(a) => inspect(a),
     }
@@ -214,9 +218,13 @@ fn diff(a: DiffArgs) -> Result<ExitCode> {
     Ok(exit(!a.fail_on_change || changes.is_empty()))
 }
 
-fn facts(runtime: &tokio::runtime::Runtime, a: FactsArgs) -> Result<ExitCode> {
+fn facts(
+    runtime: &tokio::runtime::Runtime,
+    signals: &tokio::sync::watch::Receiver<i32>,
+    a: FactsArgs,
+) -> Result<ExitCode> {
     let req = a.push.request()?;
-    let facts = runtime.block_on(pushgate::push::facts(&req))?;
+    let facts = crate::signals::run(runtime, signals, pushgate::push::facts(&req))?;
     // The case expects what is decided today (the policy's answer, or the host's),
     // so it passes as written: a regression case to edit or keep.
     let settings: serde_json::Value = match &req.policy {
