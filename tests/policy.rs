@@ -304,7 +304,14 @@ fn assert_module_failed(run: &Run, module: &Path, needles: &[&str]) {
             "stderr holds {needle:?}: {run:?}"
         );
     }
-    if !run.json.is_null() {
+    if run.json.get("error").is_some() {
+        // Failed before any report existed: --json still yields one object.
+        assert_eq!(run.outcome(), "failed", "{run:?}");
+        assert!(
+            run.json["error"].as_str().unwrap().contains(&module),
+            "{run:?}"
+        );
+    } else if !run.json.is_null() {
         assert_eq!(run.outcome(), "failed", "{run:?}");
         assert!(run.reason().contains(&module), "{run:?}");
         for needle in needles {

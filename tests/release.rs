@@ -671,7 +671,14 @@ fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_sto
             "{file}: the error names the config file: {run:?}"
         );
         assert!(run.stderr.contains(needle), "{file}: {needle:?}: {run:?}");
-        assert!(run.stdout.trim().is_empty(), "{file}: {run:?}");
+        // --json: one object saying it failed, and why
+        assert_eq!(run.json["outcome"], "failed", "{file}: {run:?}");
+        assert!(
+            run.json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&path_str(&path))),
+            "{file}: {run:?}"
+        );
     }
     assert!(p.reg.writes().is_empty());
 
