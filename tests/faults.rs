@@ -329,7 +329,7 @@ fn a_seeded_mix_of_faults_still_lands_the_exact_result_in_one_run() {
 fn four_concurrent_pushes_of_one_build_all_succeed() {
     let wd = tempfile::tempdir().unwrap();
     build(wd.path(), &ARCHES4, 3, 16 * 1024);
-    for round in 0..3 {
+    for round in 0..10 {
         let registry = Registry::start();
         let repo = registry.repo("fcos");
         let children: Vec<_> = (0..4)
@@ -364,4 +364,45 @@ fn four_concurrent_pushes_of_one_build_all_succeed() {
             std::fs::write(&p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
         }
     }
+}
+
+#[test]
+fn when_the_retries_are_spent_the_error_says_what_and_nothing_later_is_written() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(Rule::every("PUT", "/manifests/", Action::status(503))),
+    );
+    let wd = tempfile::tempdir().unwrap();
+    build(wd.path(), &ARCHES4[..2], 1, 1024);
+    let before: Vec<Vec<u8>> = ARCHES4[..2]
+        .iter()
+        .map(|a| std::fs::read(wd.path().join(format!("builds/{BUILD}/{a}/meta.json"))).unwrap())
+        .collect();
+    let run = Run::of(&mut push(
+        &proxy.repo("fcos"),
+        wd.path(),
+        &["--retry-times", "2"],
+    ));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let err = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        err.contains(proxy.addr())
+            && err.contains("putting manifest sha256:")
+            && err.contains("HTTP 503")
+            && err.contains("after 3 attempts"),
+        "{err}"
+    );
+    // No list, no tag, no meta.json: nothing after the failed step.
+    let puts: Vec<Request> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/manifests/"))
+        .collect();
+    assert!(puts.is_empty(), "{puts:?}");
+    let after: Vec<Vec<u8>> = ARCHES4[..2]
+        .iter()
+        .map(|a| std::fs::read(wd.path().join(format!("builds/{BUILD}/{a}/meta.json"))).unwrap())
+        .collect();
+    assert_eq!(after, before);
 }

@@ -11,6 +11,8 @@ pub struct Who {
     pub user: Option<String>,
     /// The registry uses token auth (a token server granted what was asked).
     pub token_auth: bool,
+    /// How many times a request that fails transiently is sent in all.
+    pub attempts: u32,
 }
 
 /// A registry error with its explanation: displayed as the explanation alone,
@@ -86,13 +88,15 @@ pub(crate) fn explain(
                            is it read-only, or in maintenance mode?"
             .to_string(),
         (_, Some(429)) => {
-            "rate limited (HTTP 429), and the retries are spent: rerun later; pushgate \
-             resumes where it stopped"
-                .to_string()
+            format!(
+                "rate limited (HTTP 429), {}: rerun later; pushgate resumes where it stopped",
+                spent(who)
+            )
         }
         (_, Some(code)) if code >= 500 => format!(
-            "the registry failed (HTTP {code}), and the retries are spent: rerun when it \
-             is healthy; pushgate resumes where it stopped"
+            "the registry failed (HTTP {code}), {}: rerun when it is healthy; pushgate \
+             resumes where it stopped",
+            spent(who)
         ),
         (RegistryError::Certificate(_), _) => format!(
             "the certificate of {reg} is not trusted: put its CA in --cert-dir DIR \
@@ -101,9 +105,11 @@ pub(crate) fn explain(
              registry, give --tls-verify=false"
         ),
         (RegistryError::Connection(_), _) => {
-            "cannot connect, and the retries are spent: check the registry address, that \
-             it is up, and --tls-verify"
-                .to_string()
+            format!(
+                "cannot connect, {}: check the registry address, that it is up, and \
+                 --tls-verify",
+                spent(who)
+            )
         }
         _ => String::new(),
     };
@@ -113,6 +119,14 @@ pub(crate) fn explain(
         format!("registry {reg} ({name}): {doing} failed: {hint} ({e})")
     };
     anyhow::Error::new(Explained { message, error: e })
+}
+
+/// "after N attempts", for an error that was retried until the retries ran out.
+fn spent(who: &Who) -> String {
+    match who.attempts {
+        0 | 1 => "with retries off (--retry-times 0)".to_string(),
+        n => format!("after {n} attempts"),
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +146,7 @@ mod tests {
         Who {
             user: user.map(str::to_string),
             token_auth,
+            attempts: 6,
         }
     }
 
@@ -198,6 +213,25 @@ mod tests {
         )
         .to_string();
         assert!(wrong.contains("refused the credentials"), "{wrong}");
+    }
+
+    #[test]
+    fn spent_retries_say_how_many_attempts_were_made() {
+        let e = explain(
+            status(503, &[]),
+            "r.io",
+            "r.io/x",
+            &who(None, false),
+            "checking blob sha256:00",
+        )
+        .to_string();
+        assert!(
+            e.contains("r.io")
+                && e.contains("checking blob")
+                && e.contains("HTTP 503")
+                && e.contains("after 6 attempts"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -264,6 +264,7 @@ impl Transport {
                 self.auth.lock().expect("auth state").mode,
                 Mode::Bearer { .. }
             ),
+            attempts: self.retry.times + 1,
         }
     }
 

@@ -125,11 +125,11 @@ pub(crate) struct RegistryArgs {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
     /// Retries of a request that failed transiently (no answer, 408, 429, 5xx)
-    #[arg(long, value_name = "N", default_value_t = RetryPolicy::default().times)]
+    #[arg(long, value_name = "N", default_value_t = RetryPolicy::default().times, overrides_with = "retry_times")]
     retry_times: u32,
     /// The first wait before a retry; each later one doubles (a registry's
     /// Retry-After wins) [default: 500ms]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, overrides_with = "retry_delay")]
     retry_delay: Option<std::time::Duration>,
     /// Each request on stderr (method, URL, status, time, attempt; never a
     /// credential or token)
