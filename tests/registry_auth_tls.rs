@@ -170,6 +170,14 @@ fn refusals_say_what_happened_without_showing_secrets() {
         "{}",
         run.stderr
     );
+    // The registry's insufficient_scope was answered by exactly one more fetch
+    // of a push token (granted pull only again), then the refusal stood.
+    let push_tokens = t
+        .token_requests()
+        .iter()
+        .filter(|r| r.scopes.iter().any(|s| s.contains("push")))
+        .count();
+    assert_eq!(push_tokens, 2, "{:?}", t.token_requests());
     // Wrong credentials: the token server refused them.
     let wrong = authfile(wd.path(), registry.addr(), "pusher", "not-the-password");
     let run = Run::of(&mut push(
@@ -300,4 +308,38 @@ fn mutual_tls_uses_the_client_certificate_of_cert_dir() {
         &["--cert-dir", with_client.to_str().unwrap()],
     ));
     assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+}
+
+#[test]
+fn anonymous_pull_and_authenticated_push() {
+    let t = TokenServer::builder()
+        .user("pusher", PASSWORD)
+        .grant("pusher", "fcos*", &["pull", "push"])
+        .public("fcos*")
+        .start();
+    let registry = Registry::start_with_token(&t);
+    let wd = workdir();
+    let auth = authfile(wd.path(), registry.addr(), "pusher", PASSWORD);
+    let repo = registry.repo("fcos");
+    let pushed = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", auth.to_str().unwrap()],
+    ));
+    assert_eq!(pushed.ok()["outcome"], "pushed", "{}", pushed.context());
+    // Without any credentials, reading is enough to find it up to date.
+    let empty = wd.path().join("empty-auth.json");
+    std::fs::write(&empty, r#"{"auths": {}}"#).unwrap();
+    let before = t.token_requests().len();
+    let anon = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &["--tls-verify=false", "--authfile", empty.to_str().unwrap()],
+    ));
+    assert_eq!(anon.ok()["outcome"], "up-to-date", "{}", anon.context());
+    let asked = &t.token_requests()[before..];
+    assert!(
+        !asked.is_empty() && asked.iter().all(|r| r.user.is_none()),
+        "anonymous tokens: {asked:?}"
+    );
 }

@@ -146,6 +146,9 @@ struct AuthState {
     tokens: HashMap<String, (String, Instant)>,
     /// Token requests made (for tests and the report).
     fetched: u64,
+    /// Scopes the registry found a fresh token insufficient for: re-fetched
+    /// once per run, not once per request.
+    insufficient: std::collections::HashSet<String>,
 }
 
 /// One registry, one identity.
@@ -242,6 +245,7 @@ impl Transport {
                 mode: Mode::Unknown,
                 tokens: HashMap::new(),
                 fetched: 0,
+                insufficient: std::collections::HashSet::new(),
             }),
             fetching: tokio::sync::Mutex::new(()),
             retry: opts.retry,
@@ -500,13 +504,25 @@ impl Transport {
                 realm,
                 service,
                 scope,
-                error: _,
+                error,
             } => {
                 let mode = Mode::Bearer {
                     realm: realm.clone(),
                     service: service.clone(),
                 };
-                self.auth.lock().expect("auth state").mode = mode;
+                {
+                    let mut st = self.auth.lock().expect("auth state");
+                    st.mode = mode;
+                    // A token too narrow for the request: one more fetch, with
+                    // the scope the registry names, for the whole run. If the
+                    // token server grants no more, the refusal stands.
+                    if carried.is_some()
+                        && error.as_deref() == Some("insufficient_scope")
+                        && !st.insufficient.insert(scopes.join(" "))
+                    {
+                        return Ok(false);
+                    }
+                }
                 let mut want: Vec<String> = scopes.to_vec();
                 if let Some(s) = scope
                     && !want.contains(&s)
