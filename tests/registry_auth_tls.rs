@@ -73,6 +73,23 @@ fn served(repo: &str, authfile: &Path) -> String {
     sha256_digest(&raw)
 }
 
+/// The digest of what `reference` serves, read by skopeo over verified TLS with
+/// the CA (and client certificate) of `cert_dir`.
+fn skopeo_with_certs(reference: &str, cert_dir: &Path) -> String {
+    let out = support::skopeo()
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(cert_dir)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sha256_digest(&out.stdout)
+}
+
 #[test]
 fn token_auth_push_and_noop_rerun_reuse_tokens() {
     let t = tokens(Duration::from_secs(300));
@@ -276,6 +293,11 @@ fn a_private_ca_is_trusted_from_cert_dir_or_certs_d_and_named_when_missing() {
         &["--cert-dir", dir.to_str().unwrap()],
     ));
     assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    assert_eq!(
+        skopeo_with_certs(&format!("{repo}:stable"), &dir),
+        run.json["manifest_list_digest"].as_str().unwrap(),
+        "skopeo, trusting the same CA, reads what was pushed"
+    );
     // certs.d, found by host and port
     let certs_d = pki.certs_d(registry.addr(), ClientCert::Omit);
     let run = Run::of(push(&repo, wd.path(), &["--tag", "next"]).env("PUSHGATE_CERTS_D", &certs_d));
@@ -315,6 +337,10 @@ fn mutual_tls_uses_the_client_certificate_of_cert_dir() {
         &["--cert-dir", with_client.to_str().unwrap()],
     ));
     assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    assert_eq!(
+        skopeo_with_certs(&format!("{repo}:stable"), &with_client),
+        run.json["manifest_list_digest"].as_str().unwrap()
+    );
 }
 
 #[test]
