@@ -10,6 +10,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v podman >/dev/null || need+=(podman)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
+command -v man >/dev/null || need+=(man-db) # renders `pushgate man` in the tests
 [ -x /usr/bin/time ] || need+=(time) # GNU time: max RSS in scripts/bench.sh
 if ((${#need[@]})); then
     sudo=""

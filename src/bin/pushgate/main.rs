@@ -49,6 +49,28 @@ enum Command {
     /// Write, test and check policy modules, offline
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Print a shell completion script, e.g. `pushgate completions bash >
+    /// /etc/bash_completion.d/pushgate`
+    Completions {
+        /// bash, zsh, fish (or elvish, powershell)
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `pushgate man | man -l -`
+    Man,
+}
+
+/// The completion script or man page, made from the clap definitions so that
+/// they never drift from them.
+fn documentation(command: &Command) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "pushgate", &mut out);
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut out)?,
+        _ => return Ok(None),
+    }
+    Ok(Some(out))
 }
 
 /// Caps on every policy call (defaults no honest policy reaches).
@@ -372,6 +394,10 @@ fn main() -> ExitCode {
         Command::Push(args) => run_push(&runtime, &signals, *args),
         Command::Release(args) => run_release(&runtime, &signals, args),
         Command::Policy(cmd) => policy::run(&runtime, &signals, cmd),
+        other => documentation(&other).and_then(|doc| {
+            out::print(&String::from_utf8_lossy(&doc.unwrap_or_default()))?;
+            Ok(ExitCode::SUCCESS)
+        }),
     };
     match result {
         Ok(code) => code,
