@@ -153,6 +153,11 @@ fn a_token_that_expires_mid_run_is_fetched_again() {
             auth.to_str().unwrap(),
             "--jobs",
             "1",
+            // The test proxy relays an answer only after the whole request
+            // body: a registry that answers a blob PUT 401 (the token just
+            // expired) before reading it stalls there until this timeout.
+            "--stall-timeout",
+            "3s",
         ],
     ));
     assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
