@@ -35,6 +35,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+// The fault-injecting proxy of the integration tests, for the fault scenario.
+#[allow(dead_code)]
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
 use clap::Parser;
 use pushgate::contract::Facts;
 use pushgate::policy::{Limits, PolicyHost};
@@ -389,6 +394,7 @@ struct PushReport {
     outcome: String,
     uploaded_blobs: u64,
     uploaded_bytes: u64,
+    retries: u64,
 }
 
 impl PushReport {
@@ -408,6 +414,7 @@ impl PushReport {
             outcome: v["outcome"].as_str().unwrap_or("").to_string(),
             uploaded_blobs: num("uploaded_blobs"),
             uploaded_bytes: num("uploaded_bytes"),
+            retries: num("retries"),
         })
     }
 }
@@ -936,6 +943,18 @@ struct Results {
     big_bytes: u64,
     policies: Vec<PolicyCost>,
     policy_note: Option<String>,
+    faults: Vec<FaultRun>,
+}
+
+/// One fresh push through a seeded 10% mix of faults.
+struct FaultRun {
+    wall: Duration,
+    /// Faults the proxy injected.
+    injected: usize,
+    retries: u64,
+    uploaded_bytes: u64,
+    /// Blob uploads the registry completed (each blob once: no re-send).
+    completed: usize,
 }
 
 /// One kill-and-rerun.
@@ -1007,6 +1026,7 @@ impl Bench {
         self.record_only(&build, &pushed)?;
         pushed.stop();
         self.kill_halfway(&build)?;
+        self.faults(&build)?;
         self.big_layer(&big)?;
         self.policy_cost(policies_dir);
         Ok(())
@@ -1075,6 +1095,57 @@ impl Bench {
             reg.stop();
         }
         pushed.context("no run")
+    }
+
+    /// Fresh pushes through the fault-injecting proxy, 10% of requests failing
+    /// (503, 429, resets before and after the registry's write, cut answers),
+    /// one seed per run: the wall time against the fault-free push, and what
+    /// the registry completed (every blob once).
+    fn faults(&mut self, build: &Build) -> Result<()> {
+        use proxy::{Action, Faults, Proxy};
+        let runs = self.size.runs.max(3);
+        println!("fresh push through a 10% fault mix, {runs} seeds");
+        for seed in 1..=runs as u64 {
+            build.restore_meta()?;
+            let reg = Registry::start(&self.env)?;
+            let proxy = Proxy::start(
+                &reg.addr,
+                Faults::none().random(
+                    seed,
+                    0.1,
+                    vec![
+                        Action::status(503),
+                        Action::status_retry_after(429, 0),
+                        Action::ResetBeforeForward,
+                        Action::ResetAfterUpstream,
+                        Action::CutAnswer { bytes: 40 },
+                    ],
+                ),
+            );
+            let mut args = self.env.pushgate_args(
+                &reg,
+                &build.workdir,
+                &["--retry-delay", "50ms", "--retry-times", "8"],
+            );
+            args[2] = format!("{}/{REPO}", proxy.addr()).into();
+            let (m, report) = self.env.pushgate(&args, "pushed")?;
+            let completed = reg.requests().iter().filter(|r| r.is_blob_commit()).count();
+            let injected = proxy.log().iter().filter(|e| e.fault.is_some()).count();
+            println!(
+                "  seed {seed}: {} ({injected} faults, {} retries, {completed} blob uploads completed)",
+                show(&m),
+                report.retries
+            );
+            self.results.faults.push(FaultRun {
+                wall: m.wall,
+                injected,
+                retries: report.retries,
+                uploaded_bytes: report.uploaded_bytes,
+                completed,
+            });
+            reg.stop();
+        }
+        Ok(())
     }
 
     /// `podman manifest create`, `manifest add` per archive, `manifest push --all`,
@@ -1849,6 +1920,28 @@ impl Bench {
             }
         };
         rows.push(resent_row);
+        if !r.faults.is_empty() {
+            let wall = median(&r.faults.iter().map(|f| f.wall).collect::<Vec<_>>());
+            let clean = median(&walls(&r.fresh_pushgate));
+            let twice = r
+                .faults
+                .iter()
+                .any(|f| f.completed != r.build_blobs || f.uploaded_bytes != r.build_bytes);
+            let injected: usize = r.faults.iter().map(|f| f.injected).sum();
+            let retries: u64 = r.faults.iter().map(|f| f.retries).sum();
+            rows.push(Row {
+                what: "fresh push through a 10% fault mix".into(),
+                pushgate: format!(
+                    "{} ({injected} faults, {retries} retries in {} runs)",
+                    secs(wall),
+                    r.faults.len()
+                ),
+                baseline: format!("fault-free {}", secs(clean)),
+                ratio: ratio(wall, clean).map_or("n/a".into(), |x| format!("{x:.2}")),
+                target: "every blob once".into(),
+                verdict: if twice { "missed" } else { "met" }.into(),
+            });
+        }
         let big = median(&walls(&r.big));
         let big_raw = median(&r.big_raw);
         rows.push(Row {
