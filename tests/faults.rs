@@ -83,6 +83,21 @@ fn assert_landed(registry: &Registry, run: &Run) {
     assert_eq!(have, want);
 }
 
+fn meta_of(wd: &Path, arch: &str) -> Value {
+    let p = wd.join(format!("builds/{BUILD}/{arch}/meta.json"));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Takes the push's entry out of every arch's meta.json, for the next round.
+fn forget_push(wd: &Path) {
+    for arch in ARCHES4 {
+        let mut meta = meta_of(wd, arch);
+        meta.as_object_mut().unwrap().remove("base-oscontainer");
+        let p = wd.join(format!("builds/{BUILD}/{arch}/meta.json"));
+        std::fs::write(p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    }
+}
+
 /// The blob uploads a registry saw completed (the PUT that ends an upload).
 fn completed_uploads(reqs: &[Request]) -> usize {
     reqs.iter()
@@ -202,25 +217,26 @@ fn upload_requests(reqs: &[Request], method: &str) -> Vec<Request> {
         .collect()
 }
 
-#[test]
-fn a_chunked_upload_cut_halfway_resumes_where_the_registry_stands() {
+/// Pushes one arch with one 64 KiB (incompressible) layer in chunks of 8 KiB,
+/// the 3rd chunk meeting `cut`; returns the registry and the run.
+fn cut_third_chunk(cut: Action) -> (Registry, Run) {
     let registry = Registry::start();
-    // The connection to the registry drops as the 3rd chunk goes out.
     let proxy = Proxy::start(
         registry.addr(),
-        Faults::none().rule(Rule::nth(
-            3,
-            "PATCH",
-            "/blobs/uploads/",
-            Action::ResetBeforeForward,
-        )),
+        Faults::none().rule(Rule::nth(3, "PATCH", "/blobs/uploads/", cut)),
     );
     let wd = tempfile::tempdir().unwrap();
-    // one arch, one layer of 64 KiB (incompressible), chunks of 8 KiB
     build(wd.path(), &ARCHES4[..1], 1, 64 * 1024);
     let run = Run::of(
         push(&proxy.repo("fcos"), wd.path(), &["--jobs", "1"]).env("PUSHGATE_CHUNK_SIZE", "8192"),
     );
+    (registry, run)
+}
+
+#[test]
+fn a_chunked_upload_cut_halfway_resumes_where_the_registry_stands() {
+    // The connection to the registry drops as the 3rd chunk goes out.
+    let (registry, run) = cut_third_chunk(Action::ResetBeforeForward);
     assert_landed(&registry, &run);
     let reqs = registry.requests();
     let status = upload_requests(&reqs, "GET");
@@ -250,21 +266,7 @@ fn a_chunk_taken_but_unanswered_starts_the_upload_over_and_still_lands() {
     // distribution's upload URLs carry the offset they expect: after a chunk it
     // took but whose answer was lost, it refuses the old URL (and drops the
     // upload), so the only way on is a fresh upload, after a look for the blob.
-    let registry = Registry::start();
-    let proxy = Proxy::start(
-        registry.addr(),
-        Faults::none().rule(Rule::nth(
-            3,
-            "PATCH",
-            "/blobs/uploads/",
-            Action::ResetAfterUpstream,
-        )),
-    );
-    let wd = tempfile::tempdir().unwrap();
-    build(wd.path(), &ARCHES4[..1], 1, 64 * 1024);
-    let run = Run::of(
-        push(&proxy.repo("fcos"), wd.path(), &["--jobs", "1"]).env("PUSHGATE_CHUNK_SIZE", "8192"),
-    );
+    let (registry, run) = cut_third_chunk(Action::ResetAfterUpstream);
     assert_landed(&registry, &run);
     let reqs = registry.requests();
     assert_eq!(completed_uploads(&reqs), 2, "config and layer, once each");
@@ -316,12 +318,7 @@ fn a_seeded_mix_of_faults_still_lands_the_exact_result_in_one_run() {
             again.context()
         );
         // Put meta.json back for the next seed.
-        for arch in ARCHES4 {
-            let p = wd.path().join(format!("builds/{BUILD}/{arch}/meta.json"));
-            let mut meta: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            meta.as_object_mut().unwrap().remove("base-oscontainer");
-            std::fs::write(&p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
-        }
+        forget_push(wd.path());
     }
 }
 
@@ -353,16 +350,13 @@ fn four_concurrent_pushes_of_one_build_all_succeed() {
         assert_eq!(lists.len(), 1, "round {round}: one list for all");
         assert_eq!(digest_at(&format!("{repo}:stable")), lists[0]);
         for arch in ARCHES4 {
-            let p = wd.path().join(format!("builds/{BUILD}/{arch}/meta.json"));
-            let mut meta: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            let entry = meta["base-oscontainer"].clone();
             assert_eq!(
-                entry["manifest-list-digest"], lists[0],
+                meta_of(wd.path(), arch)["base-oscontainer"]["manifest-list-digest"],
+                lists[0],
                 "round {round} {arch}"
             );
-            meta.as_object_mut().unwrap().remove("base-oscontainer");
-            std::fs::write(&p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
         }
+        forget_push(wd.path());
     }
 }
 

@@ -96,6 +96,29 @@ impl Limiter {
     }
 }
 
+/// The total over all memories (or tables) once one grows from `current` to
+/// `desired`.
+fn grown(total: usize, current: usize, desired: usize) -> usize {
+    total.saturating_sub(current).saturating_add(desired)
+}
+
+/// A trap when growing one `what` to `desired` would take the total over all
+/// of them (`all`) past `cap`.
+fn within(
+    total: usize,
+    cap: usize,
+    (what, all, unit): (&str, &str, &str),
+    desired: usize,
+) -> wasmtime::Result<()> {
+    if total > cap {
+        return Err(wasmtime::Error::msg(format!(
+            "forcing trap when growing {what} to {desired} {unit}: \
+             all {all} would hold {total} {unit}"
+        )));
+    }
+    Ok(())
+}
+
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
@@ -103,18 +126,14 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_total
-            .saturating_sub(current)
-            .saturating_add(desired);
-        let res = if total > self.memory_cap {
-            Err(wasmtime::Error::msg(format!(
-                "forcing trap when growing memory to {desired} bytes: \
-                 all memories would hold {total} bytes"
-            )))
-        } else {
-            self.inner.memory_growing(current, desired, maximum)
-        };
+        let total = grown(self.memory_total, current, desired);
+        let res = within(
+            total,
+            self.memory_cap,
+            ("memory", "memories", "bytes"),
+            desired,
+        )
+        .and_then(|()| self.inner.memory_growing(current, desired, maximum));
         match res {
             Ok(true) => self.memory_total = total,
             _ => self.memory_refused = true,
@@ -128,18 +147,14 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_total
-            .saturating_sub(current)
-            .saturating_add(desired);
-        let res = if total > MAX_TABLE_ELEMENTS {
-            Err(wasmtime::Error::msg(format!(
-                "forcing trap when growing table to {desired} elements: \
-                 all tables would hold {total} elements"
-            )))
-        } else {
-            self.inner.table_growing(current, desired, maximum)
-        };
+        let total = grown(self.table_total, current, desired);
+        let res = within(
+            total,
+            MAX_TABLE_ELEMENTS,
+            ("table", "tables", "elements"),
+            desired,
+        )
+        .and_then(|()| self.inner.table_growing(current, desired, maximum));
         if matches!(res, Ok(true)) {
             self.table_total = total;
         }
