@@ -14,8 +14,20 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::digest::Digest;
 use crate::plan::{Desired, DesiredImage, Plan};
 use crate::progress::{self, Progress};
-use crate::registry::{Explained, Repository};
-use crate::sources::archive::OciLayout;
+use crate::registry::{BlobSource, Explained, Repository};
+use crate::sources::Blobs;
+
+/// How a blob got into the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum How {
+    /// Sent from a local archive or layout.
+    Uploaded,
+    /// Mounted from the source's repository on the same registry: nothing sent.
+    Mounted,
+    /// Streamed from the source's registry through pushgate.
+    Copied,
+}
 
 /// What was uploaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,26 +36,28 @@ pub struct Applied {
     pub uploaded_bytes: u64,
     pub manifests: usize,
     pub tags: Vec<String>,
+    /// How each blob the plan named got there.
+    pub blobs: HashMap<Digest, How>,
 }
 
-/// Carries out `plan`. `layouts` maps each arch to the layout its blobs are read from.
+/// Carries out `plan`. `sources` maps each arch to where its blobs are read from.
 pub async fn apply(
     repo: &Repository,
     plan: &Plan,
     desired: &Desired,
-    layouts: &HashMap<String, Arc<OciLayout>>,
+    sources: &HashMap<String, Blobs>,
     jobs: usize,
     show_progress: bool,
 ) -> Result<Applied> {
     // A blob may be shared by several arches; the first arch that has it uploads
-    // it, from its layout.
-    let mut owner: HashMap<&Digest, (&str, &Arc<OciLayout>)> = HashMap::new();
+    // it, from its source.
+    let mut owner: HashMap<&Digest, (&str, &Blobs)> = HashMap::new();
     for img in &desired.images {
-        let layout = layouts
+        let source = sources
             .get(&img.arch)
-            .context("no layout for an arch in the plan")?;
+            .context("no source for an arch in the plan")?;
         for b in &img.blobs {
-            owner.entry(&b.digest).or_insert((&img.arch, layout));
+            owner.entry(&b.digest).or_insert((&img.arch, source));
         }
     }
     let progress = Progress::new(
@@ -59,22 +73,22 @@ pub async fn apply(
     );
     let _display = show_progress.then(|| progress::Display::start(progress.clone()));
     let bytes = AtomicU64::new(0);
-    stream::iter(&plan.blobs)
+    let hows: Vec<(Digest, How)> = stream::iter(&plan.blobs)
         .map(|b| {
-            let (arch, layout) = owner[&b.digest];
+            let (arch, source) = owner[&b.digest];
             let counters = progress.arch(arch).expect("every owner arch has counters");
             let bytes = &bytes;
             async move {
-                let range = layout.blob_range(&b.digest, b.size)?;
-                repo.push_blob(&b.digest, &range, counters.sent.clone())
-                    .await?;
+                let how = put_blob(repo, source, &b.digest, b.size, counters.sent.clone()).await?;
                 counters.done_blobs.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(b.size, Ordering::Relaxed);
-                Ok::<_, anyhow::Error>(())
+                if how != How::Mounted {
+                    bytes.fetch_add(b.size, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>((b.digest.clone(), how))
             }
         })
         .buffer_unordered(jobs.max(1))
-        .try_collect::<()>()
+        .try_collect()
         .await?;
 
     let manifests: Vec<_> = desired
@@ -112,12 +126,43 @@ pub async fn apply(
         heal.put(tag, desired.list_media_type, &desired.list_bytes, None)
             .await?;
     }
+    let mounted = hows.iter().filter(|(_, h)| *h == How::Mounted).count();
     Ok(Applied {
-        uploaded_blobs: plan.blobs.len(),
+        uploaded_blobs: plan.blobs.len() - mounted,
         uploaded_bytes: bytes.into_inner(),
         manifests: manifests.len() + usize::from(plan.list),
         tags: plan.tags.clone(),
+        blobs: hows.into_iter().collect(),
     })
+}
+
+/// Puts one blob into `repo` from `source`: a mount when the source is another
+/// repository of the same registry (nothing sent; a copy if the registry will
+/// not mount), otherwise an upload or a streamed copy.
+async fn put_blob(
+    repo: &Repository,
+    source: &Blobs,
+    digest: &Digest,
+    size: u64,
+    sent: Arc<AtomicU64>,
+) -> Result<How> {
+    match source {
+        Blobs::Layout(layout) => {
+            let range = layout.blob_range(digest, size)?;
+            repo.push_blob(digest, &BlobSource::File(range), sent)
+                .await?;
+            Ok(How::Uploaded)
+        }
+        Blobs::Registry(from) => {
+            if repo.same_registry(from) && repo.mount_blob(digest, from).await? {
+                sent.fetch_add(size, Ordering::Relaxed);
+                return Ok(How::Mounted);
+            }
+            repo.push_blob(digest, &BlobSource::Registry { from, size }, sent)
+                .await?;
+            Ok(How::Copied)
+        }
+    }
 }
 
 /// How often a manifest PUT answered MANIFEST_BLOB_UNKNOWN is made again.
@@ -131,7 +176,7 @@ const HEAL_ATTEMPTS: u32 = 3;
 struct Heal<'a> {
     repo: &'a Repository,
     desired: &'a Desired,
-    owner: &'a HashMap<&'a Digest, (&'a str, &'a Arc<OciLayout>)>,
+    owner: &'a HashMap<&'a Digest, (&'a str, &'a Blobs)>,
 }
 
 impl Heal<'_> {
@@ -167,11 +212,15 @@ impl Heal<'_> {
     async fn fill_blobs(&self, img: &DesiredImage) -> Result<()> {
         for b in &img.blobs {
             if !self.repo.has_blob(&b.digest).await? {
-                let (_, layout) = self.owner[&b.digest];
-                let range = layout.blob_range(&b.digest, b.size)?;
-                self.repo
-                    .push_blob(&b.digest, &range, Arc::new(AtomicU64::new(0)))
-                    .await?;
+                let (_, source) = self.owner[&b.digest];
+                put_blob(
+                    self.repo,
+                    source,
+                    &b.digest,
+                    b.size,
+                    Arc::new(AtomicU64::new(0)),
+                )
+                .await?;
             }
         }
         Ok(())

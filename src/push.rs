@@ -75,6 +75,23 @@ impl Prepared {
     fn desired(&self) -> Option<&Desired> {
         self.full.as_ref().map(|(_, d)| d)
     }
+
+    /// (arch, source) per arch, in the sources' order: from the loaded images
+    /// when they were read, else from what was resolved.
+    fn source_labels(&self) -> Vec<(String, String)> {
+        match &self.full {
+            Some((loaded, _)) => loaded
+                .iter()
+                .map(|l| (l.image.arch.clone(), l.source.clone()))
+                .collect(),
+            None => self
+                .resolved
+                .inputs
+                .iter()
+                .filter_map(|i| Some((i.arch.clone()?, i.origin.label())))
+                .collect(),
+        }
+    }
 }
 
 /// sources → observe → plan, writing nothing.
@@ -107,7 +124,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     }
 
     // read the archives; the desired state; full observation; the plan
-    let loaded = sources::load(&resolved)?;
+    let loaded = sources::load(&resolved, &req.registry).await?;
     let images: Vec<_> = loaded.iter().map(|l| l.image.clone()).collect();
     let mut desired = plan::desired(&images, req.v2s2)?;
     if !req.force
@@ -170,10 +187,12 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         }
     }
     let p = prepare(req).await?;
+    let source_labels = p.source_labels();
     match p.desired() {
         Some(desired) => report.fill_from_desired(desired, &p.plan),
         None => report.fill_from_recorded(&p.recorded, &p.tag_states),
     }
+    report.fill_sources(&source_labels, p.desired().map(|d| (d, &p.plan)), None);
 
     // decide
     let decided = decide::decide(&p.plan, req.policy.as_ref(), || gather_facts(req, &p));
@@ -199,21 +218,26 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
     }
 
     // apply
-    let layouts: HashMap<_, _> = loaded
+    let blob_sources: HashMap<_, _> = loaded
         .iter()
-        .map(|l| (l.image.arch.clone(), l.layout.clone()))
+        .map(|l| (l.image.arch.clone(), l.blobs.clone()))
         .collect();
     let applied = apply::apply(
         &p.repo,
         &p.plan,
         desired,
-        &layouts,
+        &blob_sources,
         req.registry.jobs,
         req.progress,
     )
     .await?;
     report.uploaded_blobs = applied.uploaded_blobs;
     report.uploaded_bytes = applied.uploaded_bytes;
+    report.fill_sources(
+        &source_labels,
+        Some((desired, &p.plan)),
+        Some(&applied.blobs),
+    );
 
     // record: only now does the registry serve the list at every tag
     if let Some(key) = &p.resolved.key {

@@ -1,11 +1,13 @@
 //! The report of one container: what was done and why, as JSON (`--json`) or a
 //! short human summary.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::apply::How;
 use crate::contract::Verdict;
 use crate::decide::Decided;
 use crate::digest::Digest;
@@ -83,8 +85,76 @@ pub struct Report {
     pub retries: u64,
     /// Arches whose meta.json was written.
     pub recorded: Vec<String>,
+    /// Per arch, in the sources' order: where its image came from and how its
+    /// blobs got into the repository.
+    pub sources: Vec<ArchSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
+}
+
+/// One arch's source, and how its blobs got into the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchSource {
+    pub arch: String,
+    /// `docker://REF`, `oci-archive:PATH`, `oci:DIR` or the archive's path.
+    pub source: String,
+    /// `None` when the run was up to date without reading the source.
+    pub blobs: Option<BlobCounts>,
+}
+
+/// How many of an arch's blobs (config and layers) got there which way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlobCounts {
+    /// Already in the repository.
+    pub present: usize,
+    /// Sent from a local archive or layout.
+    pub uploaded: usize,
+    /// Mounted from the source's repository on the same registry.
+    pub mounted: usize,
+    /// Streamed from the source's registry.
+    pub copied: usize,
+    /// Missing and not written (a dry run, a skip, a failure).
+    pub missing: usize,
+}
+
+impl BlobCounts {
+    /// Counts `blobs` against the plan's missing blobs and, if the plan was
+    /// carried out, how each got there.
+    pub fn of<'a>(
+        blobs: impl IntoIterator<Item = &'a Digest>,
+        plan: &Plan,
+        applied: Option<&HashMap<Digest, How>>,
+    ) -> BlobCounts {
+        let mut c = BlobCounts::default();
+        for d in blobs {
+            if !plan.blobs.iter().any(|b| b.digest == *d) {
+                c.present += 1;
+                continue;
+            }
+            match applied.and_then(|a| a.get(d)) {
+                Some(How::Uploaded) => c.uploaded += 1,
+                Some(How::Mounted) => c.mounted += 1,
+                Some(How::Copied) => c.copied += 1,
+                None => c.missing += 1,
+            }
+        }
+        c
+    }
+
+    fn human(&self) -> String {
+        let parts: Vec<String> = [
+            ("present", self.present),
+            ("uploaded", self.uploaded),
+            ("mounted", self.mounted),
+            ("copied", self.copied),
+            ("missing", self.missing),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+        parts.join(", ")
+    }
 }
 
 impl Report {
@@ -105,8 +175,34 @@ impl Report {
             uploaded_bytes: 0,
             retries: 0,
             recorded: Vec::new(),
+            sources: Vec::new(),
             plan: None,
         }
+    }
+
+    /// Fills in, per arch, the source and how its blobs got there
+    /// (`applied`: what apply did, if it ran).
+    pub fn fill_sources(
+        &mut self,
+        sources: &[(String, String)],
+        desired: Option<(&Desired, &Plan)>,
+        applied: Option<&HashMap<Digest, How>>,
+    ) {
+        self.sources = sources
+            .iter()
+            .map(|(arch, source)| ArchSource {
+                arch: arch.clone(),
+                source: source.clone(),
+                blobs: desired.and_then(|(d, plan)| {
+                    let img = d.images.iter().find(|i| i.arch == *arch)?;
+                    Some(BlobCounts::of(
+                        img.blobs.iter().map(|b| &b.digest),
+                        plan,
+                        applied,
+                    ))
+                }),
+            })
+            .collect();
     }
 
     /// Fills what the quick check knows: the recorded digests, and the list every
@@ -227,6 +323,21 @@ impl Report {
                 "  uploaded {} blob(s), {}; tags set: [{tags}]",
                 self.uploaded_blobs,
                 human_size(self.uploaded_bytes)
+            );
+        }
+        // Where blobs came from matters when a registry was the source.
+        for src in self
+            .sources
+            .iter()
+            .filter(|s| s.source.starts_with("docker://"))
+        {
+            let blobs = src.blobs.as_ref().map(BlobCounts::human);
+            let _ = writeln!(
+                s,
+                "  {} from {}{}",
+                src.arch,
+                src.source,
+                blobs.map(|b| format!(": blobs {b}")).unwrap_or_default()
             );
         }
         if !self.recorded.is_empty() {

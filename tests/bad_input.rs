@@ -422,11 +422,11 @@ fn image_with_an_unknown_transport_is_refused() {
 }
 
 #[test]
-fn image_from_docker_transport_is_refused_for_now() {
+fn image_from_a_docker_source_that_does_not_exist_is_refused() {
     let mut c = Case::new();
     let src = format!("docker://{}:x86_64", c.registry.repo("staging"));
     let out = c.push(&["--image", &src]);
-    c.assert_refused_untouched(&out, 1, &["--image", "docker://"]);
+    c.assert_refused_untouched(&out, 1, &["--image", &src, "no such image"]);
 }
 
 #[test]

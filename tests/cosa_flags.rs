@@ -8,10 +8,10 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
-use pushgate_sample::{SampleBuild, write_build};
+use pushgate_sample::{SampleBuild, archive_file_name, write_build};
 use serde_json::Value;
 use support::run::{Run, run, run_in, s};
-use support::{Registry, skopeo_inspect_raw, write_authfile};
+use support::{Registry, sha256_digest, skopeo, skopeo_inspect_raw, write_authfile};
 
 const USER: &str = "builder";
 const PASSWORD: &str = "s3cret-Pa55word-4-pushgate";
@@ -125,27 +125,58 @@ fn release_job_line_with_v2s2() {
     assert_pushed_and_recorded(&case, &r, DOCKER_LIST);
 }
 
-/// Flags parse; the run stops at the docker:// source, not at a flag.
-fn assert_stops_at_docker_source(r: &Run) {
-    assert_eq!(r.code, 1, "{}", r.context());
-    assert!(r.stderr.contains("docker://"), "{}", r.context());
-    assert!(r.stderr.contains("not supported"), "{}", r.context());
-    for usage in ["unexpected argument", "ambiguous option", "Usage:"] {
-        assert!(!r.stderr.contains(usage), "{}", r.context());
+impl Case {
+    /// Copies each arch's ostree archive of the build to `REPO:ARCH-0123abc` with skopeo
+    /// (digests preserved), as the build jobs stage per-arch images; their manifest
+    /// digests, in arch order.
+    fn stage(&self, repo: &str) -> Vec<String> {
+        ARCHES
+            .iter()
+            .map(|arch| {
+                let archive = self
+                    .workdir
+                    .join("builds")
+                    .join(VERSION)
+                    .join(arch)
+                    .join(archive_file_name(VERSION, "ostree", arch));
+                let out = skopeo()
+                    .args([
+                        "copy",
+                        "--quiet",
+                        "--preserve-digests",
+                        "--dest-tls-verify=false",
+                    ])
+                    .arg("--dest-authfile")
+                    .arg(self.secret())
+                    .arg(format!("oci-archive:{}", archive.display()))
+                    .arg(format!("docker://{repo}:{arch}-0123abc"))
+                    .output()
+                    .expect("run skopeo copy");
+                assert!(
+                    out.status.success(),
+                    "skopeo copy: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let raw =
+                    skopeo_inspect_raw(&format!("{repo}:{arch}-0123abc"), Some(&self.secret()))
+                        .expect("inspect the staged image");
+                sha256_digest(&raw)
+            })
+            .collect()
     }
 }
 
 #[test]
-fn utils_groovy_push_manifest_line_parses() {
+fn utils_groovy_push_manifest_line_pushes_images_named_by_digest() {
     let case = Case::new();
     let repo = case.registry.repo("node");
-    let digest = format!("sha256:{}", "a".repeat(64));
+    let staged = case.stage(&repo);
     let digest_file = case.workdir.join("4.18.digestfile");
-    for v2s2 in [false, true] {
+    for (v2s2, list_type) in [(false, OCI_INDEX), (true, DOCKER_LIST)] {
         let mut args = vec![
             s("push-container-manifest"),
-            format!("--image=docker://{repo}@{digest}"),
-            format!("--image=docker://{repo}@{digest}"),
+            format!("--image=docker://{repo}@{}", staged[0]),
+            format!("--image=docker://{repo}@{}", staged[1]),
             s("--tag"),
             s("4.18"),
             s("--repo"),
@@ -155,19 +186,37 @@ fn utils_groovy_push_manifest_line_parses() {
             s("--auth"),
             case.secret().display().to_string(),
             s("--tls-verify=false"),
+            s("--json"),
         ];
         if v2s2 {
             args.push(s("--v2s2"));
         }
-        assert_stops_at_docker_source(&run(&args));
-        assert!(!digest_file.exists());
+        let r = run(&args);
+        assert_eq!(r.ok()["outcome"], "pushed", "{}", r.context());
+        let raw = skopeo_inspect_raw(&format!("{repo}:4.18"), Some(&case.secret())).unwrap();
+        let list: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(list["mediaType"], list_type);
+        if !v2s2 {
+            let digests: Vec<&str> = list["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["digest"].as_str().unwrap())
+                .collect();
+            assert_eq!(digests, staged, "published byte for byte");
+        }
+        assert_eq!(
+            fs::read_to_string(&digest_file).unwrap().trim(),
+            sha256_digest(&raw)
+        );
     }
 }
 
 #[test]
-fn build_cosa_line_parses() {
+fn build_cosa_line_pushes_the_staged_arches() {
     let case = Case::new();
     let repo = case.registry.repo("coreos-assembler");
+    case.stage(&repo);
     let args = [
         s("push-container-manifest"),
         s("--v2s2"),
@@ -181,8 +230,17 @@ fn build_cosa_line_parses() {
         s("--image"),
         format!("docker://{repo}:aarch64-0123abc"),
         s("--tls-verify=false"),
+        s("--json"),
     ];
-    assert_stops_at_docker_source(&run(&args));
+    let r = run(&args);
+    assert_eq!(r.ok()["outcome"], "pushed", "{}", r.context());
+    let raw = skopeo_inspect_raw(&format!("{repo}:latest"), Some(&case.secret())).unwrap();
+    let list: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(list["mediaType"], DOCKER_LIST);
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 2);
+    // the same line again writes nothing
+    let again = run(&args);
+    assert_eq!(again.ok()["outcome"], "up-to-date", "{}", again.context());
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub mod transport;
 
 pub use explain::{Explained, Who};
 
-pub use ops::Repository;
-pub use reference::{check_tag, parse_repo};
+pub use ops::{BlobSource, Fetched, Repository};
+pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
 pub use retry::RetryPolicy;
 pub use transport::{Clients, Options, Transport};

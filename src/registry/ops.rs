@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 use futures_util::TryStreamExt;
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Response, Url};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -76,10 +76,24 @@ impl Repository {
     /// tag does not exist.
     pub async fn get_tag(&self, tag: &str) -> Result<Option<(Digest, Vec<u8>)>> {
         let doing = format!("reading tag {tag}");
-        let url = self.url(&format!("manifests/{tag}"));
+        Ok(self
+            .fetch_manifest(tag, &doing)
+            .await?
+            .map(|m| (m.digest, m.bytes)))
+    }
+
+    /// The manifest at `reference` (a tag or a digest), or `None` if there is
+    /// none. The digest is computed from the bytes.
+    pub async fn get_manifest(&self, reference: &str) -> Result<Option<Fetched>> {
+        let doing = format!("reading manifest {reference}");
+        self.fetch_manifest(reference, &doing).await
+    }
+
+    async fn fetch_manifest(&self, reference: &str, doing: &str) -> Result<Option<Fetched>> {
+        let url = self.url(&format!("manifests/{reference}"));
         let res = self
             .transport
-            .send(&doing, &self.pull(), true, &|c| {
+            .send(doing, &self.pull(), true, &|c| {
                 c.get(&url)
                     .header(ACCEPT, ACCEPTED.join(", "))
                     .timeout(self.transport.small_deadline)
@@ -88,12 +102,17 @@ impl Repository {
         let resp = match res {
             Ok(r) => r,
             Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(self.explain(e, &doing)),
+            Err(e) => return Err(self.explain(e, doing)),
         };
         let said = header_digest(&resp);
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
         let bytes = read_bounded(resp, MAX_MANIFEST)
             .await
-            .map_err(|e| self.explain(e, &doing))?;
+            .map_err(|e| self.explain(e, doing))?;
         let digest = Digest::of(&bytes);
         if let Some(said) = said
             && said != digest.as_str()
@@ -102,10 +121,93 @@ impl Repository {
                 RegistryError::Refused(format!(
                     "it says the manifest is {said}, but its bytes hash to {digest}"
                 )),
+                doing,
+            ));
+        }
+        Ok(Some(Fetched {
+            digest,
+            media_type,
+            bytes,
+        }))
+    }
+
+    /// A small blob (an image config), read whole and checked against its
+    /// digest.
+    pub async fn get_small_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+        let doing = format!("reading blob {digest}");
+        if size > MAX_MANIFEST as u64 {
+            return Err(self.explain(
+                RegistryError::Refused(format!(
+                    "its descriptor says {size} bytes, too large for a config"
+                )),
                 &doing,
             ));
         }
-        Ok(Some((digest, bytes)))
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self
+            .transport
+            .send(&doing, &self.pull(), true, &|c| {
+                c.get(&url).timeout(self.transport.small_deadline)
+            })
+            .await
+            .map_err(|e| self.explain(e, &doing))?;
+        let bytes = read_bounded(resp, MAX_MANIFEST)
+            .await
+            .map_err(|e| self.explain(e, &doing))?;
+        if Digest::of(&bytes) != *digest {
+            return Err(self.explain(
+                RegistryError::Refused("the bytes it serves do not hash to that digest".into()),
+                &doing,
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Mounts blob `digest` from `from` (another repository of the same
+    /// registry) without sending it: `true` when the registry mounted it, `false`
+    /// when it would not (the blob is absent there, or the identity may not
+    /// read it), and the blob must be copied instead.
+    pub async fn mount_blob(&self, digest: &Digest, from: &Repository) -> Result<bool> {
+        let doing = format!("mounting blob {digest} from {}", from.repository);
+        let mut url =
+            Url::parse(&self.url("blobs/uploads/")).map_err(|e| anyhow::anyhow!("{doing}: {e}"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", &from.repository);
+        // One token for both: push here, pull there.
+        let scopes = [
+            self.push().remove(0),
+            format!("repository:{}:pull", from.repository),
+        ];
+        let resp = match self
+            .transport
+            .send(&doing, &scopes, true, &|c| {
+                c.post(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            // A token registry refuses the whole request when the identity may
+            // push here but not read there (per-repository robot accounts): the
+            // copy reads the source with the source's own credentials. A real
+            // lack of push rights is then reported by the copy.
+            Err(e) if matches!(e.status(), Some(401 | 403)) => return Ok(false),
+            Err(e) => return Err(self.explain(e, &doing)),
+        };
+        // 201: mounted. 202: an upload session instead, left to expire (the
+        // copy opens its own, so a retried copy starts clean).
+        Ok(resp.status().as_u16() == 201)
+    }
+
+    /// Whether `other` is on the same registry as this repository (so a blob of
+    /// it may be mounted rather than copied).
+    pub fn same_registry(&self, other: &Repository) -> bool {
+        self.registry == other.registry && self.repository != other.repository
+    }
+
+    /// The repository as it was named (`--repo`, or a source reference's).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Does the repository hold blob `digest`?
@@ -156,12 +258,17 @@ impl Repository {
     pub async fn push_blob(
         &self,
         digest: &Digest,
-        range: &BlobRange,
+        range: &BlobSource<'_>,
         sent: Arc<AtomicU64>,
     ) -> Result<()> {
-        let doing = format!("uploading blob {digest}");
+        let doing = match range {
+            BlobSource::File(_) => format!("uploading blob {digest}"),
+            BlobSource::Registry { from, .. } => {
+                format!("copying blob {digest} from {}", from.name)
+            }
+        };
         let mut retry = 0;
-        let mut chunked = range.len > self.transport.chunk_size;
+        let mut chunked = range.size() > self.transport.chunk_size;
         let mut restart;
         loop {
             let result = if chunked {
@@ -216,13 +323,13 @@ impl Repository {
     async fn upload_whole(
         &self,
         digest: &Digest,
-        range: &BlobRange,
+        range: &BlobSource<'_>,
         sent: &Arc<AtomicU64>,
         doing: &str,
     ) -> Result<(), Upload> {
         let session = self.start_upload(doing).await?;
         let put = with_digest(&session, digest);
-        let (body, counted) = range_body(range, 0, range.len, sent.clone()).await?;
+        let (body, counted) = range.body(digest, 0, range.size(), sent.clone()).await?;
         let body = std::sync::Mutex::new(Some(body));
         let res = self
             .transport
@@ -230,7 +337,7 @@ impl Repository {
                 let b = body.lock().expect("body").take().unwrap_or_default();
                 c.put(put.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, range.len)
+                    .header(CONTENT_LENGTH, range.size())
                     .body(b)
             })
             .await;
@@ -248,16 +355,17 @@ impl Repository {
     async fn upload_chunked(
         &self,
         digest: &Digest,
-        range: &BlobRange,
+        range: &BlobSource<'_>,
         sent: &Arc<AtomicU64>,
         doing: &str,
         retry: &mut u32,
     ) -> Result<(), Upload> {
         let mut session = self.start_upload(doing).await?;
         let mut offset = 0u64;
-        while offset < range.len {
-            let len = self.transport.chunk_size.min(range.len - offset);
-            let (body, counted) = range_body(range, offset, len, sent.clone()).await?;
+        let total = range.size();
+        while offset < total {
+            let len = self.transport.chunk_size.min(total - offset);
+            let (body, counted) = range.body(digest, offset, len, sent.clone()).await?;
             let body = std::sync::Mutex::new(Some(body));
             let at = session.clone();
             let res = self
@@ -431,31 +539,119 @@ fn with_digest(session: &Url, digest: &Digest) -> Url {
     u
 }
 
-/// `len` bytes of the blob from `offset`, as a streamed request body, counting
-/// into `sent` (the display) and into the returned counter (this body alone, so
-/// a failed attempt can be taken back out of the display).
-async fn range_body(
-    range: &BlobRange,
-    offset: u64,
-    len: u64,
-    sent: Arc<AtomicU64>,
-) -> Result<(reqwest::Body, Arc<AtomicU64>), RegistryError> {
-    let io = |e: std::io::Error| {
-        RegistryError::Refused(format!("reading {}: {e}", range.file.display()))
-    };
-    let mut f = tokio::fs::File::open(&range.file).await.map_err(io)?;
-    f.seek(SeekFrom::Start(range.offset + offset))
-        .await
-        .map_err(io)?;
-    let mine = Arc::new(AtomicU64::new(0));
-    let counted = mine.clone();
-    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024).inspect_ok(
-        move |chunk| {
+/// Where the bytes of a blob to upload come from.
+pub enum BlobSource<'a> {
+    /// A byte range of a local file (an archive, or a layout's blob file).
+    File(BlobRange),
+    /// The blob in another repository, streamed through from its registry:
+    /// never written to disk, never more than a buffer of it in memory.
+    Registry { from: &'a Repository, size: u64 },
+}
+
+impl BlobSource<'_> {
+    /// The blob's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            BlobSource::File(r) => r.len,
+            BlobSource::Registry { size, .. } => *size,
+        }
+    }
+
+    /// `len` bytes of the blob from `offset`, as a streamed request body,
+    /// counting into `sent` (the display) and into the returned counter (this
+    /// body alone, so a failed attempt can be taken back out of the display).
+    async fn body(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+        sent: Arc<AtomicU64>,
+    ) -> Result<(reqwest::Body, Arc<AtomicU64>), RegistryError> {
+        let mine = Arc::new(AtomicU64::new(0));
+        let counted = mine.clone();
+        let count = move |chunk: &bytes::Bytes| {
             sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        },
-    );
-    Ok((reqwest::Body::wrap_stream(stream), mine))
+        };
+        let body = match self {
+            BlobSource::File(range) => {
+                let io = |e: std::io::Error| {
+                    RegistryError::Refused(format!("reading {}: {e}", range.file.display()))
+                };
+                let mut f = tokio::fs::File::open(&range.file).await.map_err(io)?;
+                f.seek(SeekFrom::Start(range.offset + offset))
+                    .await
+                    .map_err(io)?;
+                let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024)
+                    .inspect_ok(count);
+                reqwest::Body::wrap_stream(stream)
+            }
+            BlobSource::Registry { from, size } => {
+                let stream = from.blob_stream(digest, offset, len, *size).await?;
+                reqwest::Body::wrap_stream(stream.inspect_ok(count))
+            }
+        };
+        Ok((body, mine))
+    }
+}
+
+impl Repository {
+    /// `len` bytes of blob `digest` (`size` in all) from `offset`, as a stream.
+    /// A range is asked for when less than the whole blob is wanted; a registry
+    /// that answers with the whole blob anyway has the rest cut off here.
+    async fn blob_stream(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + use<>,
+        RegistryError,
+    > {
+        let doing = format!("reading blob {digest} of {}", self.name);
+        let url = self.url(&format!("blobs/{digest}"));
+        let partial = offset > 0 || len < size;
+        let resp = self
+            .transport
+            .send(&doing, &self.pull(), true, &|c| {
+                let rb = c.get(&url);
+                if partial {
+                    rb.header(RANGE, format!("bytes={offset}-{}", offset + len - 1))
+                } else {
+                    rb
+                }
+            })
+            .await?;
+        let mut skip = if resp.status().as_u16() == 206 {
+            0
+        } else {
+            offset
+        };
+        let mut left = len;
+        Ok(resp
+            .bytes_stream()
+            .map_ok(move |mut chunk| {
+                let cut = (skip.min(chunk.len() as u64)) as usize;
+                skip -= cut as u64;
+                chunk = chunk.slice(cut..);
+                let keep = (left.min(chunk.len() as u64)) as usize;
+                left -= keep as u64;
+                chunk.truncate(keep);
+                chunk
+            })
+            .try_filter(|c| std::future::ready(!c.is_empty())))
+    }
+}
+
+/// A manifest as read from a registry.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Of the bytes.
+    pub digest: Digest,
+    /// The answer's Content-Type.
+    pub media_type: Option<String>,
+    pub bytes: Vec<u8>,
 }
 
 #[cfg(test)]

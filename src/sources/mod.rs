@@ -5,7 +5,9 @@
 //! sha256 against meta.json) and reads each image's manifest and config.
 //!
 //! [`cosa`] owns the workdir files (read side), [`archive`] reads OCI archives and
-//! layout directories without extracting them.
+//! layout directories without extracting them. A `docker://` source is read from
+//! its registry: its manifest and config only; its blobs are mounted or streamed
+//! through when they are pushed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,8 +18,9 @@ pub mod archive;
 pub mod cosa;
 
 use crate::arch;
-use crate::manifest::{ImageConfig, ImageManifest, Platform};
+use crate::manifest::{self, ImageConfig, ImageManifest, Platform, Remote};
 use crate::meta::ImageEntry;
+use crate::registry::{self, Repository, Target};
 use archive::{Expected, OciLayout};
 use cosa::{ArchMeta, Artifact, Workdir};
 
@@ -32,7 +35,7 @@ pub enum SourceSpec {
         build: String,
         arches: Vec<String>,
     },
-    /// `--image SRC...`: `oci-archive:PATH` or `oci:DIR`.
+    /// `--image SRC...`: `oci-archive:PATH`, `oci:DIR` or `docker://REF`.
     Images(Vec<String>),
 }
 
@@ -43,6 +46,20 @@ pub enum Origin {
     Artifact(Artifact),
     OciArchive(PathBuf),
     OciDir(PathBuf),
+    /// An image in a registry: the reference after `docker://`.
+    Docker(String),
+}
+
+impl Origin {
+    /// The source as a person would name it.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Artifact(a) => a.path.display().to_string(),
+            Origin::OciArchive(p) => format!("oci-archive:{}", p.display()),
+            Origin::OciDir(p) => format!("oci:{}", p.display()),
+            Origin::Docker(r) => format!("docker://{r}"),
+        }
+    }
 }
 
 /// One arch (or, for `--image`, one source whose arch is learnt on load).
@@ -152,10 +169,11 @@ pub fn resolve(spec: &SourceSpec) -> Result<Resolved> {
                         Origin::OciArchive(PathBuf::from(p))
                     } else if let Some(p) = src.strip_prefix("oci:") {
                         Origin::OciDir(PathBuf::from(p))
-                    } else if src.starts_with("docker://") {
-                        bail!("--image {src}: docker:// sources are not supported yet; use oci-archive:PATH or oci:DIR")
+                    } else if let Some(r) = src.strip_prefix("docker://") {
+                        registry::parse_image(r, &format!("--image {src}"))?;
+                        Origin::Docker(r.to_string())
                     } else {
-                        bail!("--image {src}: unknown transport; use oci-archive:PATH or oci:DIR")
+                        bail!("--image {src}: unknown transport; use oci-archive:PATH, oci:DIR or docker://REFERENCE")
                     };
                     Ok(ArchInput { arch: None, origin, meta: None })
                 })
@@ -180,28 +198,43 @@ pub struct SourceImage {
     pub manifest_raw: Vec<u8>,
 }
 
-/// An image and the layout its blobs are read from.
-#[derive(Debug, Clone)]
-pub struct LoadedImage {
-    pub image: SourceImage,
-    pub layout: Arc<OciLayout>,
+/// Where an image's blobs are read from when they must be pushed.
+#[derive(Clone)]
+pub enum Blobs {
+    /// An OCI layout (archive or directory).
+    Layout(Arc<OciLayout>),
+    /// The repository of a `docker://` source.
+    Registry(Arc<Repository>),
 }
 
-/// Opens every source (in parallel: verifying a checksum reads the whole archive)
-/// and reads its manifest and config.
-pub fn load(resolved: &Resolved) -> Result<Vec<LoadedImage>> {
-    let loaded: Vec<Result<LoadedImage>> = std::thread::scope(|s| {
-        let handles: Vec<_> = resolved
-            .inputs
-            .iter()
-            .map(|i| s.spawn(move || load_one(i)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("loader thread panicked"))
-            .collect()
+/// An image and where its blobs are read from.
+#[derive(Clone)]
+pub struct LoadedImage {
+    pub image: SourceImage,
+    pub blobs: Blobs,
+    /// The source, as a person would name it.
+    pub source: String,
+}
+
+/// Opens every source and reads its manifest and config, all at once:
+/// archives each on a thread of their own (verifying a checksum reads the
+/// whole archive), registry sources over the network.
+pub async fn load(resolved: &Resolved, opts: &registry::Options) -> Result<Vec<LoadedImage>> {
+    let loads = resolved.inputs.iter().map(|input| async move {
+        match &input.origin {
+            Origin::Docker(reference) => load_docker(input, reference, opts).await,
+            _ => {
+                let input = input.clone();
+                tokio::task::spawn_blocking(move || load_layout(&input))
+                    .await
+                    .expect("loader thread panicked")
+            }
+        }
     });
-    let loaded = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+    let loaded = futures_util::future::join_all(loads)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
     let mut seen = std::collections::BTreeSet::new();
     for l in &loaded {
         if !seen.insert(&l.image.arch) {
@@ -214,7 +247,7 @@ pub fn load(resolved: &Resolved) -> Result<Vec<LoadedImage>> {
     Ok(loaded)
 }
 
-fn load_one(input: &ArchInput) -> Result<LoadedImage> {
+fn load_layout(input: &ArchInput) -> Result<LoadedImage> {
     let layout = match &input.origin {
         Origin::Artifact(a) => OciLayout::open_archive(
             &a.path,
@@ -225,6 +258,7 @@ fn load_one(input: &ArchInput) -> Result<LoadedImage> {
         )?,
         Origin::OciArchive(p) => OciLayout::open_archive(p, None)?,
         Origin::OciDir(p) => OciLayout::open_dir(p)?,
+        Origin::Docker(_) => unreachable!("registry sources are loaded by load_docker"),
     };
     let label = layout.label();
     let desc = layout.manifest_descriptor()?;
@@ -234,6 +268,88 @@ fn load_one(input: &ArchInput) -> Result<LoadedImage> {
     for l in &manifest.layers {
         layout.blob_range(&l.digest, l.size)?;
     }
+    Ok(LoadedImage {
+        image: source_image(input, &label, manifest, manifest_raw, &config)?,
+        blobs: Blobs::Layout(Arc::new(layout)),
+        source: input.origin.label(),
+    })
+}
+
+/// Reads a `docker://` source's manifest and config from its registry. Its
+/// blobs are not read: they are mounted or streamed through if they must be
+/// pushed.
+async fn load_docker(
+    input: &ArchInput,
+    reference: &str,
+    opts: &registry::Options,
+) -> Result<LoadedImage> {
+    let label = format!("--image docker://{reference}");
+    let r = registry::parse_image(reference, &label)?;
+    let repo = Repository::new(&r.repo, opts).with_context(|| label.clone())?;
+    let fetched = repo
+        .get_manifest(r.target.as_str())
+        .await
+        .with_context(|| label.clone())?
+        .with_context(|| {
+            format!(
+                "{label}: no such image: {} has no manifest {} in {}",
+                r.registry,
+                r.target.as_str(),
+                r.repository
+            )
+        })?;
+    if let Target::Digest(want) = &r.target
+        && fetched.digest != *want
+    {
+        bail!(
+            "{label}: the registry served a manifest whose bytes hash to {}",
+            fetched.digest
+        );
+    }
+    if let Remote::List { entries, .. } =
+        manifest::parse_remote(&fetched.bytes, fetched.media_type.as_deref())
+    {
+        let platforms: Vec<String> = entries
+            .iter()
+            .filter_map(|e| {
+                let p = e.platform.as_ref()?;
+                Some(format!("{} {}", p.architecture, e.digest))
+            })
+            .collect();
+        bail!(
+            "{label} is a manifest list ({} entries); pushgate takes one image per --image: \
+             name one of its images by digest ({}@DIGEST){}",
+            entries.len(),
+            r.repo,
+            if platforms.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", platforms.join(", "))
+            }
+        );
+    }
+    let manifest = ImageManifest::parse(&fetched.bytes, &label)?;
+    let config = repo
+        .get_small_blob(&manifest.config.digest, manifest.config.size)
+        .await
+        .with_context(|| format!("{label}: reading its config"))?;
+    let config = ImageConfig::parse(&config, &label)?;
+    Ok(LoadedImage {
+        image: source_image(input, &label, manifest, fetched.bytes, &config)?,
+        blobs: Blobs::Registry(Arc::new(repo)),
+        source: input.origin.label(),
+    })
+}
+
+/// The image, its arch checked against the one it is filed under (or learnt
+/// from its config).
+fn source_image(
+    input: &ArchInput,
+    label: &str,
+    manifest: ImageManifest,
+    manifest_raw: Vec<u8>,
+    config: &ImageConfig,
+) -> Result<SourceImage> {
     let arch = match &input.arch {
         Some(arch) => {
             let want =
@@ -255,13 +371,10 @@ fn load_one(input: &ArchInput) -> Result<LoadedImage> {
             })?
             .to_string(),
     };
-    Ok(LoadedImage {
-        image: SourceImage {
-            arch,
-            platform: config.platform(),
-            manifest,
-            manifest_raw,
-        },
-        layout: Arc::new(layout),
+    Ok(SourceImage {
+        arch,
+        platform: config.platform(),
+        manifest,
+        manifest_raw,
     })
 }

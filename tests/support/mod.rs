@@ -55,6 +55,8 @@ pub struct Request {
     pub method: String,
     /// The request path, without its query string.
     pub path: String,
+    /// The query string, without its `?` (empty when there is none).
+    pub query: String,
     pub status: u16,
 }
 
@@ -593,7 +595,8 @@ pub fn parse_access_line(line: &str) -> Option<Request> {
     let mut parts = request_line.split(' ');
     let method = parts.next()?.to_string();
     let target = parts.next()?;
-    let path = target.split('?').next()?.to_string();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_string(), query.to_string());
     let status = line[start + len + 1..]
         .split_whitespace()
         .next()?
@@ -602,6 +605,7 @@ pub fn parse_access_line(line: &str) -> Option<Request> {
     Some(Request {
         method,
         path,
+        query,
         status,
     })
 }

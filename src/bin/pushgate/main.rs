@@ -206,7 +206,9 @@ pub(crate) struct PushArgs {
     /// Write the manifest list digest to FILE
     #[arg(long, value_name = "FILE")]
     write_digest_to_file: Option<PathBuf>,
-    /// Image sources: oci-archive:PATH or oci:DIR, one per arch
+    /// Image sources, one single-arch image each: oci-archive:PATH, oci:DIR or
+    /// docker://REF (a tag or @sha256:DIGEST; its blobs are mounted when on the
+    /// same registry, else streamed through)
     #[arg(long, value_name = "SRC", num_args = 1.., action = ArgAction::Append)]
     image: Vec<String>,
     /// cosa artifact holding the per-arch OCI archives (images.NAME in meta.json), e.g. ostree
