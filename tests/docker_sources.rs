@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use pushgate_sample::{SampleImage, WrittenImage, write_oci_archive};
 use serde_json::Value;
+use support::proxy::{Action, Faults, Proxy, Rule};
 use support::run::{Run, list_digests, raw_json, run, s};
 use support::token::TokenServer;
 use support::{Registry, Request, skopeo, skopeo_inspect_raw, write_authfile};
@@ -461,4 +462,67 @@ fn a_mount_the_registry_refuses_becomes_a_streamed_copy() {
         "the mount was tried: {reqs:#?}"
     );
     assert_eq!(blob_uploads_to(&reqs, "release").len(), 3, "{reqs:#?}");
+}
+
+#[test]
+fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
+    // the source registry behind the fault proxy: the first read of one layer is cut
+    // midway, the first read of the other is answered 503; the copy goes in chunks
+    // (each a ranged read of the source) and resumes
+    let source_registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = SampleImage {
+        layer_size: 300_000,
+        ..image("amd64", 6)
+    };
+    let staged = stage(
+        tmp.path(),
+        &format!("{}:x86_64-0123abc", source_registry.repo("staging")),
+        &img,
+        None,
+    );
+    let [one, two] = [&staged.layer_digests[0], &staged.layer_digests[1]];
+    let proxy = Proxy::start(
+        source_registry.addr(),
+        Faults::none()
+            .rule(Rule::nth(
+                1,
+                "GET",
+                one.as_str(),
+                Action::CutAnswer { bytes: 50_000 },
+            ))
+            .rule(Rule::nth(1, "GET", two.as_str(), Action::status(503))),
+    );
+    let dest = Registry::start();
+    let fcos = dest.repo("fcos");
+    let mut cmd = support::pushgate();
+    cmd.args(["push", "--repo", &fcos, "--tag", "stable", "--json"])
+        .args(["--tls-verify=false", "--retry-delay=10ms"])
+        .arg(format!(
+            "--image=docker://{}:x86_64-0123abc",
+            proxy.repo("staging")
+        ))
+        .env("PUSHGATE_CHUNK_SIZE", "65536");
+    let r = Run::of(&mut cmd);
+    assert_eq!(r.outcome(), "pushed", "{}", r.context());
+    assert_eq!(blobs(&r, "x86_64"), (0, 0, 0, 3), "{}", r.context());
+    assert!(r.ok()["retries"].as_u64().unwrap() >= 2, "{}", r.context());
+    let faults: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.fault.is_some())
+        .collect();
+    assert_eq!(faults.len(), 2, "{faults:#?}");
+    // what landed is whole: skopeo pulls the image back, checking every digest
+    let out = skopeo()
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{fcos}@{}", staged.manifest_digest))
+        .arg(format!("oci:{}", tmp.path().join("back").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
