@@ -72,8 +72,13 @@ pub async fn apply(
             .collect(),
     );
     let _display = show_progress.then(|| progress::Display::start(progress.clone()));
+    // The archives' checksums are checked while their blobs go up (the
+    // registry checks each blob's digest anyway); no manifest is put before
+    // every checksum has passed.
+    let verifying = (!plan.blobs.is_empty() || !plan.manifests.is_empty())
+        .then(|| tokio::spawn(verify_owned(sources.values().cloned().collect())));
     let bytes = AtomicU64::new(0);
-    let hows: Vec<(Digest, How)> = stream::iter(&plan.blobs)
+    let uploaded: Result<Vec<(Digest, How)>> = stream::iter(&plan.blobs)
         .map(|b| {
             let (arch, source) = owner[&b.digest];
             let counters = progress.arch(arch).expect("every owner arch has counters");
@@ -89,7 +94,12 @@ pub async fn apply(
         })
         .buffer_unordered(jobs.max(1))
         .try_collect()
-        .await?;
+        .await;
+    if let Some(v) = verifying {
+        // A corrupt archive explains a refused blob better than the refusal.
+        v.await.expect("archive verification panicked")?;
+    }
+    let hows = uploaded?;
 
     let manifests: Vec<_> = desired
         .images
@@ -134,6 +144,10 @@ pub async fn apply(
         tags: plan.tags.clone(),
         blobs: hows.into_iter().collect(),
     })
+}
+
+async fn verify_owned(sources: Vec<Blobs>) -> Result<()> {
+    crate::sources::verify(&sources).await
 }
 
 /// Puts one blob into `repo` from `source`: a mount when the source is another

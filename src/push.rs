@@ -212,6 +212,12 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         report.retries = p.retries();
         return Ok(report);
     };
+    if req.dry_run && !matches!(outcome, Outcome::Failed | Outcome::Skipped) {
+        // A dry run says whether the real one would pass the archive checks.
+        if !p.plan.blobs.is_empty() || !p.plan.manifests.is_empty() {
+            sources::verify(loaded.iter().map(|l| &l.blobs)).await?;
+        }
+    }
     if matches!(outcome, Outcome::Failed | Outcome::Skipped) || req.dry_run {
         report.retries = p.retries();
         return Ok(report);

@@ -108,3 +108,38 @@ fn a_tar_without_index_json_is_not_an_oci_archive() {
         .to_string();
     assert!(e.contains("x.tar") && e.contains("index.json"), "{e}");
 }
+
+#[test]
+fn indexing_reads_headers_only_and_verifying_reads_everything() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("a.ociarchive");
+    let w = write_oci_archive(&path, &image()).unwrap();
+    // flip bytes inside the last layer: headers, index.json and manifest stay intact
+    let probe = OciLayout::open_archive(&path, None).unwrap();
+    let last = w.layer_digests.last().unwrap();
+    let r = probe.blob_range(last, 1000 + 1024).or_else(|_| {
+        let m = probe
+            .read_blob(&probe.manifest_descriptor().unwrap())
+            .unwrap();
+        let m = pushgate::manifest::ImageManifest::parse(&m, "t").unwrap();
+        let l = m.layers.last().unwrap();
+        probe.blob_range(&l.digest, l.size)
+    });
+    let r = r.unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(r.offset + r.len / 2) as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let expected = Expected {
+        sha256: &w.file_sha256,
+        size: Some(w.file_size),
+    };
+    let layout = OciLayout::index_archive(&path, Some(expected.clone())).unwrap();
+    assert_eq!(
+        layout.manifest_descriptor().unwrap().digest,
+        w.manifest_digest
+    );
+    assert!(layout.has_checksum());
+    let e = layout.verify().unwrap_err().to_string();
+    assert!(e.contains("a.ociarchive") && e.contains("sha256"), "{e}");
+    assert!(OciLayout::open_archive(&path, Some(expected)).is_err());
+}

@@ -1,9 +1,11 @@
 //! OCI image layouts, packed (`oci-archive:`, a tar) or not (`oci:`, a directory).
 //!
-//! Nothing is extracted. An archive is read once, front to back: that single pass
-//! hashes the whole file (to check it against meta.json) and notes where each blob
-//! sits in the tar. Blobs are then read as byte ranges of the archive, so pushing
-//! a 1 GiB layer never holds more than a buffer of it in memory.
+//! Nothing is extracted. An archive is indexed from its tar headers alone (seeking
+//! over the contents), so what it holds and where is known at once, whatever its
+//! size. Its sha256 is checked against meta.json by a separate full read, only when
+//! something from it is to be published (and then while its blobs go up). Blobs are
+//! read as byte ranges of the archive, so pushing a 1 GiB layer never holds more
+//! than a buffer of it in memory.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -32,6 +34,8 @@ enum Layout {
     Archive {
         path: PathBuf,
         blobs: HashMap<Digest, (u64, u64)>,
+        /// What meta.json says the whole file hashes to, if anything.
+        sha256: Option<Digest>,
     },
     Dir {
         path: PathBuf,
@@ -60,30 +64,54 @@ struct IndexJson {
 }
 
 impl OciLayout {
-    /// Indexes an OCI archive, verifying its sha256 (and size) when `expected` is given.
+    /// Indexes an OCI archive and verifies its sha256 (and size) when `expected`
+    /// is given: [`index_archive`](Self::index_archive) then
+    /// [`verify`](Self::verify).
     pub fn open_archive(path: &Path, expected: Option<Expected<'_>>) -> Result<OciLayout> {
+        let layout = OciLayout::index_archive(path, expected)?;
+        layout.verify()?;
+        Ok(layout)
+    }
+
+    /// Indexes an OCI archive from its tar headers alone, seeking over the
+    /// members' contents: what an archive holds and where is known without
+    /// reading it. Only index.json is read. The size is checked against
+    /// `expected` now; the sha256 is checked by [`verify`](Self::verify), which
+    /// reads the whole file, when something from the archive is to be published.
+    pub fn index_archive(path: &Path, expected: Option<Expected<'_>>) -> Result<OciLayout> {
         let file = File::open(path)
             .with_context(|| format!("cannot open OCI archive {}", path.display()))?;
-        let on_disk = file.metadata().map(|m| m.len()).ok();
-        if let (Some(want), Some(have)) = (expected.as_ref().and_then(|e| e.size), on_disk)
-            && want != have
+        let on_disk = file
+            .metadata()
+            .with_context(|| format!("cannot read OCI archive {}", path.display()))?
+            .len();
+        if let Some(want) = expected.as_ref().and_then(|e| e.size)
+            && want != on_disk
         {
             bail!(
-                "OCI archive {} is {have} bytes but meta.json says {want}: \
+                "OCI archive {} is {on_disk} bytes but meta.json says {want}: \
                  the file is truncated or not the one the build produced",
                 path.display()
             );
         }
-        let mut tar =
-            tar::Archive::new(HashingReader::new(BufReader::with_capacity(1 << 20, file)));
+        // Small buffer: between headers the reader seeks, so a large one would
+        // only read contents that are skipped.
+        let mut tar = tar::Archive::new(BufReader::with_capacity(16 * 1024, file));
         let mut blobs = HashMap::new();
         let mut index_json = None;
         let corrupt =
             |e: std::io::Error| anyhow::anyhow!("corrupt OCI archive {}: {e}", path.display());
-        for entry in tar.entries().map_err(corrupt)? {
+        for entry in tar.entries_with_seek().map_err(corrupt)? {
             let mut entry = entry.map_err(corrupt)?;
             if !entry.header().entry_type().is_file() {
                 continue;
+            }
+            let (offset, size) = (entry.raw_file_position(), entry.size());
+            if offset.saturating_add(size) > on_disk {
+                bail!(
+                    "corrupt OCI archive {}: it ends inside a member (truncated?)",
+                    path.display()
+                );
             }
             let name = entry
                 .path()
@@ -92,7 +120,7 @@ impl OciLayout {
                 .into_owned();
             let name = name.trim_start_matches("./");
             if name == "index.json" {
-                if entry.size() > MAX_JSON_BLOB {
+                if size > MAX_JSON_BLOB {
                     bail!(
                         "corrupt OCI archive {}: index.json is too large",
                         path.display()
@@ -108,20 +136,8 @@ impl OciLayout {
                         path.display()
                     )
                 })?;
-                blobs.insert(digest, (entry.raw_file_position(), entry.size()));
+                blobs.insert(digest, (offset, size));
             }
-        }
-        let (sha256, _len) = tar.into_inner().finish().map_err(corrupt)?;
-        if let Some(e) = expected
-            && &sha256 != e.sha256
-        {
-            bail!(
-                "OCI archive {} has sha256 {} but meta.json says {}: \
-                 the file is corrupt or not the one the build produced",
-                path.display(),
-                sha256.hex(),
-                e.sha256.hex()
-            );
         }
         let index_json = index_json.ok_or_else(|| {
             anyhow::anyhow!(
@@ -133,9 +149,50 @@ impl OciLayout {
             layout: Layout::Archive {
                 path: path.to_path_buf(),
                 blobs,
+                sha256: expected.map(|e| e.sha256.clone()),
             },
             index_json,
         })
+    }
+
+    /// Whether [`verify`](Self::verify) has a checksum to check (an archive of a
+    /// cosa build, whose meta.json names its sha256).
+    pub fn has_checksum(&self) -> bool {
+        matches!(
+            &self.layout,
+            Layout::Archive {
+                sha256: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Reads the whole archive and checks it against the sha256 meta.json gives
+    /// for it; nothing to do for a layout without one.
+    pub fn verify(&self) -> Result<()> {
+        let Layout::Archive {
+            path,
+            sha256: Some(want),
+            ..
+        } = &self.layout
+        else {
+            return Ok(());
+        };
+        let file = File::open(path)
+            .with_context(|| format!("cannot open OCI archive {}", path.display()))?;
+        let (have, _) = HashingReader::new(BufReader::with_capacity(1 << 20, file))
+            .finish()
+            .with_context(|| format!("cannot read OCI archive {}", path.display()))?;
+        if have != *want {
+            bail!(
+                "OCI archive {} has sha256 {} but meta.json says {}: \
+                 the file is corrupt or not the one the build produced",
+                path.display(),
+                have.hex(),
+                want.hex()
+            );
+        }
+        Ok(())
     }
 
     /// Opens an OCI image layout directory.
@@ -187,7 +244,7 @@ impl OciLayout {
     /// Where blob `digest` is, checking it is there and `size` bytes long.
     pub fn blob_range(&self, digest: &Digest, size: u64) -> Result<BlobRange> {
         let range = match &self.layout {
-            Layout::Archive { path, blobs } => {
+            Layout::Archive { path, blobs, .. } => {
                 let &(offset, len) = blobs.get(digest).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{}: blob {digest} is missing from the archive",

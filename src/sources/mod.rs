@@ -216,9 +216,9 @@ pub struct LoadedImage {
     pub source: String,
 }
 
-/// Opens every source and reads its manifest and config, all at once:
-/// archives each on a thread of their own (verifying a checksum reads the
-/// whole archive), registry sources over the network.
+/// Opens every source and reads its manifest and config, all at once: archives
+/// are indexed from their headers (their checksums are left to [`verify`]),
+/// registry sources are read over the network.
 pub async fn load(resolved: &Resolved, opts: &registry::Options) -> Result<Vec<LoadedImage>> {
     let loads = resolved.inputs.iter().map(|input| async move {
         match &input.origin {
@@ -247,16 +247,37 @@ pub async fn load(resolved: &Resolved, opts: &registry::Options) -> Result<Vec<L
     Ok(loaded)
 }
 
+/// Checks every archive among `sources` against the sha256 meta.json gives for
+/// it, each on a thread of its own (a full read of each). Nothing from an archive
+/// may be published before this has passed.
+pub async fn verify<'a>(sources: impl IntoIterator<Item = &'a Blobs>) -> Result<()> {
+    let checks = sources.into_iter().filter_map(|b| match b {
+        Blobs::Layout(l) if l.has_checksum() => {
+            let l = l.clone();
+            Some(async move {
+                tokio::task::spawn_blocking(move || l.verify())
+                    .await
+                    .expect("verifier thread panicked")
+            })
+        }
+        _ => None,
+    });
+    futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .collect()
+}
+
 fn load_layout(input: &ArchInput) -> Result<LoadedImage> {
     let layout = match &input.origin {
-        Origin::Artifact(a) => OciLayout::open_archive(
+        Origin::Artifact(a) => OciLayout::index_archive(
             &a.path,
             Some(Expected {
                 sha256: &a.sha256,
                 size: a.size,
             }),
         )?,
-        Origin::OciArchive(p) => OciLayout::open_archive(p, None)?,
+        Origin::OciArchive(p) => OciLayout::index_archive(p, None)?,
         Origin::OciDir(p) => OciLayout::open_dir(p)?,
         Origin::Docker(_) => unreachable!("registry sources are loaded by load_docker"),
     };
