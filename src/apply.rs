@@ -40,12 +40,15 @@ pub struct Applied {
     pub blobs: HashMap<Digest, How>,
 }
 
-/// Carries out `plan`. `sources` maps each arch to where its blobs are read from.
+/// Carries out `plan`. `sources` maps each arch to where its blobs are read from;
+/// each blob transfer takes one of `slots` (shared by the containers of a run),
+/// and at most `jobs` of this container's are under way at once.
 pub async fn apply(
     repo: &Repository,
     plan: &Plan,
     desired: &Desired,
     sources: &HashMap<String, Blobs>,
+    slots: &tokio::sync::Semaphore,
     jobs: usize,
     show_progress: bool,
 ) -> Result<Applied> {
@@ -84,6 +87,10 @@ pub async fn apply(
             let counters = progress.arch(arch).expect("every owner arch has counters");
             let bytes = &bytes;
             async move {
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .expect("the upload slots are never closed");
                 let how = put_blob(repo, source, &b.digest, b.size, counters.sent.clone()).await?;
                 counters.done_blobs.fetch_add(1, Ordering::Relaxed);
                 if how != How::Mounted {

@@ -233,6 +233,7 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         &p.plan,
         desired,
         &blob_sources,
+        &req.registry.clients.upload_slots(req.registry.jobs),
         req.registry.jobs,
         req.progress,
     )

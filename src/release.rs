@@ -1,15 +1,17 @@
 //! `pushgate release`: every container of a product in one run, from a config file.
 //!
-//! Each container goes through the same pipeline as `pushgate push`. They share
-//! one policy host (a module used by several containers is compiled once) and one
-//! registry client per registry. A container that fails does not stop the others;
-//! the run fails at the end if any did.
+//! Each container goes through the same pipeline as `pushgate push`, several at
+//! once. They share one policy host (a module used by several containers is
+//! compiled once), one registry client per registry, and `--jobs` blob transfers
+//! in all. A container that fails does not stop the others; the run fails at the
+//! end if any did. Reports and the summary are in config order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::decide::PolicyChoice;
@@ -117,7 +119,7 @@ pub struct ReleaseOptions {
     pub progress: bool,
 }
 
-/// Publishes every container, in config order.
+/// Publishes every container, in parallel; the results are in config order.
 pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<ContainerResult>> {
     let build = opts.build.clone().unwrap_or_else(|| cfg.build.clone());
     // Resolve `latest` once, so every container publishes the same build even if
@@ -131,16 +133,27 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     } else {
         None
     };
-    let mut results = Vec::new();
-    for c in &cfg.containers {
-        let result = run_one(cfg, c, &build, host.as_ref(), opts).await;
-        results.push(ContainerResult {
-            name: c.name.clone(),
-            result,
-        });
-    }
+    // Containers go in parallel (their blob transfers share `--jobs` through
+    // the run's upload slots); results come back in config order.
+    let results = futures_util::stream::iter(&cfg.containers)
+        .map(|c| {
+            let (build, host) = (&build, host.as_ref());
+            async move {
+                ContainerResult {
+                    name: c.name.clone(),
+                    result: run_one(cfg, c, build, host, opts).await,
+                }
+            }
+        })
+        .buffered(PARALLEL_CONTAINERS)
+        .collect()
+        .await;
     Ok(results)
 }
+
+/// How many containers of a release are under way at once. Their uploads share
+/// `--jobs`; this bounds the reads, plans and meta.json writes around them.
+const PARALLEL_CONTAINERS: usize = 4;
 
 async fn run_one(
     cfg: &ReleaseConfig,

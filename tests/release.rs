@@ -439,7 +439,8 @@ fn a_release_killed_halfway_converges_on_rerun() {
     let p = Product::new();
     p.write_config(&["x86_64"]);
 
-    // kill the release as soon as the first container's first tag is in the access log
+    // kill the release as soon as a container's first tag is in the access log (the
+    // containers go in parallel: others may be anywhere by then)
     let outputs = TempDir::new().unwrap();
     let mut child = pushgate()
         .args(p.args(&p.config(), &["--json"]))
@@ -449,17 +450,22 @@ fn a_release_killed_halfway_converges_on_rerun() {
         .stderr(File::create(outputs.path().join("stderr")).unwrap())
         .spawn()
         .expect("spawn pushgate release");
-    let tag_put = |r: &Request| {
-        r.method == "PUT" && r.path == format!("/v2/{OS_REPO}/manifests/stable") && r.status < 300
+    let is_tag_put = |r: &Request| {
+        r.method == "PUT"
+            && r.status < 300
+            && r.path.contains("/manifests/")
+            && !r.path.contains("/manifests/sha256:")
     };
+    let mut first_tag = None;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         // Each poll waits for the registry's sentinel to reach the access log.
-        if p.reg.requests().iter().any(tag_put) {
+        if let Some(put) = p.reg.requests().into_iter().find(is_tag_put) {
             child.kill().expect("SIGKILL pushgate");
+            first_tag = Some(put.path);
             break child.wait().unwrap();
         }
         if Instant::now() > deadline {
@@ -474,14 +480,9 @@ fn a_release_killed_halfway_converges_on_rerun() {
         "the release ended before the kill ({status}): {}",
         fs::read_to_string(outputs.path().join("stderr")).unwrap_or_default()
     );
-    let killed = p.reg.writes();
-    let killed_writes = describe(&killed);
-    // halfway: the last container (whose module compiles first) had not written yet
-    assert_eq!(
-        describe(&writes_to(&killed, KV_REPO)),
-        Vec::<String>::new(),
-        "the kill landed late; killed run wrote: {killed_writes:?}"
-    );
+    let killed_writes = describe(&p.reg.writes());
+    let first_tag = first_tag.expect("killed at a tag");
+    let tag_put = |r: &Request| r.method == "PUT" && r.path == first_tag;
 
     // the rerun finishes everything
     let rerun = p.release(&["--json"]);
@@ -496,7 +497,6 @@ fn a_release_killed_halfway_converges_on_rerun() {
             "{name}: {rerun:?}"
         );
     }
-    assert_eq!(rerun.outcome_of("kubevirt"), "pushed", "{rerun:?}");
     assert_landed(
         &p,
         OS_REPO,

@@ -97,14 +97,28 @@ impl Default for Options {
 /// tokens are reused across containers, and a transport never carries one
 /// identity's credentials to another's repositories.
 #[derive(Clone, Default)]
-pub struct Clients(Arc<Mutex<HashMap<PoolKey, Arc<Transport>>>>);
+pub struct Clients {
+    pool: Arc<Mutex<HashMap<PoolKey, Arc<Transport>>>>,
+    /// The run's blob transfers: `--jobs` at a time over every container.
+    uploads: Arc<std::sync::OnceLock<Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Clients {
+    /// The slots blob transfers take, `jobs` in all for the whole run (made by
+    /// the first caller): containers pushed in parallel share them.
+    pub fn upload_slots(&self, jobs: usize) -> Arc<tokio::sync::Semaphore> {
+        self.uploads
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(jobs.max(1))))
+            .clone()
+    }
+}
 
 /// A registry and the user whose credentials its transport carries.
 type PoolKey = (String, Option<String>);
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        let n = self.pool.lock().map(|m| m.len()).unwrap_or(0);
         write!(f, "Clients({n})")
     }
 }
@@ -120,7 +134,7 @@ pub(crate) fn connect(registry: &str, repository: &str, opts: &Options) -> Resul
         registry.to_string(),
         creds.as_ref().map(|c| c.username.clone()),
     );
-    let mut pool = opts.clients.0.lock().expect("transport pool");
+    let mut pool = opts.clients.pool.lock().expect("transport pool");
     if let Some(t) = pool.get(&key) {
         return Ok(t.clone());
     }
