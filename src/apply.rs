@@ -13,7 +13,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::digest::Digest;
 use crate::plan::{Desired, DesiredImage, Plan};
-use crate::progress::{self, Progress};
+use crate::progress::{Phase, Progress};
 use crate::registry::{Explained, Repository};
 use crate::sources::archive::OciLayout;
 
@@ -26,14 +26,15 @@ pub struct Applied {
     pub tags: Vec<String>,
 }
 
-/// Carries out `plan`. `layouts` maps each arch to the layout its blobs are read from.
+/// Carries out `plan`. `layouts` maps each arch to the layout its blobs are read
+/// from; `progress`, when drawn, is told each arch's uploads.
 pub async fn apply(
     repo: &Repository,
     plan: &Plan,
     desired: &Desired,
     layouts: &HashMap<String, Arc<OciLayout>>,
     jobs: usize,
-    show_progress: bool,
+    progress: Option<&Progress>,
 ) -> Result<Applied> {
     // A blob may be shared by several arches; the first arch that has it uploads
     // it, from its layout.
@@ -46,29 +47,29 @@ pub async fn apply(
             owner.entry(&b.digest).or_insert((&img.arch, layout));
         }
     }
-    let progress = Progress::new(
-        desired
-            .images
-            .iter()
-            .map(|img| {
-                let mine = plan.blobs.iter().filter(|b| owner[&b.digest].0 == img.arch);
-                let (n, bytes) = mine.fold((0, 0), |(n, s), b| (n + 1, s + b.size));
-                (img.arch.clone(), n, bytes)
-            })
-            .collect(),
-    );
-    let _display = show_progress.then(|| progress::Display::start(progress.clone()));
+    if let Some(p) = progress {
+        p.set_phase(Phase::Uploading);
+        for img in &desired.images {
+            let mine = plan.blobs.iter().filter(|b| owner[&b.digest].0 == img.arch);
+            let (n, bytes) = mine.fold((0, 0), |(n, s), b| (n + 1, s + b.size));
+            if let Some(a) = p.arch(&img.arch) {
+                a.start_upload(n, bytes);
+            }
+        }
+    }
     let bytes = AtomicU64::new(0);
     stream::iter(&plan.blobs)
         .map(|b| {
             let (arch, layout) = owner[&b.digest];
-            let counters = progress.arch(arch).expect("every owner arch has counters");
+            let shown = progress.and_then(|p| p.arch(arch));
+            let sent = shown.map_or_else(Default::default, |a| a.sent());
             let bytes = &bytes;
             async move {
                 let range = layout.blob_range(&b.digest, b.size)?;
-                repo.push_blob(&b.digest, &range, counters.sent.clone())
-                    .await?;
-                counters.done_blobs.fetch_add(1, Ordering::Relaxed);
+                repo.push_blob(&b.digest, &range, sent).await?;
+                if let Some(a) = shown {
+                    a.blob_done();
+                }
                 bytes.fetch_add(b.size, Ordering::Relaxed);
                 Ok::<_, anyhow::Error>(())
             }
@@ -76,6 +77,9 @@ pub async fn apply(
         .buffer_unordered(jobs.max(1))
         .try_collect::<()>()
         .await?;
+    if let Some(p) = progress {
+        p.set_phase(Phase::Finishing);
+    }
 
     let manifests: Vec<_> = desired
         .images

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -38,6 +39,20 @@ enum Layout {
     },
 }
 
+/// A reader that adds what it reads to a shared counter.
+struct Counted<'a, R> {
+    inner: R,
+    read: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// An opened OCI image layout holding exactly the blobs its index.json needs.
 #[derive(Debug)]
 pub struct OciLayout {
@@ -62,6 +77,16 @@ struct IndexJson {
 impl OciLayout {
     /// Indexes an OCI archive, verifying its sha256 (and size) when `expected` is given.
     pub fn open_archive(path: &Path, expected: Option<Expected<'_>>) -> Result<OciLayout> {
+        OciLayout::open_archive_counting(path, expected, &AtomicU64::new(0))
+    }
+
+    /// [`OciLayout::open_archive`], adding to `read` the bytes read so far: reading
+    /// (and hashing) a large archive takes long enough to be worth showing.
+    pub fn open_archive_counting(
+        path: &Path,
+        expected: Option<Expected<'_>>,
+        read: &AtomicU64,
+    ) -> Result<OciLayout> {
         let file = File::open(path)
             .with_context(|| format!("cannot open OCI archive {}", path.display()))?;
         let on_disk = file.metadata().map(|m| m.len()).ok();
@@ -74,8 +99,11 @@ impl OciLayout {
                 path.display()
             );
         }
-        let mut tar =
-            tar::Archive::new(HashingReader::new(BufReader::with_capacity(1 << 20, file)));
+        let counted = Counted { inner: file, read };
+        let mut tar = tar::Archive::new(HashingReader::new(BufReader::with_capacity(
+            1 << 20,
+            counted,
+        )));
         let mut blobs = HashMap::new();
         let mut index_json = None;
         let corrupt =

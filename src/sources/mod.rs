@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::{Context, Result, bail};
 
@@ -18,6 +19,7 @@ pub mod cosa;
 use crate::arch;
 use crate::manifest::{ImageConfig, ImageManifest, Platform};
 use crate::meta::ImageEntry;
+use crate::progress::Progress;
 use archive::{Expected, OciLayout};
 use cosa::{ArchMeta, Artifact, Workdir};
 
@@ -187,14 +189,47 @@ pub struct LoadedImage {
     pub layout: Arc<OciLayout>,
 }
 
+impl ArchInput {
+    /// A name for progress lines: the arch, or until it is known the source's file name.
+    pub fn label(&self) -> String {
+        if let Some(arch) = &self.arch {
+            return arch.clone();
+        }
+        let path = match &self.origin {
+            Origin::Artifact(a) => &a.path,
+            Origin::OciArchive(p) | Origin::OciDir(p) => p,
+        };
+        path.file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// How many bytes loading reads to verify and index the source: an archive's
+    /// size (0 when it cannot be known; opening it will say why), 0 for a directory.
+    pub fn archive_size(&self) -> u64 {
+        match &self.origin {
+            Origin::Artifact(Artifact { path, .. }) | Origin::OciArchive(path) => {
+                std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+            }
+            Origin::OciDir(_) => 0,
+        }
+    }
+}
+
 /// Opens every source (in parallel: verifying a checksum reads the whole archive)
-/// and reads its manifest and config.
-pub fn load(resolved: &Resolved) -> Result<Vec<LoadedImage>> {
+/// and reads its manifest and config. `progress` has one entry per input, in order;
+/// each is named by its arch once loaded.
+pub fn load(resolved: &Resolved, progress: Option<&Progress>) -> Result<Vec<LoadedImage>> {
     let loaded: Vec<Result<LoadedImage>> = std::thread::scope(|s| {
         let handles: Vec<_> = resolved
             .inputs
             .iter()
-            .map(|i| s.spawn(move || load_one(i)))
+            .enumerate()
+            .map(|(n, i)| {
+                let read = progress.and_then(|p| p.source(n)).map(|a| a.verified());
+                s.spawn(move || load_one(i, read))
+            })
             .collect();
         handles
             .into_iter()
@@ -202,6 +237,13 @@ pub fn load(resolved: &Resolved) -> Result<Vec<LoadedImage>> {
             .collect()
     });
     let loaded = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+    if let Some(p) = progress {
+        for (n, l) in loaded.iter().enumerate() {
+            if let Some(a) = p.source(n) {
+                a.relabel(&l.image.arch);
+            }
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for l in &loaded {
         if !seen.insert(&l.image.arch) {
@@ -214,16 +256,19 @@ pub fn load(resolved: &Resolved) -> Result<Vec<LoadedImage>> {
     Ok(loaded)
 }
 
-fn load_one(input: &ArchInput) -> Result<LoadedImage> {
+fn load_one(input: &ArchInput, read: Option<&AtomicU64>) -> Result<LoadedImage> {
+    let unwatched = AtomicU64::new(0);
+    let read = read.unwrap_or(&unwatched);
     let layout = match &input.origin {
-        Origin::Artifact(a) => OciLayout::open_archive(
+        Origin::Artifact(a) => OciLayout::open_archive_counting(
             &a.path,
             Some(Expected {
                 sha256: &a.sha256,
                 size: a.size,
             }),
+            read,
         )?,
-        Origin::OciArchive(p) => OciLayout::open_archive(p, None)?,
+        Origin::OciArchive(p) => OciLayout::open_archive_counting(p, None, read)?,
         Origin::OciDir(p) => OciLayout::open_dir(p)?,
     };
     let label = layout.label();
