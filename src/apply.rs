@@ -13,7 +13,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::digest::Digest;
 use crate::plan::{Desired, DesiredImage, Plan};
-use crate::progress::{self, Progress};
+use crate::progress::{Phase, Progress};
 use crate::registry::{BlobSource, Explained, Repository};
 use crate::sources::Blobs;
 
@@ -50,7 +50,7 @@ pub async fn apply(
     sources: &HashMap<String, Blobs>,
     slots: &tokio::sync::Semaphore,
     jobs: usize,
-    show_progress: bool,
+    progress: Option<Arc<Progress>>,
 ) -> Result<Applied> {
     // A blob may be shared by several arches; the first arch that has it uploads
     // it, from its source.
@@ -63,36 +63,41 @@ pub async fn apply(
             owner.entry(&b.digest).or_insert((&img.arch, source));
         }
     }
-    let progress = Progress::new(
-        desired
-            .images
-            .iter()
-            .map(|img| {
-                let mine = plan.blobs.iter().filter(|b| owner[&b.digest].0 == img.arch);
-                let (n, bytes) = mine.fold((0, 0), |(n, s), b| (n + 1, s + b.size));
-                (img.arch.clone(), n, bytes)
-            })
-            .collect(),
-    );
-    let _display = show_progress.then(|| progress::Display::start(progress.clone()));
+    if let Some(p) = &progress {
+        p.set_phase(Phase::Uploading);
+        for img in &desired.images {
+            let mine = plan.blobs.iter().filter(|b| owner[&b.digest].0 == img.arch);
+            let (n, bytes) = mine.fold((0, 0), |(n, s), b| (n + 1, s + b.size));
+            if let Some(a) = p.arch(&img.arch) {
+                a.start_upload(n, bytes);
+            }
+        }
+    }
     // The archives' checksums are checked while their blobs go up (the
     // registry checks each blob's digest anyway); no manifest is put before
     // every checksum has passed.
-    let verifying = (!plan.blobs.is_empty() || !plan.manifests.is_empty())
-        .then(|| tokio::spawn(verify_owned(sources.values().cloned().collect())));
+    let verifying = (!plan.blobs.is_empty() || !plan.manifests.is_empty()).then(|| {
+        let sources: Vec<(String, Blobs)> =
+            sources.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let progress = progress.clone();
+        tokio::spawn(async move { crate::sources::verify(&sources, progress).await })
+    });
     let bytes = AtomicU64::new(0);
     let uploaded: Result<Vec<(Digest, How)>> = stream::iter(&plan.blobs)
         .map(|b| {
             let (arch, source) = owner[&b.digest];
-            let counters = progress.arch(arch).expect("every owner arch has counters");
+            let shown = progress.as_deref().and_then(|p| p.arch(arch));
+            let sent = shown.map_or_else(Default::default, |a| a.sent());
             let bytes = &bytes;
             async move {
                 let _slot = slots
                     .acquire()
                     .await
                     .expect("the upload slots are never closed");
-                let how = put_blob(repo, source, &b.digest, b.size, counters.sent.clone()).await?;
-                counters.done_blobs.fetch_add(1, Ordering::Relaxed);
+                let how = put_blob(repo, source, &b.digest, b.size, sent).await?;
+                if let Some(a) = shown {
+                    a.blob_done();
+                }
                 if how != How::Mounted {
                     bytes.fetch_add(b.size, Ordering::Relaxed);
                 }
@@ -103,10 +108,16 @@ pub async fn apply(
         .try_collect()
         .await;
     if let Some(v) = verifying {
+        if let Some(p) = &progress {
+            p.set_phase(Phase::Verifying);
+        }
         // A corrupt archive explains a refused blob better than the refusal.
         v.await.expect("archive verification panicked")?;
     }
     let hows = uploaded?;
+    if let Some(p) = &progress {
+        p.set_phase(Phase::Finishing);
+    }
 
     let manifests: Vec<_> = desired
         .images
@@ -151,10 +162,6 @@ pub async fn apply(
         tags: plan.tags.clone(),
         blobs: hows.into_iter().collect(),
     })
-}
-
-async fn verify_owned(sources: Vec<Blobs>) -> Result<()> {
-    crate::sources::verify(&sources).await
 }
 
 /// Puts one blob into `repo` from `source`: a mount when the source is another

@@ -12,6 +12,7 @@ use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
 use crate::plan::{self, Desired, Plan, TagState};
+use crate::progress::{Display, Phase, Progress};
 use crate::record;
 use crate::registry::{self, Repository};
 use crate::report::{Outcome, Report};
@@ -32,7 +33,7 @@ pub struct PushRequest {
     pub registry: registry::Options,
     pub digest_file: Option<PathBuf>,
     pub policy: Option<PolicyChoice>,
-    /// Draw upload progress on the terminal.
+    /// Draw progress (verifying archives, uploading) on the terminal.
     pub progress: bool,
 }
 
@@ -64,6 +65,8 @@ struct Prepared {
     plan: Plan,
     /// The transport's retry count when this container began (it is shared).
     retries_before: u64,
+    /// Progress on the terminal, from the moment sources are read.
+    display: Option<Display>,
 }
 
 impl Prepared {
@@ -120,11 +123,28 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             full: None,
             plan,
             retries_before,
+            display: None,
         });
     }
 
     // read the archives; the desired state; full observation; the plan
+    let display = req.progress.then(|| {
+        let sources = resolved
+            .inputs
+            .iter()
+            .map(|i| (i.label(), i.archive_size()))
+            .collect();
+        Display::start(Progress::new(&req.container, sources))
+    });
     let loaded = sources::load(&resolved, &req.registry).await?;
+    if let Some(p) = display.as_ref().map(Display::progress) {
+        for (n, l) in loaded.iter().enumerate() {
+            if let Some(a) = p.source(n) {
+                a.relabel(&l.image.arch);
+            }
+        }
+        p.set_phase(Phase::Checking);
+    }
     let images: Vec<_> = loaded.iter().map(|l| l.image.clone()).collect();
     let mut desired = plan::desired(&images, req.v2s2)?;
     if !req.force
@@ -150,6 +170,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         full: Some((loaded, desired)),
         plan,
         retries_before,
+        display,
     })
 }
 
@@ -167,7 +188,10 @@ async fn adopt(repo: &Repository, tag: &str, list: Digest, desired: &mut Desired
 /// The facts a policy would be given for this container, observed and planned
 /// for real but with nothing written: what `pushgate policy facts` saves as a case.
 pub async fn facts(req: &PushRequest) -> Result<Facts> {
-    let p = prepare(req).await?;
+    let mut p = prepare(req).await?;
+    if let Some(d) = p.display.take() {
+        d.finish("observed");
+    }
     Ok(gather_facts(req, &p))
 }
 
@@ -186,7 +210,9 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
             return Ok(report);
         }
     }
-    let p = prepare(req).await?;
+    let mut p = prepare(req).await?;
+    // Dropped unfinished (an error, a signal), it says the push stopped.
+    let display = p.display.take();
     let source_labels = p.source_labels();
     match p.desired() {
         Some(desired) => report.fill_from_desired(desired, &p.plan),
@@ -212,22 +238,31 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         report.retries = p.retries();
         return Ok(report);
     };
+    let blob_sources: Vec<(String, sources::Blobs)> = loaded
+        .iter()
+        .map(|l| (l.image.arch.clone(), l.blobs.clone()))
+        .collect();
+    let shown = display.as_ref().map(Display::shared);
     if req.dry_run && !matches!(outcome, Outcome::Failed | Outcome::Skipped) {
         // A dry run says whether the real one would pass the archive checks.
         if !p.plan.blobs.is_empty() || !p.plan.manifests.is_empty() {
-            sources::verify(loaded.iter().map(|l| &l.blobs)).await?;
+            if let Some(p) = &shown {
+                p.set_phase(Phase::Verifying);
+            }
+            sources::verify(&blob_sources, shown.clone()).await?;
         }
     }
+    let outcome_word = crate::release::decision_name(outcome, req.dry_run);
     if matches!(outcome, Outcome::Failed | Outcome::Skipped) || req.dry_run {
+        if let Some(d) = display {
+            d.finish(outcome_word);
+        }
         report.retries = p.retries();
         return Ok(report);
     }
 
     // apply
-    let blob_sources: HashMap<_, _> = loaded
-        .iter()
-        .map(|l| (l.image.arch.clone(), l.blobs.clone()))
-        .collect();
+    let blob_sources: HashMap<_, _> = blob_sources.into_iter().collect();
     let applied = apply::apply(
         &p.repo,
         &p.plan,
@@ -235,7 +270,7 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         &blob_sources,
         &req.registry.clients.upload_slots(req.registry.jobs),
         req.registry.jobs,
-        req.progress,
+        shown,
     )
     .await?;
     report.uploaded_blobs = applied.uploaded_blobs;
@@ -265,6 +300,9 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         }
     }
     write_digest(req, &report)?;
+    if let Some(d) = display {
+        d.finish(outcome_word);
+    }
     report.retries = p.retries();
     Ok(report)
 }

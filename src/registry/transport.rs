@@ -675,10 +675,10 @@ impl Transport {
     }
 }
 
-/// One line on stderr; a closed stderr is not an error worth failing a push for.
+/// One line on stderr, above the progress lines if they are drawn; a closed
+/// stderr is not an error worth failing a push for.
 fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    crate::progress::say(&line.to_string());
 }
 
 fn bearer(token: &str) -> Option<HeaderValue> {

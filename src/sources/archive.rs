@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -40,6 +41,20 @@ enum Layout {
     Dir {
         path: PathBuf,
     },
+}
+
+/// A reader that adds what it reads to a shared counter.
+struct Counted<'a, R> {
+    inner: R,
+    read: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// An opened OCI image layout holding exactly the blobs its index.json needs.
@@ -170,6 +185,12 @@ impl OciLayout {
     /// Reads the whole archive and checks it against the sha256 meta.json gives
     /// for it; nothing to do for a layout without one.
     pub fn verify(&self) -> Result<()> {
+        self.verify_counting(&AtomicU64::new(0))
+    }
+
+    /// [`verify`](Self::verify), adding to `read` the bytes read so far: hashing
+    /// a large archive takes long enough to be worth showing.
+    pub fn verify_counting(&self, read: &AtomicU64) -> Result<()> {
         let Layout::Archive {
             path,
             sha256: Some(want),
@@ -180,7 +201,8 @@ impl OciLayout {
         };
         let file = File::open(path)
             .with_context(|| format!("cannot open OCI archive {}", path.display()))?;
-        let (have, _) = HashingReader::new(BufReader::with_capacity(1 << 20, file))
+        let counted = Counted { inner: file, read };
+        let (have, _) = HashingReader::new(BufReader::with_capacity(1 << 20, counted))
             .finish()
             .with_context(|| format!("cannot read OCI archive {}", path.display()))?;
         if have != *want {

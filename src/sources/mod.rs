@@ -20,6 +20,7 @@ pub mod cosa;
 use crate::arch;
 use crate::manifest::{self, ImageConfig, ImageManifest, Platform, Remote};
 use crate::meta::ImageEntry;
+use crate::progress::Progress;
 use crate::registry::{self, Repository, Target};
 use archive::{Expected, OciLayout};
 use cosa::{ArchMeta, Artifact, Workdir};
@@ -247,17 +248,24 @@ pub async fn load(resolved: &Resolved, opts: &registry::Options) -> Result<Vec<L
     Ok(loaded)
 }
 
-/// Checks every archive among `sources` against the sha256 meta.json gives for
-/// it, each on a thread of its own (a full read of each). Nothing from an archive
-/// may be published before this has passed.
-pub async fn verify<'a>(sources: impl IntoIterator<Item = &'a Blobs>) -> Result<()> {
-    let checks = sources.into_iter().filter_map(|b| match b {
+/// Checks every archive among `sources` (arch, blobs) against the sha256
+/// meta.json gives for it, each on a thread of its own (a full read of each),
+/// counting what is read into `progress`. Nothing from an archive may be
+/// published before this has passed.
+pub async fn verify(sources: &[(String, Blobs)], progress: Option<Arc<Progress>>) -> Result<()> {
+    let checks = sources.iter().filter_map(|(arch, b)| match b {
         Blobs::Layout(l) if l.has_checksum() => {
-            let l = l.clone();
+            let (l, arch, progress) = (l.clone(), arch.clone(), progress.clone());
             Some(async move {
-                tokio::task::spawn_blocking(move || l.verify())
-                    .await
-                    .expect("verifier thread panicked")
+                tokio::task::spawn_blocking(move || {
+                    let shown = progress.as_deref().and_then(|p| p.arch(&arch));
+                    match shown {
+                        Some(a) => l.verify_counting(a.verified()),
+                        None => l.verify(),
+                    }
+                })
+                .await
+                .expect("verifier thread panicked")
             })
         }
         _ => None,
@@ -266,6 +274,36 @@ pub async fn verify<'a>(sources: impl IntoIterator<Item = &'a Blobs>) -> Result<
         .await
         .into_iter()
         .collect()
+}
+
+impl ArchInput {
+    /// A name for progress lines: the arch, or until it is known the source's
+    /// file name or reference.
+    pub fn label(&self) -> String {
+        if let Some(arch) = &self.arch {
+            return arch.clone();
+        }
+        let path = match &self.origin {
+            Origin::Artifact(a) => &a.path,
+            Origin::OciArchive(p) | Origin::OciDir(p) => p,
+            Origin::Docker(r) => return r.rsplit('/').next().unwrap_or(r).to_string(),
+        };
+        path.file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// How many bytes verifying the source reads: an archive's size (0 when it
+    /// cannot be known; opening it will say why), 0 for a directory or a registry.
+    pub fn archive_size(&self) -> u64 {
+        match &self.origin {
+            Origin::Artifact(Artifact { path, .. }) | Origin::OciArchive(path) => {
+                std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+            }
+            Origin::OciDir(_) | Origin::Docker(_) => 0,
+        }
+    }
 }
 
 fn load_layout(input: &ArchInput) -> Result<LoadedImage> {

@@ -115,7 +115,7 @@ struct ReleaseArgs {
     /// Print one JSON object on stdout instead of the summary table
     #[arg(long)]
     json: bool,
-    /// Do not draw upload progress (it is drawn only on a terminal anyway)
+    /// Do not draw progress lines (they are drawn only on a terminal anyway)
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -237,7 +237,7 @@ pub(crate) struct PushArgs {
     /// Print one JSON object on stdout instead of the summary
     #[arg(long)]
     json: bool,
-    /// Do not draw upload progress (it is drawn only on a terminal anyway)
+    /// Do not draw progress lines (they are drawn only on a terminal anyway)
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
