@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
-use crate::decide::{self, PolicyChoice};
+use crate::decide::{self, Decided, PolicyChoice};
+use crate::decision_log::{self, DecisionLog, LoggedPolicy};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
@@ -34,6 +36,8 @@ pub struct PushRequest {
     pub policy: Option<PolicyChoice>,
     /// Draw upload progress on the terminal.
     pub progress: bool,
+    /// Where the decision is logged (`--decision-log`), if anywhere.
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Checks and de-duplicates `--tag`s, keeping their order.
@@ -160,12 +164,123 @@ pub async fn facts(req: &PushRequest) -> Result<Facts> {
 /// written that should not be. A `fail` decision is an `Ok` report whose
 /// outcome is [`Outcome::Failed`]: nothing was written either.
 pub async fn push(req: &PushRequest) -> Result<Report> {
+    let mut trace = Trace::default();
+    let result = push_traced(req, &mut trace).await;
+    log_decision(req, None, &trace, result.as_ref())?;
+    result
+}
+
+/// What the decision log says about a run, gathered as it goes.
+#[derive(Default)]
+struct Trace {
+    verdict: Option<(Verdict, String)>,
+    decided: Option<Decided>,
+    facts: Option<Facts>,
+    build_id: Option<String>,
+}
+
+/// The report of a container whose policy could not be had (an unreachable or
+/// unknown reference, a digest mismatch, an artifact that is not a policy, a
+/// refused pinning rule): a `fail` decided by the host, before anything is
+/// observed, so nothing is written. Logged like any decision.
+pub fn refuse(req: &PushRequest, policy: &str, error: &anyhow::Error) -> Result<Report> {
+    let tags = check_tags(&req.tags)?;
+    let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
+    let decided = Decided {
+        decision: Decision::Fail(format!("{error:#}")),
+        by: "host".into(),
+        logs: vec![],
+    };
+    report.finish_decided(Outcome::Failed, &decided);
+    let trace = Trace {
+        decided: Some(decided),
+        ..Trace::default()
+    };
+    log_decision(req, Some(policy), &trace, Ok(&report))?;
+    Ok(report)
+}
+
+/// Logs a container stopped by `error` before it could run (its policy did not
+/// load), and gives the error back; a log that cannot be written wins.
+pub fn log_stopped(req: &PushRequest, policy: &str, error: anyhow::Error) -> anyhow::Error {
+    match log_decision(req, Some(policy), &Trace::default(), Err(&error)) {
+        Ok(()) => error,
+        Err(e) => e,
+    }
+}
+
+/// Appends the run's line to the decision log, if there is one. `unloaded` is
+/// the policy that was configured but could not be had.
+fn log_decision(
+    req: &PushRequest,
+    unloaded: Option<&str>,
+    trace: &Trace,
+    result: Result<&Report, &anyhow::Error>,
+) -> Result<()> {
+    let Some(log) = &req.decision_log else {
+        return Ok(());
+    };
+    let policy = match (&req.policy, unloaded) {
+        (Some(c), _) => LoggedPolicy::Policy {
+            name: Some(c.policy.info.name.clone()),
+            version: Some(c.policy.info.version.clone()),
+            sha256: Some(c.policy.info.sha256.clone()),
+            source: c
+                .policy
+                .info
+                .reference
+                .clone()
+                .unwrap_or_else(|| c.policy.info.path.display().to_string()),
+        },
+        (None, Some(source)) => LoggedPolicy::Policy {
+            name: None,
+            version: None,
+            sha256: None,
+            source: source.to_string(),
+        },
+        (None, None) => LoggedPolicy::Host("host".into()),
+    };
+    let facts = trace.facts.as_ref().map(decision_log::facts_doc);
+    let (outcome, error) = match result {
+        Ok(r) => (crate::release::outcome_name(r.outcome).to_string(), None),
+        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
+    };
+    let entry = decision_log::Entry {
+        time: decision_log::now(),
+        decision_id: decision_log::new_id(),
+        container: req.container.clone(),
+        repo: req.repo.clone(),
+        tags: req.tags.clone(),
+        build_id: trace.build_id.clone(),
+        policy,
+        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
+        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
+        decision: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.kind().to_string()),
+        reason: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.reason().to_string()),
+        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
+        facts_sha256: facts.as_ref().map(decision_log::facts_sha256),
+        facts: facts.filter(|_| log.with_facts()),
+        outcome,
+        error,
+        dry_run: req.dry_run,
+    };
+    log.append(&entry)
+}
+
+async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     let tags = check_tags(&req.tags)?;
     let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
     if let Some(choice) = &req.policy {
         report.policy = Some(choice.policy.info.clone().into());
         if let Err(decided) = choice.validate() {
             report.finish_decided(Outcome::Failed, &decided);
+            trace.decided = Some(decided);
             return Ok(report);
         }
     }
@@ -174,9 +289,22 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         Some(desired) => report.fill_from_desired(desired, &p.plan),
         None => report.fill_from_recorded(&p.recorded, &p.tag_states),
     }
+    trace.verdict = Some((p.plan.verdict, p.plan.reason.clone()));
+    trace.build_id = p.resolved.build_id.clone();
 
     // decide
-    let decided = decide::decide(&p.plan, req.policy.as_ref(), || gather_facts(req, &p));
+    // The log holds the facts whoever decides: a host decision is audited too.
+    let logging = req.decision_log.is_some();
+    let mut facts = None;
+    let decided = decide::decide(&p.plan, req.policy.as_ref(), || {
+        let f = gather_facts(req, &p);
+        if logging {
+            facts = Some(f.clone());
+        }
+        f
+    });
+    trace.facts = facts.or_else(|| logging.then(|| gather_facts(req, &p)));
+    trace.decided = Some(decided.clone());
     let outcome = match (&decided.decision, p.plan.verdict) {
         (Decision::Fail(_), _) => Outcome::Failed,
         (_, Verdict::UpToDate) => Outcome::UpToDate,

@@ -13,7 +13,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::decide::PolicyChoice;
+use crate::decision_log::DecisionLog;
 use crate::policy::PolicyHost;
+use crate::policy::remote::{self, PolicySource};
 use crate::push::{PushRequest, push};
 use crate::registry;
 use crate::report::{Outcome, Report};
@@ -49,8 +51,12 @@ pub struct ContainerConfig {
     #[serde(default)]
     pub arches: Vec<String>,
     pub v2s2: Option<bool>,
-    /// Policy module path; relative paths are relative to the config file.
-    pub policy: Option<PathBuf>,
+    /// Policy module: a file path (relative to the config file), or a reference
+    /// `oci://REGISTRY/REPO@sha256:…` (or `:TAG`).
+    pub policy: Option<String>,
+    /// `policy`, parsed (when the config is read).
+    #[serde(skip)]
+    pub policy_source: Option<PolicySource>,
     /// Settings for the policy, any TOML table (given to the module as JSON).
     pub settings: Option<toml::Table>,
 }
@@ -84,7 +90,9 @@ impl ReleaseConfig {
                 bail!("{}: container {:?} has no tags", path.display(), c.name);
             }
             if let Some(p) = &c.policy {
-                c.policy = Some(base.join(p));
+                let source = PolicySource::parse(p)
+                    .with_context(|| format!("{}: container {:?}", path.display(), c.name))?;
+                c.policy_source = Some(source.relative_to(base));
             }
         }
         if cfg.containers.is_empty() {
@@ -115,6 +123,9 @@ pub struct ReleaseOptions {
     pub registry: registry::Options,
     pub policy_limits: crate::policy::Limits,
     pub progress: bool,
+    /// Refuse (fail) a container whose policy is a reference by tag.
+    pub require_pinned_policies: bool,
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Publishes every container, in config order.
@@ -125,15 +136,18 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     let build = crate::sources::cosa::Workdir::new(&cfg.workdir)
         .resolve_build(&build)?
         .id;
-    let needs_host = cfg.containers.iter().any(|c| c.policy.is_some());
+    let needs_host = cfg.containers.iter().any(|c| c.policy_source.is_some());
     let host = if needs_host {
         Some(Arc::new(PolicyHost::new(opts.policy_limits)?))
     } else {
         None
     };
+    // Each reference is fetched once per run, so containers naming the same tag
+    // get the same module even if the tag moves mid-run.
+    let mut fetched = Fetches::new();
     let mut results = Vec::new();
     for c in &cfg.containers {
-        let result = run_one(cfg, c, &build, host.as_ref(), opts).await;
+        let result = run_one(cfg, c, &build, host.as_ref(), opts, &mut fetched).await;
         results.push(ContainerResult {
             name: c.name.clone(),
             result,
@@ -142,27 +156,18 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     Ok(results)
 }
 
+/// The references fetched so far in a run (or why they could not be).
+type Fetches = BTreeMap<String, std::result::Result<Arc<remote::Fetched>, String>>;
+
 async fn run_one(
     cfg: &ReleaseConfig,
     c: &ContainerConfig,
     build: &str,
     host: Option<&Arc<PolicyHost>>,
     opts: &ReleaseOptions,
+    fetches: &mut Fetches,
 ) -> Result<Report> {
-    let policy = match (&c.policy, host) {
-        (Some(path), Some(host)) => {
-            let settings = match &c.settings {
-                Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
-                None => "{}".into(),
-            };
-            Some(
-                PolicyChoice::load(host, path, settings)
-                    .with_context(|| format!("container {}", c.name))?,
-            )
-        }
-        _ => None,
-    };
-    let req = PushRequest {
+    let mut req = PushRequest {
         container: c.name.clone(),
         repo: c.repo.clone(),
         tags: c.tags.iter().map(|t| t.replace("{build}", build)).collect(),
@@ -178,9 +183,53 @@ async fn run_one(
         dry_run: opts.dry_run,
         registry: opts.registry.clone(),
         digest_file: None,
-        policy,
+        policy: None,
         progress: opts.progress,
+        decision_log: opts.decision_log.clone(),
     };
+    if let (Some(source), Some(host)) = (&c.policy_source, host) {
+        let settings = match &c.settings {
+            Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
+            None => "{}".into(),
+        };
+        match source {
+            PolicySource::Oci(r) if opts.require_pinned_policies && !r.is_pinned() => {
+                let e = anyhow::anyhow!(
+                    "policy {r} is not pinned by digest, and --require-pinned-policies \
+                     refuses it: name it as oci://{}@sha256:… (`pushgate policy pull {r}` \
+                     prints the digest)",
+                    r.repo
+                );
+                return crate::push::refuse(&req, &source.to_string(), &e);
+            }
+            // A file that does not load is an error of the config, as it always
+            // was; a reference that cannot be had (unreachable, unknown, not a
+            // policy, mismatched) is a `fail` of the container, reported and
+            // logged like a policy's own.
+            PolicySource::File(path) => match PolicyChoice::load(host, path, settings) {
+                Ok(choice) => req.policy = Some(choice),
+                Err(e) => {
+                    let e = e.context(format!("container {}", c.name));
+                    return Err(crate::push::log_stopped(&req, &source.to_string(), e));
+                }
+            },
+            PolicySource::Oci(r) => {
+                let key = r.to_string();
+                if !fetches.contains_key(&key) {
+                    let f = remote::fetch(r, &opts.registry).await;
+                    fetches.insert(key.clone(), f.map(Arc::new).map_err(|e| format!("{e:#}")));
+                }
+                let choice = match &fetches[&key] {
+                    Ok(f) => PolicyChoice::from_fetched(host, f, settings),
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                };
+                match choice {
+                    Ok(choice) => req.policy = Some(choice),
+                    Err(e) => return crate::push::refuse(&req, &key, &e),
+                }
+            }
+        }
+    }
     push(&req)
         .await
         .with_context(|| format!("container {}", c.name))
