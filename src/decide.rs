@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::contract::{Decision, Facts, Verdict};
 use crate::plan::Plan;
 use crate::policy::remote::{self, PolicySource};
-use crate::policy::{Limits, Policy, PolicyHost};
+use crate::policy::{Policy, PolicyHost};
 use crate::registry;
 
 /// Who took the decision, for the report.
@@ -106,15 +106,6 @@ impl PolicyChoice {
         serde_json::from_str::<serde_json::Value>(&settings)
             .context("--policy-settings: not a JSON document")?;
         Ok(settings)
-    }
-
-    /// A policy for a single push (`--policy`, `--policy-settings`): a host of its
-    /// own with `limits`, and settings from the argument (`None`: `{}`), which must
-    /// be a JSON document.
-    pub fn for_push(path: &Path, settings: Option<&str>, limits: Limits) -> anyhow::Result<Self> {
-        let settings = PolicyChoice::settings_for_push(settings)?;
-        let host = Arc::new(PolicyHost::new(limits)?);
-        PolicyChoice::load(&host, path, settings)
     }
 
     pub fn by(&self) -> String {

@@ -313,11 +313,15 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
             layer.media_type
         )));
     }
-    let contract = doc
+    let Some(contract) = doc
         .annotations
         .get(ANNOTATION_CONTRACT)
         .and_then(Value::as_str)
-        .unwrap_or_default();
+    else {
+        return Err(not_policy(format!(
+            "its manifest does not name the contract it is built for ({ANNOTATION_CONTRACT})"
+        )));
+    };
     if contract != CONTRACT {
         bail!(
             "the policy is built for the contract {contract:?}, and this pushgate hosts \
@@ -504,6 +508,12 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
     let config: ArtifactConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
         anyhow::anyhow!("not a pushgate policy: its config is not a policy's config ({e})")
     })?;
+    if config.contract != CONTRACT {
+        bail!(
+            "its config says it is built for the contract {:?}, and this pushgate hosts {CONTRACT}",
+            config.contract
+        );
+    }
     if config.module.sha256 != described.module {
         bail!(
             "its config names module {}, its layer is {}",
@@ -555,6 +565,12 @@ pub async fn publish(
     let (Some(tag), None) = (&r.tag, &r.digest) else {
         bail!("policy push {r}: push to a tag (oci://REGISTRY/REPO:TAG); the digest is printed");
     };
+    if module.len() > MAX_MODULE {
+        bail!(
+            "policy push {r}: the module is {} bytes, more than the {MAX_MODULE} a policy may be",
+            module.len()
+        );
+    }
     let art = artifact(info);
     let run = async {
         let repo = Repository::new(&r.repo, opts)?;
