@@ -703,3 +703,34 @@ fn a_release_resolves_each_tag_once_and_reports_the_digest_it_used() {
         .collect();
     assert_eq!(tag_reads.len(), 1, "{tag_reads:?}");
 }
+
+#[test]
+fn artifacts_use_the_credentials_images_use() {
+    let env = Env::new();
+    let reg = Registry::start_with_htpasswd("publisher", "s3cret");
+    let authfile = support::write_authfile(env.dir.path(), reg.addr(), "publisher", "s3cret");
+    let module = path_str(&policy_module("default"));
+    let reference = format!("oci://{}/policies/default:1.0", reg.addr());
+
+    let anonymous = env.run(&["policy", "push", &module, &reference, "--plain-http"]);
+    assert_eq!(anonymous.code, 1, "{anonymous:?}");
+    assert!(anonymous.stderr.contains(&reference), "{anonymous:?}");
+    assert!(anonymous.stderr.contains("credentials"), "{anonymous:?}");
+
+    let auth = ["--plain-http", "--authfile", authfile.to_str().unwrap()];
+    let mut args = vec!["policy", "push", &module, &reference, "--json"];
+    args.extend(auth);
+    let pushed = env.run(&args);
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    let digest = pushed.json["published"]["digest"].as_str().unwrap();
+
+    // pulled into another cache, with the same auth file
+    let mut args = vec!["policy", "pull", &reference, "--json"];
+    args.extend(auth);
+    let pulled = env.run_with_cache(&args, "other");
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert_eq!(pulled.json["digest"], digest);
+    let denied = env.run_with_cache(&["policy", "pull", &reference, "--plain-http"], "third");
+    assert_eq!(denied.code, 1, "{denied:?}");
+    assert!(denied.stderr.contains(&reference), "{denied:?}");
+}
