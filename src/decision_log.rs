@@ -47,7 +47,8 @@ pub enum LoggedPolicy {
         version: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<Digest>,
-        /// The module's file, or its reference pinned by digest.
+        /// The module's file, or its reference as configured with the digest
+        /// it resolved to (`oci://REGISTRY/REPO:TAG@sha256:…`).
         source: String,
     },
 }
@@ -265,11 +266,8 @@ mod tests {
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
     }
 
-    #[test]
-    fn lines_are_appended_whole_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.jsonl");
-        let entry = Entry {
+    fn entry() -> Entry {
+        Entry {
             time: now(),
             decision_id: new_id(),
             container: "os".into(),
@@ -287,7 +285,14 @@ mod tests {
             outcome: "pushed".into(),
             error: None,
             dry_run: false,
-        };
+        }
+    }
+
+    #[test]
+    fn lines_are_appended_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let entry = entry();
         for _ in 0..2 {
             DecisionLog::open(&path, false)
                 .unwrap()
@@ -307,5 +312,32 @@ mod tests {
         .unwrap();
         assert_eq!(line["policy"], "host");
         assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn concurrent_writers_never_interleave_within_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    // a handle each, as separate runs would have
+                    let log = DecisionLog::open(path, false).unwrap();
+                    let mut e = entry();
+                    e.container = format!("c{t}");
+                    e.reason = Some(format!("{t}").repeat(32 << 10));
+                    for _ in 0..25 {
+                        log.append(&e).unwrap();
+                    }
+                });
+            }
+        });
+        let back = read(&path).unwrap();
+        assert_eq!(back.len(), 200);
+        for e in back {
+            let t = e.container.trim_start_matches('c');
+            assert_eq!(e.reason.unwrap(), t.repeat(32 << 10));
+        }
     }
 }

@@ -225,12 +225,10 @@ fn log_decision(
             name: Some(c.policy.info.name.clone()),
             version: Some(c.policy.info.version.clone()),
             sha256: Some(c.policy.info.sha256.clone()),
-            source: c
-                .policy
-                .info
-                .reference
-                .clone()
-                .unwrap_or_else(|| c.policy.info.path.display().to_string()),
+            // The file, or the reference as configured with the digest it
+            // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
+            // and what ran.
+            source: c.policy.label().to_string(),
         },
         (None, Some(source)) => LoggedPolicy::Policy {
             name: None,

@@ -389,7 +389,7 @@ fn bad_references_fail_their_container_naming_the_reference() {
         sha256_digest(b"not in the cache")
     );
     let cases: [(String, &[&str]); 6] = [
-        (env.oci("policies/default:nope"), &["no manifest nope"]),
+        (env.oci("policies/default:nope"), &["no tag nope"]),
         (missing.clone(), &["no manifest"]),
         (unreachable.clone(), &["127.0.0.1:1"]),
         (mismatch.clone(), &["should be", "hash to"]),
@@ -683,12 +683,15 @@ fn a_release_resolves_each_tag_once_and_reports_the_digest_it_used() {
     )
     .unwrap();
     let before = env.policies.as_ref().unwrap().requests().len();
+    let log = env.dir.path().join("decisions.jsonl");
     let run = env.run(&[
         "release",
         "--config",
         &path_str(&config),
         "--plain-http",
         "--json",
+        "--decision-log",
+        &path_str(&log),
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     for name in ["a", "b"] {
@@ -702,6 +705,17 @@ fn a_release_resolves_each_tag_once_and_reports_the_digest_it_used() {
         .cloned()
         .collect();
     assert_eq!(tag_reads.len(), 1, "{tag_reads:?}");
+    // the log says both what was asked for and what ran
+    let entries = lines(&log);
+    assert_eq!(entries.len(), 2);
+    for e in entries {
+        assert_eq!(
+            e["policy"]["source"],
+            format!("{by_tag}@{digest}").as_str(),
+            "{e}"
+        );
+        assert_eq!(e["outcome"], "pushed");
+    }
 }
 
 #[test]

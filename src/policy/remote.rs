@@ -465,10 +465,10 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
         Some(hit) => hit,
         None => {
             from_cache = false;
-            let reference = match (&r.digest, &r.tag) {
-                (Some(d), _) => d.to_string(),
-                (None, Some(t)) => t.clone(),
-                (None, None) => "latest".to_string(),
+            let (reference, what) = match (&r.digest, &r.tag) {
+                (Some(d), _) => (d.to_string(), "manifest"),
+                (None, Some(t)) => (t.clone(), "tag"),
+                (None, None) => ("latest".to_string(), "tag"),
             };
             let accept: Vec<&str> = std::iter::once(OCI_MANIFEST)
                 .chain(ACCEPTED.iter().copied())
@@ -479,7 +479,7 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
                 .await?
             else {
                 bail!(
-                    "the registry has no manifest {reference} in {}: check the reference \
+                    "the registry has no {what} {reference} in {}: check the reference \
                      (`pushgate policy push` publishes a policy)",
                     r.repo
                 );
