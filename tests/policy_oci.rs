@@ -562,6 +562,7 @@ fn the_decision_log_of_a_mixed_release_and_its_replay_as_cases() {
     );
 
     let skipped = by("skipped");
+    let by_id_of_skipped = skipped["decision_id"].as_str().unwrap().to_string();
     assert_eq!(skipped["policy"]["name"], "hostile");
     assert_eq!(skipped["policy"]["source"], hostile.as_str());
     assert_eq!(
@@ -622,6 +623,23 @@ fn the_decision_log_of_a_mixed_release_and_its_replay_as_cases() {
         2,
         "the two logged with their facts: {written:?}"
     );
+    // one of them, by its id, on stdout
+    let id = by_id_of_skipped.clone();
+    let one = env.run(&[
+        "policy",
+        "facts",
+        "--from-log",
+        &path_str(&log),
+        "--decision-id",
+        &id,
+    ]);
+    assert_eq!(one.code, 0, "{one:?}");
+    let case: Value = serde_json::from_str(&one.stdout).unwrap();
+    assert_eq!(case["expect"]["decision"], "skip");
+    assert_eq!(case["settings"], json!({"mode": "stdout-flood"}));
+    let many = env.run(&["policy", "facts", "--from-log", &path_str(&log)]);
+    assert_eq!(many.code, 1, "{many:?}");
+    assert!(many.stderr.contains("--out DIR"), "{many:?}");
     let test = env.run(&[
         "policy",
         "test",

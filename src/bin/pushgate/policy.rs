@@ -380,9 +380,13 @@ pub struct FromLogArgs {
     /// A decision log written with --decision-log-facts
     #[arg(long, value_name = "FILE")]
     from_log: PathBuf,
-    /// The directory to write the cases to (created if missing)
+    /// The directory to write the cases to (created if missing) [default: stdout,
+    /// when there is one case]
     #[arg(long, short, value_name = "DIR")]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Only the line with this decision id
+    #[arg(long, value_name = "ID")]
+    decision_id: Option<String>,
 }
 
 /// Whether argv is `pushgate policy facts ... --from-log ...`.
@@ -400,7 +404,16 @@ pub fn from_log(args: &[std::ffi::OsString]) -> Result<ExitCode> {
     let argv = std::iter::once(std::ffi::OsString::from("pushgate policy facts"))
         .chain(args[3..].iter().cloned());
     let a = FromLogArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
-    let entries = pushgate::decision_log::read(&a.from_log)?;
+    let mut entries = pushgate::decision_log::read(&a.from_log)?;
+    if let Some(id) = &a.decision_id {
+        entries.retain(|e| &e.decision_id == id);
+        if entries.is_empty() {
+            anyhow::bail!(
+                "decision log {}: no line has decision id {id}",
+                a.from_log.display()
+            );
+        }
+    }
     let cases = pushgate::decision_log::replay_cases(&entries)?;
     if cases.is_empty() {
         anyhow::bail!(
@@ -408,18 +421,30 @@ pub fn from_log(args: &[std::ffi::OsString]) -> Result<ExitCode> {
             a.from_log.display()
         );
     }
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("--out: cannot create {}", a.out.display()))?;
+    let text = |case| serde_json::to_string_pretty(case).expect("a case serializes") + "\n";
+    let Some(dir) = &a.out else {
+        let [(_, case)] = cases.as_slice() else {
+            anyhow::bail!(
+                "decision log {}: {} lines hold facts: give --out DIR for them all, or \
+                 --decision-id ID for one",
+                a.from_log.display(),
+                cases.len()
+            );
+        };
+        out::print(&text(case))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out: cannot create {}", dir.display()))?;
     for (name, case) in &cases {
-        let path = a.out.join(name);
-        let text = serde_json::to_string_pretty(case).expect("a case serializes") + "\n";
-        std::fs::write(&path, text)
+        let path = dir.join(name);
+        std::fs::write(&path, text(case))
             .with_context(|| format!("--out: cannot write {}", path.display()))?;
     }
     out::print(&format!(
         "wrote {} case(s) to {} ({} line(s) without facts left out)\n",
         cases.len(),
-        a.out.display(),
+        dir.display(),
         entries.len() - cases.len()
     ))?;
     Ok(ExitCode::SUCCESS)
