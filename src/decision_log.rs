@@ -11,7 +11,11 @@
 //! The facts are hashed (`facts_sha256`, over the compact JSON of the facts as
 //! the policy was given them, settings included); with `--decision-log-facts`
 //! they are logged too, and `pushgate policy facts --from-log` turns such lines
-//! back into case files.
+//! back into case files ([`replay_cases`]).
+//!
+//! A push gathers what the log needs as it goes (`Trace`: the verdict, the
+//! decision, the facts) and `record` writes the line, whatever the run's end:
+//! a report, a refusal before anything was observed, or an error.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::{Facts, Verdict};
+use crate::decide::Decided;
 use crate::digest::Digest;
 
 /// An open decision log.
@@ -126,6 +131,77 @@ impl DecisionLog {
         }
         Ok(())
     }
+}
+
+/// What the decision log says about a run, gathered as it goes.
+#[derive(Default)]
+pub(crate) struct Trace {
+    pub(crate) verdict: Option<(Verdict, String)>,
+    pub(crate) decided: Option<Decided>,
+    pub(crate) facts: Option<Facts>,
+    pub(crate) build_id: Option<String>,
+}
+
+/// Appends the run's line to the decision log, if there is one. `unloaded` is
+/// the policy that was configured but could not be had.
+pub(crate) fn record(
+    req: &crate::push::PushRequest,
+    unloaded: Option<&str>,
+    trace: &Trace,
+    result: Result<&crate::report::Report, &anyhow::Error>,
+) -> Result<()> {
+    let Some(log) = &req.decision_log else {
+        return Ok(());
+    };
+    let policy = match (&req.policy, unloaded) {
+        (Some(c), _) => LoggedPolicy::Policy {
+            name: Some(c.policy.info.name.clone()),
+            version: Some(c.policy.info.version.clone()),
+            sha256: Some(c.policy.info.sha256.clone()),
+            // The file, or the reference as configured with the digest it
+            // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
+            // and what ran.
+            source: c.policy.label().to_string(),
+        },
+        (None, Some(source)) => LoggedPolicy::Policy {
+            name: None,
+            version: None,
+            sha256: None,
+            source: source.to_string(),
+        },
+        (None, None) => LoggedPolicy::Host("host".into()),
+    };
+    let facts = trace.facts.as_ref().map(facts_doc);
+    let (outcome, error) = match result {
+        Ok(r) => (crate::release::outcome_name(r.outcome).to_string(), None),
+        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
+    };
+    let entry = Entry {
+        time: now(),
+        decision_id: new_id(),
+        container: req.container.clone(),
+        repo: req.repo.clone(),
+        tags: req.tags.clone(),
+        build_id: trace.build_id.clone(),
+        policy,
+        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
+        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
+        decision: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.kind().to_string()),
+        reason: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.reason().to_string()),
+        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
+        facts_sha256: facts.as_ref().map(facts_sha256),
+        facts: facts.filter(|_| log.with_facts()),
+        outcome,
+        error,
+        dry_run: req.dry_run,
+    };
+    log.append(&entry)
 }
 
 /// The facts as logged: the WIT record, with the settings as a JSON value.

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
 use crate::decide::{self, Decided, PolicyChoice};
-use crate::decision_log::{self, DecisionLog, LoggedPolicy};
+use crate::decision_log::{self, DecisionLog, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
@@ -166,17 +166,8 @@ pub async fn facts(req: &PushRequest) -> Result<Facts> {
 pub async fn push(req: &PushRequest) -> Result<Report> {
     let mut trace = Trace::default();
     let result = push_traced(req, &mut trace).await;
-    log_decision(req, None, &trace, result.as_ref())?;
+    decision_log::record(req, None, &trace, result.as_ref())?;
     result
-}
-
-/// What the decision log says about a run, gathered as it goes.
-#[derive(Default)]
-struct Trace {
-    verdict: Option<(Verdict, String)>,
-    decided: Option<Decided>,
-    facts: Option<Facts>,
-    build_id: Option<String>,
 }
 
 /// The report of a container whose policy could not be had (an unreachable or
@@ -196,79 +187,17 @@ pub fn refuse(req: &PushRequest, policy: &str, error: &anyhow::Error) -> Result<
         decided: Some(decided),
         ..Trace::default()
     };
-    log_decision(req, Some(policy), &trace, Ok(&report))?;
+    decision_log::record(req, Some(policy), &trace, Ok(&report))?;
     Ok(report)
 }
 
 /// Logs a container stopped by `error` before it could run (its policy did not
 /// load), and gives the error back; a log that cannot be written wins.
 pub fn log_stopped(req: &PushRequest, policy: &str, error: anyhow::Error) -> anyhow::Error {
-    match log_decision(req, Some(policy), &Trace::default(), Err(&error)) {
+    match decision_log::record(req, Some(policy), &Trace::default(), Err(&error)) {
         Ok(()) => error,
         Err(e) => e,
     }
-}
-
-/// Appends the run's line to the decision log, if there is one. `unloaded` is
-/// the policy that was configured but could not be had.
-fn log_decision(
-    req: &PushRequest,
-    unloaded: Option<&str>,
-    trace: &Trace,
-    result: Result<&Report, &anyhow::Error>,
-) -> Result<()> {
-    let Some(log) = &req.decision_log else {
-        return Ok(());
-    };
-    let policy = match (&req.policy, unloaded) {
-        (Some(c), _) => LoggedPolicy::Policy {
-            name: Some(c.policy.info.name.clone()),
-            version: Some(c.policy.info.version.clone()),
-            sha256: Some(c.policy.info.sha256.clone()),
-            // The file, or the reference as configured with the digest it
-            // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
-            // and what ran.
-            source: c.policy.label().to_string(),
-        },
-        (None, Some(source)) => LoggedPolicy::Policy {
-            name: None,
-            version: None,
-            sha256: None,
-            source: source.to_string(),
-        },
-        (None, None) => LoggedPolicy::Host("host".into()),
-    };
-    let facts = trace.facts.as_ref().map(decision_log::facts_doc);
-    let (outcome, error) = match result {
-        Ok(r) => (crate::release::outcome_name(r.outcome).to_string(), None),
-        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
-    };
-    let entry = decision_log::Entry {
-        time: decision_log::now(),
-        decision_id: decision_log::new_id(),
-        container: req.container.clone(),
-        repo: req.repo.clone(),
-        tags: req.tags.clone(),
-        build_id: trace.build_id.clone(),
-        policy,
-        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
-        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
-        decision: trace
-            .decided
-            .as_ref()
-            .map(|d| d.decision.kind().to_string()),
-        reason: trace
-            .decided
-            .as_ref()
-            .map(|d| d.decision.reason().to_string()),
-        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
-        facts_sha256: facts.as_ref().map(decision_log::facts_sha256),
-        facts: facts.filter(|_| log.with_facts()),
-        outcome,
-        error,
-        dry_run: req.dry_run,
-    };
-    log.append(&entry)
 }
 
 async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
