@@ -470,12 +470,11 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
                 (None, Some(t)) => (t.clone(), "tag"),
                 (None, None) => ("latest".to_string(), "tag"),
             };
-            let accept: Vec<&str> = std::iter::once(OCI_MANIFEST)
-                .chain(ACCEPTED.iter().copied())
-                .collect();
+            // Every manifest type, so that an image or an index at the reference
+            // is told apart from a missing one ("not a pushgate policy").
             let Some(m) = repo
                 .get()?
-                .get_manifest_as(&reference, &accept, MAX_SMALL)
+                .get_manifest_as(&reference, ACCEPTED, MAX_SMALL)
                 .await?
             else {
                 bail!(
