@@ -140,13 +140,24 @@ pub fn corpus() -> Vec<(String, Facts)> {
 
 /// Checks a module; `settings` defaults to the module's own sample settings.
 pub fn check(host: &PolicyHost, path: &std::path::Path, settings: Option<&str>) -> CheckReport {
+    check_loaded(host, path.display().to_string(), host.load(path), settings)
+}
+
+/// [`check`] of a module already loaded (or not): one fetched from a registry,
+/// say. `module` names it in the report.
+pub fn check_loaded(
+    host: &PolicyHost,
+    module: String,
+    loaded: Result<std::sync::Arc<Policy>, crate::policy::PolicyError>,
+    settings: Option<&str>,
+) -> CheckReport {
     let mut r = CheckReport {
-        module: path.display().to_string(),
+        module,
         findings: vec![],
         answers: vec![],
     };
     let mut note = |ok: bool, what: String| r.findings.push(Finding { ok, what });
-    let policy = match host.load(path) {
+    let policy = match loaded {
         Ok(p) => p,
         Err(e) => {
             note(false, e.to_string());

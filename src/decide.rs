@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::contract::{Decision, Facts, Verdict};
 use crate::plan::Plan;
-use crate::policy::{Limits, Policy, PolicyHost};
+use crate::policy::remote::{self, PolicySource};
+use crate::policy::{Policy, PolicyHost};
+use crate::registry;
 
 /// Who took the decision, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,18 +62,50 @@ impl PolicyChoice {
         })
     }
 
-    /// A policy for a single push (`--policy`, `--policy-settings`): a host of its
-    /// own with `limits`, and settings from the argument (`None`: `{}`), which must
-    /// be a JSON document.
-    pub fn for_push(path: &Path, settings: Option<&str>, limits: Limits) -> anyhow::Result<Self> {
+    /// Loads the module `source` names into `host`: a file, or a reference
+    /// fetched (or found in the cache) and verified through `registry`. Errors
+    /// name the file or the reference.
+    pub async fn resolve(
+        host: &Arc<PolicyHost>,
+        source: &PolicySource,
+        settings: String,
+        registry: &registry::Options,
+    ) -> anyhow::Result<Self> {
+        let policy = match source {
+            PolicySource::File(path) => host.load(path)?,
+            PolicySource::Oci(r) => host.load_fetched(&remote::fetch(r, registry).await?)?,
+        };
+        Ok(PolicyChoice {
+            host: host.clone(),
+            policy,
+            settings,
+        })
+    }
+
+    /// A module already fetched (a release fetches each reference once), loaded
+    /// into `host`.
+    pub fn from_fetched(
+        host: &Arc<PolicyHost>,
+        fetched: &remote::Fetched,
+        settings: String,
+    ) -> anyhow::Result<Self> {
+        Ok(PolicyChoice {
+            host: host.clone(),
+            policy: host.load_fetched(fetched)?,
+            settings,
+        })
+    }
+
+    /// The settings of a single push (`--policy-settings`): the argument
+    /// (`None`: `{}`), which must be a JSON document.
+    pub fn settings_for_push(settings: Option<&str>) -> anyhow::Result<String> {
         let settings = match settings {
             None => "{}".to_string(),
             Some(arg) => read_settings_arg(arg, "--policy-settings")?,
         };
         serde_json::from_str::<serde_json::Value>(&settings)
             .context("--policy-settings: not a JSON document")?;
-        let host = Arc::new(PolicyHost::new(limits)?);
-        PolicyChoice::load(&host, path, settings)
+        Ok(settings)
     }
 
     pub fn by(&self) -> String {

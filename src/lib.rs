@@ -22,7 +22,8 @@
 //!
 //! [`push`] strings the stages together for one container, [`release`] runs
 //! them for a product's containers; the binary only parses arguments and prints
-//! the [`report`]. [`cases`], [`check`] and [`scaffold`] are the policy authoring
+//! the [`report`]; [`decision_log`] appends each decision to an audit log.
+//! [`cases`], [`check`] and [`scaffold`] are the policy authoring
 //! tools.
 
 pub mod apply;
@@ -31,6 +32,7 @@ pub mod cases;
 pub mod check;
 pub mod contract;
 pub mod decide;
+pub mod decision_log;
 pub mod digest;
 pub mod facts;
 pub mod manifest;

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
-use crate::decide::{self, PolicyChoice};
+use crate::decide::{self, Decided, PolicyChoice};
+use crate::decision_log::{self, DecisionLog, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
@@ -35,6 +37,8 @@ pub struct PushRequest {
     pub policy: Option<PolicyChoice>,
     /// Draw progress (verifying archives, uploading) on the terminal.
     pub progress: bool,
+    /// Where the decision is logged (`--decision-log`), if anywhere.
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Checks and de-duplicates `--tag`s, keeping their order.
@@ -201,12 +205,50 @@ pub async fn facts(req: &PushRequest) -> Result<Facts> {
 /// written that should not be. A `fail` decision is an `Ok` report whose
 /// outcome is [`Outcome::Failed`]: nothing was written either.
 pub async fn push(req: &PushRequest) -> Result<Report> {
+    let mut trace = Trace::default();
+    let result = push_traced(req, &mut trace).await;
+    decision_log::record(req, None, &trace, result.as_ref())?;
+    result
+}
+
+/// The report of a container whose policy could not be had (an unreachable or
+/// unknown reference, a digest mismatch, an artifact that is not a policy, a
+/// refused pinning rule): a `fail` decided by the host, before anything is
+/// observed, so nothing is written. Logged like any decision.
+pub fn refuse(req: &PushRequest, policy: &str, error: &anyhow::Error) -> Result<Report> {
+    let tags = check_tags(&req.tags)?;
+    let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
+    let decided = Decided {
+        decision: Decision::Fail(format!("{error:#}")),
+        by: "host".into(),
+        logs: vec![],
+    };
+    report.finish_decided(Outcome::Failed, &decided);
+    let trace = Trace {
+        decided: Some(decided),
+        ..Trace::default()
+    };
+    decision_log::record(req, Some(policy), &trace, Ok(&report))?;
+    Ok(report)
+}
+
+/// Logs a container stopped by `error` before it could run (its policy did not
+/// load), and gives the error back; a log that cannot be written wins.
+pub fn log_stopped(req: &PushRequest, policy: &str, error: anyhow::Error) -> anyhow::Error {
+    match decision_log::record(req, Some(policy), &Trace::default(), Err(&error)) {
+        Ok(()) => error,
+        Err(e) => e,
+    }
+}
+
+async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     let tags = check_tags(&req.tags)?;
     let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
     if let Some(choice) = &req.policy {
         report.policy = Some(choice.policy.info.clone().into());
         if let Err(decided) = choice.validate() {
             report.finish_decided(Outcome::Failed, &decided);
+            trace.decided = Some(decided);
             return Ok(report);
         }
     }
@@ -219,9 +261,22 @@ pub async fn push(req: &PushRequest) -> Result<Report> {
         None => report.fill_from_recorded(&p.recorded, &p.tag_states),
     }
     report.fill_sources(&source_labels, p.desired().map(|d| (d, &p.plan)), None);
+    trace.verdict = Some((p.plan.verdict, p.plan.reason.clone()));
+    trace.build_id = p.resolved.build_id.clone();
 
     // decide
-    let decided = decide::decide(&p.plan, req.policy.as_ref(), || gather_facts(req, &p));
+    // The log holds the facts whoever decides: a host decision is audited too.
+    let logging = req.decision_log.is_some();
+    let mut facts = None;
+    let decided = decide::decide(&p.plan, req.policy.as_ref(), || {
+        let f = gather_facts(req, &p);
+        if logging {
+            facts = Some(f.clone());
+        }
+        f
+    });
+    trace.facts = facts.or_else(|| logging.then(|| gather_facts(req, &p)));
+    trace.decided = Some(decided.clone());
     let outcome = match (&decided.decision, p.plan.verdict) {
         (Decision::Fail(_), _) => Outcome::Failed,
         (_, Verdict::UpToDate) => Outcome::UpToDate,

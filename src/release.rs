@@ -15,7 +15,9 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::decide::PolicyChoice;
+use crate::decision_log::DecisionLog;
 use crate::policy::PolicyHost;
+use crate::policy::remote::{self, PolicySource};
 use crate::push::{PushRequest, push};
 use crate::registry;
 use crate::report::{Outcome, Report};
@@ -51,8 +53,12 @@ pub struct ContainerConfig {
     #[serde(default)]
     pub arches: Vec<String>,
     pub v2s2: Option<bool>,
-    /// Policy module path; relative paths are relative to the config file.
-    pub policy: Option<PathBuf>,
+    /// Policy module: a file path (relative to the config file), or a reference
+    /// `oci://REGISTRY/REPO@sha256:…` (or `:TAG`).
+    pub policy: Option<String>,
+    /// `policy`, parsed (when the config is read).
+    #[serde(skip)]
+    pub policy_source: Option<PolicySource>,
     /// Settings for the policy, any TOML table (given to the module as JSON).
     pub settings: Option<toml::Table>,
 }
@@ -86,7 +92,9 @@ impl ReleaseConfig {
                 bail!("{}: container {:?} has no tags", path.display(), c.name);
             }
             if let Some(p) = &c.policy {
-                c.policy = Some(base.join(p));
+                let source = PolicySource::parse(p)
+                    .with_context(|| format!("{}: container {:?}", path.display(), c.name))?;
+                c.policy_source = Some(source.relative_to(base));
             }
         }
         if cfg.containers.is_empty() {
@@ -117,6 +125,9 @@ pub struct ReleaseOptions {
     pub registry: registry::Options,
     pub policy_limits: crate::policy::Limits,
     pub progress: bool,
+    /// Refuse (fail) a container whose policy is a reference by tag.
+    pub require_pinned_policies: bool,
+    pub decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Publishes every container, in parallel; the results are in config order.
@@ -127,21 +138,24 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     let build = crate::sources::cosa::Workdir::new(&cfg.workdir)
         .resolve_build(&build)?
         .id;
-    let needs_host = cfg.containers.iter().any(|c| c.policy.is_some());
+    let needs_host = cfg.containers.iter().any(|c| c.policy_source.is_some());
     let host = if needs_host {
         Some(Arc::new(PolicyHost::new(opts.policy_limits)?))
     } else {
         None
     };
+    // Each reference is fetched once per run, so containers naming the same tag
+    // get the same module even if the tag moves mid-run.
+    let fetched = tokio::sync::Mutex::new(Fetches::new());
     // Containers go in parallel (their blob transfers share `--jobs` through
     // the run's upload slots); results come back in config order.
     let results = futures_util::stream::iter(&cfg.containers)
         .map(|c| {
-            let (build, host) = (&build, host.as_ref());
+            let (build, host, fetched) = (&build, host.as_ref(), &fetched);
             async move {
                 ContainerResult {
                     name: c.name.clone(),
-                    result: run_one(cfg, c, build, host, opts).await,
+                    result: run_one(cfg, c, build, host, opts, fetched).await,
                 }
             }
         })
@@ -155,27 +169,18 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
 /// `--jobs`; this bounds the reads, plans and meta.json writes around them.
 const PARALLEL_CONTAINERS: usize = 4;
 
+/// The references fetched so far in a run (or why they could not be).
+type Fetches = BTreeMap<String, std::result::Result<Arc<remote::Fetched>, String>>;
+
 async fn run_one(
     cfg: &ReleaseConfig,
     c: &ContainerConfig,
     build: &str,
     host: Option<&Arc<PolicyHost>>,
     opts: &ReleaseOptions,
+    fetches: &tokio::sync::Mutex<Fetches>,
 ) -> Result<Report> {
-    let policy = match (&c.policy, host) {
-        (Some(path), Some(host)) => {
-            let settings = match &c.settings {
-                Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
-                None => "{}".into(),
-            };
-            Some(
-                PolicyChoice::load(host, path, settings)
-                    .with_context(|| format!("container {}", c.name))?,
-            )
-        }
-        _ => None,
-    };
-    let req = PushRequest {
+    let mut req = PushRequest {
         container: c.name.clone(),
         repo: c.repo.clone(),
         tags: c.tags.iter().map(|t| t.replace("{build}", build)).collect(),
@@ -191,9 +196,59 @@ async fn run_one(
         dry_run: opts.dry_run,
         registry: opts.registry.clone(),
         digest_file: None,
-        policy,
+        policy: None,
         progress: opts.progress,
+        decision_log: opts.decision_log.clone(),
     };
+    if let (Some(source), Some(host)) = (&c.policy_source, host) {
+        let settings = match &c.settings {
+            Some(t) => serde_json::to_string(t).expect("a TOML table is JSON"),
+            None => "{}".into(),
+        };
+        match source {
+            PolicySource::Oci(r) if opts.require_pinned_policies && !r.is_pinned() => {
+                let e = anyhow::anyhow!(
+                    "policy {r} is not pinned by digest, and --require-pinned-policies \
+                     refuses it: name it as oci://{}@sha256:… (`pushgate policy pull {r}` \
+                     prints the digest)",
+                    r.repo
+                );
+                return crate::push::refuse(&req, &source.to_string(), &e);
+            }
+            // A file that does not load is an error of the config, as it always
+            // was; a reference that cannot be had (unreachable, unknown, not a
+            // policy, mismatched) is a `fail` of the container, reported and
+            // logged like a policy's own.
+            PolicySource::File(path) => match PolicyChoice::load(host, path, settings) {
+                Ok(choice) => req.policy = Some(choice),
+                Err(e) => {
+                    let e = e.context(format!("container {}", c.name));
+                    return Err(crate::push::log_stopped(&req, &source.to_string(), e));
+                }
+            },
+            PolicySource::Oci(r) => {
+                let key = r.to_string();
+                let fetched = {
+                    // Held across the fetch: a second container naming the same
+                    // reference waits for the first one's answer.
+                    let mut fetches = fetches.lock().await;
+                    if !fetches.contains_key(&key) {
+                        let f = remote::fetch(r, &opts.registry).await;
+                        fetches.insert(key.clone(), f.map(Arc::new).map_err(|e| format!("{e:#}")));
+                    }
+                    fetches[&key].clone()
+                };
+                let choice = match &fetched {
+                    Ok(f) => PolicyChoice::from_fetched(host, f, settings),
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                };
+                match choice {
+                    Ok(choice) => req.policy = Some(choice),
+                    Err(e) => return crate::push::refuse(&req, &key, &e),
+                }
+            }
+        }
+    }
     push(&req)
         .await
         .with_context(|| format!("container {}", c.name))

@@ -37,7 +37,12 @@ pub struct PolicyRef {
     pub name: String,
     pub version: String,
     pub sha256: Digest,
+    /// The module's file (for a fetched one, its copy in the cache).
     pub path: String,
+    /// For a module fetched from a registry: the reference pinned to the digest
+    /// it resolved to, `oci://REGISTRY/REPO@sha256:…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 impl From<crate::policy::PolicyInfo> for PolicyRef {
@@ -47,6 +52,7 @@ impl From<crate::policy::PolicyInfo> for PolicyRef {
             version: i.version,
             sha256: i.sha256,
             path: i.path.display().to_string(),
+            reference: i.reference,
         }
     }
 }
@@ -289,7 +295,10 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  policy: {} {} ({}, {})",
-                p.name, p.version, p.path, p.sha256
+                p.name,
+                p.version,
+                p.reference.as_deref().unwrap_or(&p.path),
+                p.sha256
             );
         }
         for line in &self.policy_logs {

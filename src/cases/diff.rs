@@ -31,12 +31,12 @@ pub fn diff(host: &PolicyHost, old: &Policy, new: &Policy, cases: &[LoadedCase])
         .collect()
 }
 
-/// A decision with the module's path taken out of its reason: the host's own
-/// reasons name the module file (`policy module PATH rejected the settings: ...`),
-/// and two builds of a policy sit at different paths without deciding differently.
+/// A decision with the module's name taken out of its reason: the host's own
+/// reasons name the module file or reference (`policy module PATH rejected the
+/// settings: ...`), and two builds of a policy sit at different paths (or a file
+/// and its published artifact) without deciding differently.
 fn comparable(d: &Decision, policy: &Policy) -> Decision {
-    let path = policy.info.path.display().to_string();
-    let strip = |r: &str| r.replace(&path, "<module>");
+    let strip = |r: &str| r.replace(policy.label(), "<module>");
     match d {
         Decision::Skip(r) => Decision::Skip(strip(r)),
         Decision::Push(r) => Decision::Push(strip(r)),

@@ -25,6 +25,14 @@ use crate::digest::Digest;
 
 /// Where compiled modules are kept, if a private directory can be had.
 pub fn dir() -> Option<PathBuf> {
+    private_dir("modules")
+}
+
+/// `$XDG_CACHE_HOME/pushgate/NAME` (or `~/.cache/pushgate/NAME`), created
+/// private, if it can be had and the cache is not turned off. Fetched policy
+/// artifacts ([`super::remote`]) live beside the compiled modules, under the
+/// same rules.
+pub fn private_dir(name: &str) -> Option<PathBuf> {
     if std::env::var_os("PUSHGATE_POLICY_CACHE").is_some_and(|v| v == "off") {
         return None;
     }
@@ -32,7 +40,7 @@ pub fn dir() -> Option<PathBuf> {
         Some(x) => PathBuf::from(x),
         None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
     };
-    let dir = base.join("pushgate").join("modules");
+    let dir = base.join("pushgate").join(name);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
 
-use super::{NOT_WASM, PolicyError, PolicyHost, PolicyInfo};
+use super::{NOT_WASM, PolicyError, PolicyHost, PolicyInfo, remote};
 use crate::digest::Digest;
 
 /// What a file holds, as far as it can be read: for `policy inspect`, which must
@@ -19,6 +19,22 @@ pub struct Inspection {
     /// The loaded module's description, or why it does not load.
     #[serde(with = "result_as_object")]
     pub loaded: Result<PolicyInfo, String>,
+    /// For a module fetched from a registry: the artifact it came in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactSummary>,
+}
+
+/// The artifact a fetched module came in, as `policy inspect` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArtifactSummary {
+    /// The reference as given.
+    pub reference: String,
+    /// `oci://REGISTRY/REPO@sha256:…`.
+    pub pinned: String,
+    pub digest: Digest,
+    pub annotations: serde_json::Map<String, serde_json::Value>,
+    /// Served from the cache, without a request.
+    pub from_cache: bool,
 }
 
 mod result_as_object {
@@ -46,18 +62,48 @@ impl PolicyHost {
             module: label.clone(),
             reason: e.to_string(),
         })?;
+        self.describe(&bytes, path, label, || self.load(path), None)
+    }
+
+    /// Describes a module fetched from a registry, and the artifact it came in.
+    pub fn inspect_fetched(&self, f: &remote::Fetched) -> Result<Inspection, PolicyError> {
+        let path = f.path.clone().unwrap_or_else(|| f.pinned.clone().into());
+        let artifact = ArtifactSummary {
+            reference: f.requested.to_string(),
+            pinned: f.pinned.clone(),
+            digest: f.digest.clone(),
+            annotations: f.described.annotations.clone(),
+            from_cache: f.from_cache,
+        };
+        self.describe(
+            &f.module,
+            &path,
+            f.label(),
+            || self.load_fetched(f),
+            Some(artifact),
+        )
+    }
+
+    fn describe(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        label: String,
+        load: impl FnOnce() -> Result<std::sync::Arc<super::Policy>, PolicyError>,
+        artifact: Option<ArtifactSummary>,
+    ) -> Result<Inspection, PolicyError> {
         if !bytes.starts_with(b"\0asm") {
             return Err(PolicyError::Invalid {
                 module: label,
                 reason: NOT_WASM.into(),
             });
         }
-        let loaded = self.load(path);
+        let loaded = load();
         // A module that loads was compiled already; one that does not is compiled
         // here only to list what it exports and imports.
         let component = match &loaded {
             Ok(p) => p.component.clone(),
-            Err(_) => Component::new(&self.engine, &bytes).map_err(|e| PolicyError::Invalid {
+            Err(_) => Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
                 module: label,
                 reason: format!("{e:#} (a policy must be a component built for wasm32-wasip2)"),
             })?,
@@ -66,7 +112,7 @@ impl PolicyHost {
         Ok(Inspection {
             path: path.to_path_buf(),
             size: bytes.len() as u64,
-            sha256: Digest::of(&bytes),
+            sha256: Digest::of(bytes),
             exports: ty
                 .exports(&self.engine)
                 .map(|(n, _)| n.to_string())
@@ -76,6 +122,7 @@ impl PolicyHost {
                 .map(|(n, _)| n.to_string())
                 .collect(),
             loaded: loaded.map(|p| p.info.clone()).map_err(|e| e.to_string()),
+            artifact,
         })
     }
 }

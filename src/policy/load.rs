@@ -1,11 +1,12 @@
 //! Loading a module: compiled once per content (in memory, and on disk through
-//! [`super::cache`]), checked against the contract, and asked for its metadata.
+//! [`super::cache`]), checked against the contract, and asked for its metadata;
+//! from a file, or from bytes fetched from a registry ([`super::remote`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use super::bindings;
-use super::{CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache};
+use super::{CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache, remote};
 use crate::digest::Digest;
 
 impl PolicyHost {
@@ -17,10 +18,37 @@ impl PolicyHost {
             module: label.clone(),
             reason: e.to_string(),
         })?;
-        let sha256 = Digest::of(&bytes);
-        if let Some(p) = self.cache.lock().expect("policy cache").get(&sha256) {
-            return Ok(p.clone());
-        }
+        self.load_bytes(&bytes, path, label, None)
+    }
+
+    /// Loads a module fetched from a registry, named by its reference.
+    pub fn load_fetched(&self, f: &remote::Fetched) -> Result<Arc<Policy>, PolicyError> {
+        let path = f.path.clone().unwrap_or_else(|| f.pinned.clone().into());
+        self.load_bytes(&f.module, &path, f.label(), Some(f.pinned.clone()))
+    }
+
+    /// Loads module `bytes`, which came from `path` and which errors call
+    /// `label`.
+    fn load_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        label: String,
+        reference: Option<String>,
+    ) -> Result<Arc<Policy>, PolicyError> {
+        let sha256 = Digest::of(bytes);
+        let key = (sha256.clone(), label.clone());
+        let compiled = {
+            let cache = self.cache.lock().expect("policy cache");
+            if let Some(p) = cache.get(&key) {
+                return Ok(p.clone());
+            }
+            // The same content under another name: compiled already.
+            cache
+                .iter()
+                .find(|((d, _), _)| d == &sha256)
+                .map(|(_, p)| p.component.clone())
+        };
         let invalid = |reason: String| PolicyError::Invalid {
             module: label.clone(),
             reason,
@@ -28,11 +56,14 @@ impl PolicyHost {
         if !bytes.starts_with(b"\0asm") {
             return Err(invalid(NOT_WASM.into()));
         }
-        let component = cache::compile(&self.engine, &bytes, &sha256).map_err(|e| {
-            invalid(format!(
-                "{e:#} (a policy must be a component built for wasm32-wasip2)"
-            ))
-        })?;
+        let component = match compiled {
+            Some(c) => c,
+            None => cache::compile(&self.engine, bytes, &sha256).map_err(|e| {
+                invalid(format!(
+                    "{e:#} (a policy must be a component built for wasm32-wasip2)"
+                ))
+            })?,
+        };
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -76,6 +107,7 @@ impl PolicyHost {
                     .imports(&self.engine)
                     .map(|(name, _)| name.to_string())
                     .collect(),
+                reference,
             },
             pre,
             component,
@@ -97,7 +129,7 @@ impl PolicyHost {
         self.cache
             .lock()
             .expect("policy cache")
-            .insert(sha256, policy.clone());
+            .insert(key, policy.clone());
         Ok(policy)
     }
 }

@@ -21,7 +21,9 @@
 //! * [`load`] and [`cache`]: compiling a module once, checking the contract;
 //! * [`call`]: one capped call, on a thread of its own;
 //! * [`convert`]: the contract's plain data to and from the generated bindings;
-//! * [`inspect`]: describing a module file for `policy inspect`.
+//! * [`inspect`]: describing a module file for `policy inspect`;
+//! * [`remote`]: modules published to and fetched from registries as OCI
+//!   artifacts, verified by digest and cached on disk.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,9 +41,10 @@ mod call;
 mod convert;
 mod inspect;
 mod load;
+pub mod remote;
 mod sandbox;
 
-pub use inspect::Inspection;
+pub use inspect::{ArtifactSummary, Inspection};
 pub use sandbox::Limits;
 
 mod bindings {
@@ -94,6 +97,10 @@ pub struct PolicyInfo {
     pub contract: String,
     /// Everything the component imports (WASI interfaces and the host's log).
     pub imports: Vec<String>,
+    /// Fetched from a registry: the reference pinned to the digest it resolved to
+    /// (`oci://REGISTRY/REPO@sha256:…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A compiled, contract-checked policy module.
@@ -104,12 +111,22 @@ pub struct Policy {
     label: String,
 }
 
+impl Policy {
+    /// How the host's own messages name the module: its path, or the reference
+    /// it was fetched by.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
 /// One engine per run: compiles modules once and runs every call.
 pub struct PolicyHost {
     engine: Engine,
     linker: Linker<sandbox::State>,
     limits: Limits,
-    cache: Mutex<HashMap<Digest, Arc<Policy>>>,
+    /// Loaded modules by content and by how they are named (a module fetched
+    /// from a registry is named by its reference, not by its cached file).
+    cache: Mutex<HashMap<(Digest, String), Arc<Policy>>>,
     ticker_stop: Arc<AtomicBool>,
 }
 

@@ -7,7 +7,9 @@
 //!   [`tls`] finds CAs and client certificates;
 //! * [`auth`]: which auth file, and which of its entries, applies to a registry;
 //! * [`ops`]: the operations themselves (tags, blobs, manifests), bounded reads,
-//!   digests from bytes, writes checked before they are repeated;
+//!   digests from bytes, writes checked before they are repeated; its child
+//!   `artifact_ops` reads and writes small non-image content whole (policy
+//!   modules);
 //! * [`error`] and [`explain`]: failures as data, then as messages that name the
 //!   registry and the way out; credentials never appear in any of them.
 //!
@@ -29,7 +31,7 @@ pub mod transport;
 
 pub use explain::{Explained, Who};
 
-pub use ops::{BlobSource, Fetched, Repository};
+pub use ops::{BlobSource, Fetched, FetchedManifest, Repository};
 pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
 pub use retry::RetryPolicy;
 pub use transport::{Clients, Options, Transport};

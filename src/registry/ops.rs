@@ -672,3 +672,9 @@ mod tests {
         );
     }
 }
+
+// Reads and writes of small artifacts by digest (policy modules): a child module,
+// so it reaches the repository's URLs, scopes and explanations.
+#[path = "artifact_ops.rs"]
+mod artifact_ops;
+pub use artifact_ops::FetchedManifest;

@@ -10,8 +10,12 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
+use anyhow::Context;
+
 use pushgate::decide::PolicyChoice;
+use pushgate::decision_log::DecisionLog;
 use pushgate::policy::Limits;
+use pushgate::policy::remote::PolicySource;
 use pushgate::push::{PushRequest, push};
 use pushgate::registry::retry::parse_duration;
 use pushgate::registry::{self, RetryPolicy};
@@ -43,7 +47,7 @@ enum Command {
     /// Push a manifest list over per-arch images and record it in meta.json
     /// (a drop-in for `cosa push-container-manifest`).
     #[command(visible_alias = "push-container-manifest")]
-    Push(Box<PushArgs>),
+    Push(Box<PushCommand>),
     /// Publish every container of a product in one run, from a release config
     Release(ReleaseArgs),
     /// Write, test and check policy modules, offline
@@ -97,6 +101,36 @@ impl PolicyLimitArgs {
     }
 }
 
+/// `pushgate push`: push's flags, and where to log the decision.
+#[derive(Args)]
+pub(crate) struct PushCommand {
+    #[command(flatten)]
+    push: PushArgs,
+    #[command(flatten)]
+    log: DecisionLogArgs,
+}
+
+/// The decision log, for `push` and `release`.
+#[derive(Args)]
+pub(crate) struct DecisionLogArgs {
+    /// Append one JSON line per container to FILE: the decision, who took it
+    /// (policy name, version, sha256, or host), the facts' sha256, the outcome
+    #[arg(long, value_name = "FILE")]
+    decision_log: Option<PathBuf>,
+    /// Log the facts themselves too (replayable with `policy facts --from-log`)
+    #[arg(long, requires = "decision_log")]
+    decision_log_facts: bool,
+}
+
+impl DecisionLogArgs {
+    fn open(&self) -> anyhow::Result<Option<std::sync::Arc<DecisionLog>>> {
+        self.decision_log
+            .as_deref()
+            .map(|p| DecisionLog::open(p, self.decision_log_facts).map(std::sync::Arc::new))
+            .transpose()
+    }
+}
+
 #[derive(Args)]
 struct ReleaseArgs {
     /// Release config (TOML): the product's containers, with artifact, key, repo,
@@ -118,6 +152,12 @@ struct ReleaseArgs {
     /// Do not draw progress lines (they are drawn only on a terminal anyway)
     #[arg(long, short)]
     quiet: bool,
+    /// Fail every container whose policy is a reference by tag
+    /// (oci://REPO:TAG) rather than by digest (oci://REPO@sha256:…)
+    #[arg(long)]
+    require_pinned_policies: bool,
+    #[command(flatten)]
+    log: DecisionLogArgs,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -164,13 +204,13 @@ pub(crate) struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    fn options(self) -> registry::Options {
+    pub(crate) fn options(&self) -> registry::Options {
         let defaults = registry::Options::default();
         registry::Options {
             tls_verify: self.tls_verify,
             plain_http: self.plain_http,
-            cert_dir: self.cert_dir,
-            authfile: self.authfile,
+            cert_dir: self.cert_dir.clone(),
+            authfile: self.authfile.clone(),
             jobs: self.jobs as usize,
             retry: RetryPolicy {
                 times: self.retry_times,
@@ -242,9 +282,11 @@ pub(crate) struct PushArgs {
     quiet: bool,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Policy module (a wasm32-wasip2 component) that decides skip / push / fail
-    #[arg(long, value_name = "FILE.wasm")]
-    policy: Option<PathBuf>,
+    /// Policy module (a wasm32-wasip2 component) that decides skip / push / fail:
+    /// a file, or a published one, oci://REGISTRY/REPO@sha256:… (or :TAG),
+    /// fetched once, verified and cached
+    #[arg(long, value_name = "FILE.wasm|oci://REF")]
+    policy: Option<String>,
     /// Settings for the policy: a JSON document, or @FILE to read one
     #[arg(long, value_name = "JSON|@FILE", requires = "policy")]
     policy_settings: Option<String>,
@@ -252,15 +294,34 @@ pub(crate) struct PushArgs {
     limits: PolicyLimitArgs,
 }
 
+/// A policy named on the command line, not yet loaded.
+pub(crate) struct PendingPolicy {
+    pub(crate) source: PolicySource,
+    pub(crate) settings: String,
+    pub(crate) limits: Limits,
+}
+
+impl PendingPolicy {
+    /// Loads (fetching a reference through `registry`) into a host of its own.
+    pub(crate) async fn resolve(
+        &self,
+        registry: &registry::Options,
+    ) -> anyhow::Result<PolicyChoice> {
+        let host = std::sync::Arc::new(pushgate::policy::PolicyHost::new(self.limits)?);
+        PolicyChoice::resolve(&host, &self.source, self.settings.clone(), registry).await
+    }
+}
+
 impl PushArgs {
-    pub(crate) fn request(self) -> anyhow::Result<PushRequest> {
+    /// The request, its policy still to be loaded.
+    pub(crate) fn request(self) -> anyhow::Result<(PushRequest, Option<PendingPolicy>)> {
         let policy = match &self.policy {
             None => None,
-            Some(path) => Some(PolicyChoice::for_push(
-                path,
-                self.policy_settings.as_deref(),
-                self.limits.limits(),
-            )?),
+            Some(arg) => Some(PendingPolicy {
+                source: PolicySource::parse(arg).context("--policy")?,
+                settings: PolicyChoice::settings_for_push(self.policy_settings.as_deref())?,
+                limits: self.limits.limits(),
+            }),
         };
         let container = self
             .metajsonname
@@ -278,7 +339,7 @@ impl PushArgs {
             },
             None => SourceSpec::Images(self.image),
         };
-        Ok(PushRequest {
+        let req = PushRequest {
             container,
             repo: self.repo,
             tags: self.tags,
@@ -288,9 +349,11 @@ impl PushArgs {
             dry_run: self.dry_run,
             registry: self.registry.options(),
             digest_file: self.write_digest_to_file,
-            policy,
+            policy: None,
             progress: pushgate::progress::wanted(self.json, self.quiet),
-        })
+            decision_log: None,
+        };
+        Ok((req, policy))
     }
 }
 
@@ -386,6 +449,15 @@ fn parse_args(args: &[std::ffi::OsString]) -> Cli {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if policy::is_from_log(&args) {
+        return match policy::from_log(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                out::eprintln(&format!("pushgate: error: {e:#}"));
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cli = parse_args(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -424,11 +496,29 @@ fn main() -> ExitCode {
 fn run_push(
     runtime: &tokio::runtime::Runtime,
     signals: &tokio::sync::watch::Receiver<i32>,
-    args: PushArgs,
+    cmd: PushCommand,
 ) -> anyhow::Result<ExitCode> {
-    let json = args.json;
-    let req = args.request()?;
-    let report = signals::run(runtime, signals, push(&req))?;
+    let json = cmd.push.json;
+    let (mut req, policy) = cmd.push.request()?;
+    req.decision_log = cmd.log.open()?;
+    let run = async {
+        if let Some(pending) = &policy {
+            match pending.resolve(&req.registry).await {
+                Ok(choice) => req.policy = Some(choice),
+                // A reference that cannot be had fails the container, reported
+                // and logged; a file that does not load is an error, as always.
+                Err(e) if matches!(pending.source, PolicySource::Oci(_)) => {
+                    return pushgate::push::refuse(&req, &pending.source.to_string(), &e);
+                }
+                Err(e) => {
+                    let source = pending.source.to_string();
+                    return Err(pushgate::push::log_stopped(&req, &source, e));
+                }
+            }
+        }
+        push(&req).await
+    };
+    let report = signals::run(runtime, signals, run)?;
     if json {
         out::println(&serde_json::to_string(&report).expect("report serializes"))?;
     } else {
@@ -457,6 +547,8 @@ fn run_release(
         registry: args.registry.options(),
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.json, args.quiet),
+        require_pinned_policies: args.require_pinned_policies,
+        decision_log: args.log.open()?,
     };
     let results = signals::run(runtime, signals, release::release(&cfg, &opts))?;
     if args.json {

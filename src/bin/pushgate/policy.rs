@@ -8,11 +8,12 @@ use clap::{Args, Subcommand};
 
 use pushgate::cases::{self, Kind};
 use pushgate::contract::Decision;
-use pushgate::policy::{Limits, PolicyHost};
+use pushgate::policy::remote::{self, PolicySource};
+use pushgate::policy::{Limits, Policy, PolicyHost};
 
 use std::fmt::Write as _;
 
-use crate::{PolicyLimitArgs, PushArgs, out};
+use crate::{PolicyLimitArgs, RegistryArgs, out};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -29,13 +30,20 @@ pub enum PolicyCommand {
     /// Create a policy crate: Cargo.toml, src with the contract wired, a passing case
     New(NewArgs),
     /// Show a module's metadata, contract version, size, sha256 and imports
+    /// (a file, or oci://REF and the artifact it came in)
     Inspect(InspectArgs),
+    /// Publish a module to a registry as an OCI artifact (oci://REGISTRY/REPO:TAG)
+    /// and print its digest
+    Push(PushArgs),
+    /// Fetch a published module (oci://REGISTRY/REPO[:TAG|@sha256:…]) into the
+    /// local cache, verified, and print the digest it resolved to
+    Pull(PullArgs),
 }
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// The policy module (.wasm)
-    module: PathBuf,
+    /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
+    module: String,
     /// Case files, or directories searched for *.json
     #[arg(required = true, value_name = "CASE")]
     cases: Vec<PathBuf>,
@@ -47,11 +55,14 @@ pub struct TestArgs {
     junit: Option<PathBuf>,
     #[command(flatten)]
     limits: PolicyLimitArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
 pub struct CheckArgs {
-    module: PathBuf,
+    /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
+    module: String,
     /// Settings to check with (JSON or @FILE) [default: the module's sample settings]
     #[arg(long, value_name = "JSON|@FILE")]
     settings: Option<String>,
@@ -59,12 +70,16 @@ pub struct CheckArgs {
     json: bool,
     #[command(flatten)]
     limits: PolicyLimitArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
 pub struct DiffArgs {
-    old: PathBuf,
-    new: PathBuf,
+    /// The old module: a .wasm file or an oci:// reference
+    old: String,
+    /// The new module: a .wasm file or an oci:// reference
+    new: String,
     #[arg(required = true, value_name = "CASE")]
     cases: Vec<PathBuf>,
     #[arg(long)]
@@ -74,12 +89,19 @@ pub struct DiffArgs {
     fail_on_change: bool,
     #[command(flatten)]
     limits: PolicyLimitArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "With --from-log FILE --out DIR instead of push's flags: every line of a \
+decision log that holds facts (logged with --decision-log-facts) becomes a case in DIR, \
+expecting the decision logged; `pushgate policy test MODULE DIR` replays them."
+)]
 pub struct FactsArgs {
     #[command(flatten)]
-    push: PushArgs,
+    push: crate::PushArgs,
     /// Write the case here [default: stdout]
     #[arg(long, short, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -96,27 +118,96 @@ pub struct NewArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    module: PathBuf,
+    /// The policy module: a .wasm file, or oci://REGISTRY/REPO[:TAG|@sha256:…]
+    module: String,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The policy module (.wasm) to publish; it must load
+    module: PathBuf,
+    /// Where: oci://REGISTRY/REPO:TAG
+    reference: String,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// oci://REGISTRY/REPO[:TAG|@sha256:…] (without either, :latest)
+    reference: String,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 fn host(limits: &PolicyLimitArgs) -> Result<PolicyHost> {
     PolicyHost::new(limits.limits())
 }
 
+type Signals = tokio::sync::watch::Receiver<i32>;
+
+/// Where the commands get modules from: files, or references fetched (or
+/// found in the cache) with the registry flags.
+struct Modules<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    signals: &'a Signals,
+    registry: pushgate::registry::Options,
+}
+
+impl Modules<'_> {
+    fn fetch(&self, r: &remote::OciRef) -> Result<remote::Fetched> {
+        crate::signals::run(self.runtime, self.signals, remote::fetch(r, &self.registry))
+    }
+
+    /// Loads `module` (a file or a reference). A reference that cannot be had
+    /// is an error naming it.
+    fn load(&self, host: &PolicyHost, module: &str) -> Result<std::sync::Arc<Policy>> {
+        Ok(self.try_load(host, module)??)
+    }
+
+    /// Like [`Modules::load`], but a module that is had and does not load is
+    /// given back as such (for `policy check`, which reports it).
+    fn try_load(
+        &self,
+        host: &PolicyHost,
+        module: &str,
+    ) -> Result<Result<std::sync::Arc<Policy>, pushgate::policy::PolicyError>> {
+        Ok(match PolicySource::parse(module)? {
+            PolicySource::File(p) => host.load(&p),
+            PolicySource::Oci(r) => host.load_fetched(&self.fetch(&r)?),
+        })
+    }
+}
+
 pub fn run(
     runtime: &tokio::runtime::Runtime,
-    signals: &tokio::sync::watch::Receiver<i32>,
+    signals: &Signals,
     cmd: PolicyCommand,
 ) -> Result<ExitCode> {
+    let modules = |registry: &RegistryArgs| Modules {
+        runtime,
+        signals,
+        registry: registry.options(),
+    };
     match cmd {
-        PolicyCommand::Test(a) => test(a),
-        PolicyCommand::Check(a) => check(a),
-        PolicyCommand::Diff(a) => diff(a),
+        PolicyCommand::Test(a) => test(&a, &modules(&a.registry)),
+        PolicyCommand::Check(a) => check(&a, &modules(&a.registry)),
+        PolicyCommand::Diff(a) => diff(&a, &modules(&a.registry)),
         PolicyCommand::Facts(a) => facts(runtime, signals, *a),
         PolicyCommand::New(a) => new(a),
-        PolicyCommand::Inspect(a) => inspect(a),
+        PolicyCommand::Inspect(a) => inspect(&a, &modules(&a.registry)),
+        PolicyCommand::Push(a) => push(runtime, signals, a),
+        PolicyCommand::Pull(a) => pull(&a, &modules(&a.registry)),
     }
 }
 
@@ -128,10 +219,10 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-fn test(a: TestArgs) -> Result<ExitCode> {
+fn test(a: &TestArgs, modules: &Modules) -> Result<ExitCode> {
     let cases = cases::load_cases(&a.cases)?;
     let host = host(&a.limits)?;
-    let policy = host.load(&a.module)?;
+    let policy = modules.load(&host, &a.module)?;
     let results: Vec<_> = cases
         .iter()
         .map(|c| cases::run_case(&host, &policy, c))
@@ -145,8 +236,8 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     if a.json {
         let passed = results.iter().filter(|r| r.passed).count();
         let doc = serde_json::json!({
-            "module": a.module.display().to_string(),
-            "policy": { "name": policy.info.name, "version": policy.info.version, "sha256": policy.info.sha256 },
+            "module": a.module,
+            "policy": policy_json(&policy),
             "passed": passed,
             "failed": results.len() - passed,
             "results": results,
@@ -158,14 +249,16 @@ fn test(a: TestArgs) -> Result<ExitCode> {
     Ok(exit(ok))
 }
 
-fn check(a: CheckArgs) -> Result<ExitCode> {
+fn check(a: &CheckArgs, modules: &Modules) -> Result<ExitCode> {
     let settings = a
         .settings
         .as_deref()
         .map(|s| pushgate::decide::read_settings_arg(s, "--settings"))
         .transpose()?;
     let host = host(&a.limits)?;
-    let report = pushgate::check::check(&host, &a.module, settings.as_deref());
+    let loaded = modules.try_load(&host, &a.module)?;
+    let report =
+        pushgate::check::check_loaded(&host, a.module.clone(), loaded, settings.as_deref());
     if a.json {
         out::println(&serde_json::json!({ "ok": report.ok(), "report": report }).to_string())?;
     } else {
@@ -174,20 +267,30 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     Ok(exit(report.ok()))
 }
 
+/// A policy as the JSON outputs name it: name, version, sha256, and the pinned
+/// reference of one fetched from a registry.
+fn policy_json(p: &Policy) -> serde_json::Value {
+    let mut v = serde_json::json!({ "name": p.info.name, "version": p.info.version, "sha256": p.info.sha256 });
+    if let Some(r) = &p.info.reference {
+        v["reference"] = r.clone().into();
+    }
+    v
+}
+
 fn describe(d: &Decision) -> String {
     format!("{}: {}", d.kind(), d.reason())
 }
 
-fn diff(a: DiffArgs) -> Result<ExitCode> {
+fn diff(a: &DiffArgs, modules: &Modules) -> Result<ExitCode> {
     let cases = cases::load_cases(&a.cases)?;
     let host = host(&a.limits)?;
-    let old = host.load(&a.old)?;
-    let new = host.load(&a.new)?;
+    let old = modules.load(&host, &a.old)?;
+    let new = modules.load(&host, &a.new)?;
     let changes = cases::diff(&host, &old, &new, &cases);
     if a.json {
         let doc = serde_json::json!({
-            "old": { "name": old.info.name, "version": old.info.version, "sha256": old.info.sha256 },
-            "new": { "name": new.info.name, "version": new.info.version, "sha256": new.info.sha256 },
+            "old": policy_json(&old),
+            "new": policy_json(&new),
             "cases": cases.len(),
             "changed": changes,
         });
@@ -223,7 +326,14 @@ fn facts(
     signals: &tokio::sync::watch::Receiver<i32>,
     a: FactsArgs,
 ) -> Result<ExitCode> {
-    let req = a.push.request()?;
+    let (mut req, policy) = a.push.request()?;
+    if let Some(pending) = &policy {
+        req.policy = Some(crate::signals::run(
+            runtime,
+            signals,
+            pending.resolve(&req.registry),
+        )?);
+    }
     let facts = crate::signals::run(runtime, signals, pushgate::push::facts(&req))?;
     // The case expects what is decided today (the policy's answer, or the host's),
     // so it passes as written: a regression case to edit or keep.
@@ -259,6 +369,87 @@ fn facts(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `policy facts --from-log FILE --out DIR`: a decision log's facts as cases.
+/// Parsed apart from push's flags (which it does not take).
+#[derive(clap::Parser)]
+#[command(
+    name = "pushgate policy facts",
+    about = "Turn a decision log's facts into case files"
+)]
+pub struct FromLogArgs {
+    /// A decision log written with --decision-log-facts
+    #[arg(long, value_name = "FILE")]
+    from_log: PathBuf,
+    /// The directory to write the cases to (created if missing) [default: stdout,
+    /// when there is one case]
+    #[arg(long, short, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Only the line with this decision id
+    #[arg(long, value_name = "ID")]
+    decision_id: Option<String>,
+}
+
+/// Whether argv is `pushgate policy facts ... --from-log ...`.
+pub fn is_from_log(args: &[std::ffi::OsString]) -> bool {
+    args.get(1).is_some_and(|a| a == "policy")
+        && args.get(2).is_some_and(|a| a == "facts")
+        && args[3..].iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == "--from-log" || a.starts_with("--from-log="))
+        })
+}
+
+pub fn from_log(args: &[std::ffi::OsString]) -> Result<ExitCode> {
+    use clap::Parser as _;
+    let argv = std::iter::once(std::ffi::OsString::from("pushgate policy facts"))
+        .chain(args[3..].iter().cloned());
+    let a = FromLogArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
+    let mut entries = pushgate::decision_log::read(&a.from_log)?;
+    if let Some(id) = &a.decision_id {
+        entries.retain(|e| &e.decision_id == id);
+        if entries.is_empty() {
+            anyhow::bail!(
+                "decision log {}: no line has decision id {id}",
+                a.from_log.display()
+            );
+        }
+    }
+    let cases = pushgate::decision_log::replay_cases(&entries)?;
+    if cases.is_empty() {
+        anyhow::bail!(
+            "decision log {}: no line holds facts (log them with --decision-log-facts)",
+            a.from_log.display()
+        );
+    }
+    let text = |case| serde_json::to_string_pretty(case).expect("a case serializes") + "\n";
+    let Some(dir) = &a.out else {
+        let [(_, case)] = cases.as_slice() else {
+            anyhow::bail!(
+                "decision log {}: {} lines hold facts: give --out DIR for them all, or \
+                 --decision-id ID for one",
+                a.from_log.display(),
+                cases.len()
+            );
+        };
+        out::print(&text(case))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--out: cannot create {}", dir.display()))?;
+    for (name, case) in &cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text(case))
+            .with_context(|| format!("--out: cannot write {}", path.display()))?;
+    }
+    out::print(&format!(
+        "wrote {} case(s) to {} ({} line(s) without facts left out)\n",
+        cases.len(),
+        dir.display(),
+        entries.len() - cases.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn new(a: NewArgs) -> Result<ExitCode> {
     let dir = pushgate::scaffold::create(&a.dir, &a.name)?;
     out::print(&format!(
@@ -271,14 +462,25 @@ fn new(a: NewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(a: InspectArgs) -> Result<ExitCode> {
+fn inspect(a: &InspectArgs, modules: &Modules) -> Result<ExitCode> {
     let host = PolicyHost::new(Limits::default())?;
-    let i = host.inspect(&a.module)?;
+    let i = match PolicySource::parse(&a.module)? {
+        PolicySource::File(p) => host.inspect(&p)?,
+        PolicySource::Oci(r) => host.inspect_fetched(&modules.fetch(&r)?)?,
+    };
     if a.json {
         out::println(&serde_json::to_string(&i).expect("inspection serializes"))?;
     } else {
         let mut t = String::new();
-        let _ = writeln!(t, "module:    {}", i.path.display());
+        match &i.artifact {
+            Some(art) => {
+                let _ = writeln!(t, "module:    {}", art.pinned);
+                let _ = writeln!(t, "cached:    {}", i.path.display());
+            }
+            None => {
+                let _ = writeln!(t, "module:    {}", i.path.display());
+            }
+        }
         let _ = writeln!(
             t,
             "size:      {} ({} bytes)",
@@ -303,7 +505,74 @@ fn inspect(a: InspectArgs) -> Result<ExitCode> {
         for imp in &i.imports {
             let _ = writeln!(t, "  {imp}");
         }
+        if let Some(art) = &i.artifact {
+            let _ = writeln!(t, "artifact:  {} (from {})", art.digest, art.reference);
+            for (k, v) in &art.annotations {
+                let _ = writeln!(t, "  {k}: {}", v.as_str().unwrap_or_default());
+            }
+        }
         out::print(&t)?;
     }
     Ok(exit(i.loaded.is_ok()))
+}
+
+fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Result<ExitCode> {
+    let r = remote::OciRef::parse(&a.reference)?;
+    let host = PolicyHost::new(Limits::default())?;
+    // Only a module that loads is published: what a release would refuse
+    // should not reach the registry.
+    let policy = host.load(&a.module)?;
+    let module =
+        std::fs::read(&a.module).with_context(|| format!("cannot read {}", a.module.display()))?;
+    let published = crate::signals::run(
+        runtime,
+        signals,
+        remote::publish(&policy.info, &module, &r, &a.registry.options()),
+    )?;
+    if a.json {
+        out::println(&serde_json::json!({ "ok": true, "published": published }).to_string())?;
+    } else {
+        out::print(&format!(
+            "pushed {} {} to {}\ndigest: {}\npinned: {}\n",
+            published.name,
+            published.version,
+            published.reference,
+            published.digest,
+            published.pinned
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
+    let r = remote::OciRef::parse(&a.reference)?;
+    let fetched = modules.fetch(&r)?;
+    // Loaded too: a module that does not load is no use in the cache.
+    let host = PolicyHost::new(Limits::default())?;
+    let policy = host.load_fetched(&fetched)?;
+    if a.json {
+        let doc = serde_json::json!({
+            "ok": true,
+            "reference": r.to_string(),
+            "digest": fetched.digest,
+            "pinned": fetched.pinned,
+            "policy": policy_json(&policy),
+            "cached": fetched.path,
+            "from_cache": fetched.from_cache,
+        });
+        out::println(&doc.to_string())?;
+    } else {
+        let mut t = format!(
+            "pulled {} {} from {}\ndigest: {}\npinned: {}\n",
+            policy.info.name, policy.info.version, r, fetched.digest, fetched.pinned
+        );
+        match &fetched.path {
+            Some(p) => {
+                let _ = writeln!(t, "cached:  {}", p.display());
+            }
+            None => t.push_str("cached:  no (the policy cache is off)\n"),
+        }
+        out::print(&t)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

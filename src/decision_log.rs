@@ -1,0 +1,419 @@
+//! The decision log (`--decision-log FILE`): one JSON line per container and
+//! run, saying what was decided, by which policy, on which facts, and what
+//! followed, so that an auditor can tell afterwards why each container was
+//! pushed, skipped or failed.
+//!
+//! The file is opened with `O_APPEND` and each line goes out in one `write`, so
+//! concurrent runs appending to the same file never interleave within a line,
+//! and a reader never sees half a line from a finished run. Lines are never
+//! rewritten.
+//!
+//! The facts are hashed (`facts_sha256`, over the compact JSON of the facts as
+//! the policy was given them, settings included); with `--decision-log-facts`
+//! they are logged too, and `pushgate policy facts --from-log` turns such lines
+//! back into case files ([`replay_cases`]).
+//!
+//! A push gathers what the log needs as it goes (`Trace`: the verdict, the
+//! decision, the facts) and `record` writes the line, whatever the run's end:
+//! a report, a refusal before anything was observed, or an error.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::contract::{Facts, Verdict};
+use crate::decide::Decided;
+use crate::digest::Digest;
+
+/// An open decision log.
+#[derive(Debug)]
+pub struct DecisionLog {
+    path: PathBuf,
+    file: File,
+    with_facts: bool,
+}
+
+/// The policy a decision was taken with, or `host`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LoggedPolicy {
+    /// No policy: the host's verdict decided (the string `host`).
+    Host(String),
+    Policy {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<Digest>,
+        /// The module's file, or its reference as configured with the digest
+        /// it resolved to (`oci://REGISTRY/REPO:TAG@sha256:…`).
+        source: String,
+    },
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// UTC, RFC 3339, e.g. `2026-11-30T12:00:00.123Z`.
+    pub time: String,
+    /// Unique per line: how a report, a ticket or a replayed case names it.
+    pub decision_id: String,
+    pub container: String,
+    pub repo: String,
+    pub tags: Vec<String>,
+    pub build_id: Option<String>,
+    pub policy: LoggedPolicy,
+    /// The host's verdict; none when the run stopped before it had one.
+    pub verdict: Option<Verdict>,
+    pub verdict_reason: Option<String>,
+    /// `skip`, `push` or `fail`; none when the run stopped before a decision.
+    pub decision: Option<String>,
+    pub reason: Option<String>,
+    pub decided_by: Option<String>,
+    pub facts_sha256: Option<Digest>,
+    /// With `--decision-log-facts`: the facts, settings included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Value>,
+    /// What followed: `up-to-date`, `recorded`, `pushed`, `skipped`, `failed`,
+    /// or `error` (the run stopped; see `error`).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DecisionLog {
+    /// Opens (creating, 0644) `path` for appending. Done before anything is
+    /// pushed, so a log that cannot be written stops the run before it starts.
+    pub fn open(path: &Path, with_facts: bool) -> Result<DecisionLog> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .with_context(|| {
+                format!(
+                    "--decision-log: cannot open {} for appending",
+                    path.display()
+                )
+            })?;
+        Ok(DecisionLog {
+            path: path.to_path_buf(),
+            file,
+            with_facts,
+        })
+    }
+
+    pub fn with_facts(&self) -> bool {
+        self.with_facts
+    }
+
+    /// Appends one line, in one write.
+    pub fn append(&self, entry: &Entry) -> Result<()> {
+        let mut line = serde_json::to_vec(entry).expect("a log entry serializes");
+        line.push(b'\n');
+        let written = (&self.file)
+            .write(&line)
+            .with_context(|| format!("--decision-log: cannot append to {}", self.path.display()))?;
+        if written != line.len() {
+            bail!(
+                "--decision-log: only {written} of {} bytes of a line went to {} (disk full?)",
+                line.len(),
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the decision log says about a run, gathered as it goes.
+#[derive(Default)]
+pub(crate) struct Trace {
+    pub(crate) verdict: Option<(Verdict, String)>,
+    pub(crate) decided: Option<Decided>,
+    pub(crate) facts: Option<Facts>,
+    pub(crate) build_id: Option<String>,
+}
+
+/// Appends the run's line to the decision log, if there is one. `unloaded` is
+/// the policy that was configured but could not be had.
+pub(crate) fn record(
+    req: &crate::push::PushRequest,
+    unloaded: Option<&str>,
+    trace: &Trace,
+    result: Result<&crate::report::Report, &anyhow::Error>,
+) -> Result<()> {
+    let Some(log) = &req.decision_log else {
+        return Ok(());
+    };
+    let policy = match (&req.policy, unloaded) {
+        (Some(c), _) => LoggedPolicy::Policy {
+            name: Some(c.policy.info.name.clone()),
+            version: Some(c.policy.info.version.clone()),
+            sha256: Some(c.policy.info.sha256.clone()),
+            // The file, or the reference as configured with the digest it
+            // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
+            // and what ran.
+            source: c.policy.label().to_string(),
+        },
+        (None, Some(source)) => LoggedPolicy::Policy {
+            name: None,
+            version: None,
+            sha256: None,
+            source: source.to_string(),
+        },
+        (None, None) => LoggedPolicy::Host("host".into()),
+    };
+    let facts = trace.facts.as_ref().map(facts_doc);
+    let (outcome, error) = match result {
+        Ok(r) => (crate::release::outcome_name(r.outcome).to_string(), None),
+        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
+    };
+    let entry = Entry {
+        time: now(),
+        decision_id: new_id(),
+        container: req.container.clone(),
+        repo: req.repo.clone(),
+        tags: req.tags.clone(),
+        build_id: trace.build_id.clone(),
+        policy,
+        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
+        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
+        decision: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.kind().to_string()),
+        reason: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.reason().to_string()),
+        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
+        facts_sha256: facts.as_ref().map(facts_sha256),
+        facts: facts.filter(|_| log.with_facts()),
+        outcome,
+        error,
+        dry_run: req.dry_run,
+    };
+    log.append(&entry)
+}
+
+/// The facts as logged: the WIT record, with the settings as a JSON value.
+pub fn facts_doc(facts: &Facts) -> Value {
+    let mut v = serde_json::to_value(facts).expect("facts serialize");
+    let settings = serde_json::from_str(&facts.settings)
+        .unwrap_or_else(|_| Value::String(facts.settings.clone()));
+    v["settings"] = settings;
+    v
+}
+
+/// The digest the log gives a facts document: of its compact JSON.
+pub fn facts_sha256(doc: &Value) -> Digest {
+    Digest::of(&serde_json::to_vec(doc).expect("JSON serializes"))
+}
+
+/// A fresh decision id: 128 random bits, in hex.
+pub fn new_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// Now, as UTC RFC 3339 with milliseconds.
+pub fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil(days as i64);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's algorithm.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Reads a decision log: every line, in order. A malformed line is an error
+/// naming its number.
+pub fn read(path: &Path) -> Result<Vec<Entry>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read decision log {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!(
+                    "decision log {} line {}: not a decision log line",
+                    path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// The cases a log's lines with facts stand for: each expects the decision
+/// logged (no reason pattern), so it passes against the module that took it,
+/// and `policy test` or `policy diff` replays real decisions against another.
+/// Named `CONTAINER-DECISION_ID.json`. Lines without facts (logged without
+/// `--decision-log-facts`, or stopped before a decision) are left out.
+pub fn replay_cases(entries: &[Entry]) -> Result<Vec<(String, crate::cases::Case)>> {
+    let mut out = Vec::new();
+    for e in entries {
+        let (Some(facts), Some(decision)) = (&e.facts, &e.decision) else {
+            continue;
+        };
+        let mut facts = facts.clone();
+        let settings = facts
+            .as_object_mut()
+            .and_then(|o| o.remove("settings"))
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let facts: Facts = serde_json::from_value(facts)
+            .with_context(|| format!("decision {}: the logged facts", e.decision_id))?;
+        let decision: crate::cases::Kind = serde_json::from_value(Value::String(decision.clone()))
+            .with_context(|| format!("decision {}: the logged decision", e.decision_id))?;
+        let by = e.decided_by.as_deref().unwrap_or("host");
+        let case = crate::cases::Case {
+            description: Some(format!(
+                "replayed from decision {} ({} at {}): {} by {by}: {}",
+                e.decision_id,
+                e.container,
+                e.time,
+                decision.name(),
+                e.reason.as_deref().unwrap_or_default()
+            )),
+            settings,
+            facts,
+            expect: crate::cases::Expect {
+                decision,
+                reason: None,
+            },
+        };
+        let safe: String = e
+            .container
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        out.push((format!("{safe}-{}.json", e.decision_id), case));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_are_utc_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_040_000_123);
+        assert_eq!(rfc3339(t), "2026-11-30T12:00:00.123Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            time: now(),
+            decision_id: new_id(),
+            container: "os".into(),
+            repo: "r.io/os".into(),
+            tags: vec!["stable".into()],
+            build_id: Some("41".into()),
+            policy: LoggedPolicy::Host("host".into()),
+            verdict: Some(Verdict::Push),
+            verdict_reason: Some("stable is missing".into()),
+            decision: Some("push".into()),
+            reason: Some("stable is missing".into()),
+            decided_by: Some("host".into()),
+            facts_sha256: None,
+            facts: None,
+            outcome: "pushed".into(),
+            error: None,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn lines_are_appended_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let entry = entry();
+        for _ in 0..2 {
+            DecisionLog::open(&path, false)
+                .unwrap()
+                .append(&entry)
+                .unwrap();
+        }
+        let back = read(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].policy, LoggedPolicy::Host("host".into()));
+        let line: Value = serde_json::from_str(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(line["policy"], "host");
+        assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn concurrent_writers_never_interleave_within_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    // a handle each, as separate runs would have
+                    let log = DecisionLog::open(path, false).unwrap();
+                    let mut e = entry();
+                    e.container = format!("c{t}");
+                    e.reason = Some(format!("{t}").repeat(32 << 10));
+                    for _ in 0..25 {
+                        log.append(&e).unwrap();
+                    }
+                });
+            }
+        });
+        let back = read(&path).unwrap();
+        assert_eq!(back.len(), 200);
+        for e in back {
+            let t = e.container.trim_start_matches('c');
+            assert_eq!(e.reason.unwrap(), t.repeat(32 << 10));
+        }
+    }
+}
