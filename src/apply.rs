@@ -77,8 +77,10 @@ pub async fn apply(
     // registry checks each blob's digest anyway); no manifest is put before
     // every checksum has passed.
     let verifying = (!plan.blobs.is_empty() || !plan.manifests.is_empty()).then(|| {
-        let sources: Vec<(String, Blobs)> =
-            sources.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let sources: Vec<(String, Blobs)> = sources
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
         let progress = progress.clone();
         tokio::spawn(async move { crate::sources::verify(&sources, progress).await })
     });
