@@ -1,4 +1,6 @@
-//! Completion scripts and the man page, made from the clap definitions.
+//! Completion scripts and the man page, made from the clap definitions; the
+//! pipeline recipe (docs/pipeline.md), whose every command line uses only flags
+//! pushgate has.
 
 mod support;
 
@@ -68,5 +70,134 @@ fn the_man_page_renders() {
             text.contains(needle),
             "the rendered page has {needle}: {text}"
         );
+    }
+}
+
+/// Every `pushgate ...` command line of `md`, as words: inline code spans, and in
+/// code blocks shell
+/// lines (joined over `\` continuations, cut at a redirection or the end of a
+/// Groovy string) and YAML steps whose `command` is pushgate (their `args` list).
+fn command_lines(md: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    let mut lines = md.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            // `pushgate ...` spans in the prose are command lines too.
+            let parts: Vec<&str> = line.split('`').collect();
+            // Closed spans only: the odd parts that are not the line's last.
+            let closed = parts.len().saturating_sub(1) / 2 * 2;
+            for span in parts[..closed].iter().skip(1).step_by(2) {
+                if span.starts_with("pushgate ") {
+                    found.push(span.split_whitespace().map(String::from).collect());
+                }
+            }
+            continue;
+        }
+        let trimmed = line.trim();
+        if trimmed.starts_with("command:") && trimmed.contains("pushgate") {
+            let mut words = vec!["pushgate".to_string()];
+            while let Some(next) = lines.peek() {
+                let t = next.trim();
+                if t == "args:" {
+                } else if let Some(arg) = t.strip_prefix("- ") {
+                    words.push(arg.trim_matches('"').to_string());
+                } else {
+                    break;
+                }
+                lines.next();
+            }
+            found.push(words);
+            continue;
+        }
+        let Some(at) = line
+            .match_indices("pushgate ")
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || line[..i].ends_with([' ', '"', '(']))
+        else {
+            continue;
+        };
+        let mut text = line[at..].to_string();
+        while text.trim_end().ends_with('\\') {
+            let cut = text.trim_end().len() - 1;
+            text.truncate(cut);
+            text.push(' ');
+            text.push_str(lines.next().unwrap_or_default());
+        }
+        let words = text
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['>', '|', ';', '&']) && *w != "\"\"\"")
+            .map(|w| w.trim_matches(['"', '\'']).to_string())
+            .collect();
+        found.push(words);
+    }
+    found
+}
+
+/// The long flags `pushgate SUBCOMMAND... --help` lists.
+fn flags_of(path: &[String]) -> Vec<String> {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = output(&args);
+    let re = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
+    let mut flags: Vec<String> = re
+        .find_iter(&help)
+        .map(|m| m.as_str().to_string())
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pipeline.md"))
+        .expect("docs/pipeline.md");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains("docs/pipeline.md"),
+        "the README links the recipe"
+    );
+    let commands = command_lines(&doc);
+    let joined: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
+    // The prose, the shell blocks, the Tekton step and the Jenkins stage are
+    // all read.
+    assert!(commands.len() >= 9, "{joined:#?}");
+    for needle in [
+        "pushgate push-container-manifest --auth=tmp/push-secret-oscontainer",
+        "pushgate release --config",
+        "--dry-run",
+        "--image=docker://",
+        "pushgate push-container-manifest --authfile=$(workspaces.push-secret.path)",
+        "--auth=\\${REGISTRY_SECRET}",
+    ] {
+        assert!(
+            joined.iter().any(|c| c.contains(needle)),
+            "a command line with {needle} among {joined:#?}"
+        );
+    }
+    for words in &commands {
+        let line = words.join(" ");
+        let path: Vec<String> = words[1..]
+            .iter()
+            .take_while(|w| !w.starts_with('-'))
+            .cloned()
+            .collect();
+        let flags = flags_of(&path);
+        for word in words.iter().filter(|w| w.starts_with("--")) {
+            let name = word.split('=').next().unwrap();
+            // As pushgate reads them: an exact name, or a unique prefix of one.
+            let matches: Vec<&String> = flags.iter().filter(|f| f.starts_with(name)).collect();
+            assert!(
+                flags.iter().any(|f| f == name) || matches.len() == 1,
+                "{name} is not a flag of `pushgate {}` (it has {flags:?}), in: {line}",
+                path.join(" ")
+            );
+        }
     }
 }

@@ -317,6 +317,60 @@ fn a_private_ca_is_trusted_from_cert_dir_or_certs_d_and_named_when_missing() {
     assert!(registry.url("/").starts_with("https://"));
 }
 
+/// A pod with no CA roots at all (FROM scratch, no /etc/ssl): rustls-native-certs
+/// reads only `SSL_CERT_FILE`/`SSL_CERT_DIR` when they are set, so an empty file
+/// and an empty directory there are such a system. Without the fallback the HTTP
+/// client would not even build ("No CA certificates were loaded from the system");
+/// with it, pushgate trusts its bundled Mozilla roots, which do not hold the test
+/// CA: the run meets the registry and names an untrusted certificate.
+#[test]
+fn with_no_system_roots_the_bundled_ones_are_trusted() {
+    let pki = TestPki::new();
+    let registry = Registry::start_tls(&pki);
+    let wd = workdir();
+    let repo = registry.repo("fcos");
+    let empty = tempfile::tempdir().unwrap();
+    let no_roots = |cmd: &mut Command| {
+        cmd.env("SSL_CERT_FILE", empty.path().join("none.pem"))
+            .env("SSL_CERT_DIR", empty.path())
+            .env("PUSHGATE_CERTS_D", empty.path());
+    };
+    std::fs::write(empty.path().join("none.pem"), "").unwrap();
+    let mut cmd = push(&repo, wd.path(), &["--retry-times", "0", "--debug"]);
+    no_roots(&mut cmd);
+    let run = Run::of(&mut cmd);
+    assert_eq!(run.code, 1, "{}", run.context());
+    assert!(
+        run.stderr.contains("bundled Mozilla roots"),
+        "the fallback is taken and said under --debug: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "certificate of {} is not trusted",
+            registry.addr()
+        )) && !run.stderr.contains("setting up the HTTP client"),
+        "a certificate problem, not a client that cannot start: {}",
+        run.stderr
+    );
+    assert!(registry.writes().is_empty());
+    // A CA of its own is enough: no fallback needed, and the push lands.
+    let dir = pki.cert_dir(ClientCert::Omit);
+    let mut cmd = push(
+        &repo,
+        wd.path(),
+        &["--cert-dir", dir.to_str().unwrap(), "--debug"],
+    );
+    no_roots(&mut cmd);
+    let run = Run::of(&mut cmd);
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    assert!(
+        !run.stderr.contains("bundled Mozilla roots"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn mutual_tls_uses_the_client_certificate_of_cert_dir() {
     let pki = TestPki::new();

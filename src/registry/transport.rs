@@ -16,7 +16,8 @@
 //!   on stderr and counted; writes are not retried here (see `idempotent`): the
 //!   operations check whether a write whose answer was lost landed first;
 //! * **TLS**: system roots plus the CAs of `--cert-dir` or certs.d ([`super::tls`]),
-//!   a client certificate for mutual TLS; `--tls-verify=false` is HTTPS without
+//!   Mozilla's roots compiled in when the system has none at all (an empty
+//!   container), a client certificate for mutual TLS; `--tls-verify=false` is HTTPS without
 //!   verification, falling back to plain HTTP only if the registry does not speak
 //!   TLS;
 //! * **bounds**: a stall timeout on every read (an answer that stops flowing), a
@@ -211,47 +212,32 @@ struct TokenAnswer {
 
 impl Transport {
     fn new(registry: &str, creds: Option<Credentials>, opts: &Options) -> Result<Transport> {
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(opts.stall_timeout)
-            .tcp_user_timeout(opts.stall_timeout)
-            .pool_max_idle_per_host(opts.jobs.max(1) * 2)
-            .redirect(redirect_policy())
-            .http1_only();
-        if opts.tls_verify {
-            let dir = tls::cert_dir_for(opts.cert_dir.as_deref(), registry);
-            if let Some(dir) = dir {
-                let files = tls::read_dir(&dir)?;
-                for ca in &files.cas {
-                    let certs = reqwest::Certificate::from_pem_bundle(ca).with_context(|| {
-                        format!("{}: a *.crt file is not a PEM certificate", dir.display())
-                    })?;
-                    b = b.tls_certs_merge(certs);
+        let http = match client_builder(registry, opts)?.build() {
+            Ok(http) => http,
+            // A verifying client fails to build when the system has no CA roots
+            // at all (reqwest's platform verifier refuses an empty store), as in
+            // a FROM-scratch pod without /etc/ssl. Only then are the bundled
+            // roots loaded: building again with them costs nothing on a system
+            // that has roots, since it is never reached there. Any other cause
+            // fails the second build too, and the first error is the one told.
+            Err(first) if opts.tls_verify => {
+                let http = client_builder(registry, opts)?
+                    .tls_certs_merge(bundled_roots())
+                    .build()
+                    .map_err(|_| first)
+                    .context("setting up the HTTP client")?;
+                if opts.debug {
+                    say(format_args!(
+                        "pushgate: debug: no CA roots on this system \
+                         (/etc/ssl, SSL_CERT_FILE, SSL_CERT_DIR); trusting the {} bundled \
+                         Mozilla roots for {registry}",
+                        webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+                    ));
                 }
-                if let Some(pem) = &files.client {
-                    let id = reqwest::Identity::from_pem(pem).with_context(|| {
-                        format!(
-                            "{}: the client certificate and key do not load",
-                            dir.display()
-                        )
-                    })?;
-                    b = b.identity(id);
-                }
+                http
             }
-        } else {
-            // No verification: no need to load the system's roots either (that
-            // costs tens of milliseconds, most of a no-op run).
-            b = b
-                .tls_certs_only(Vec::new())
-                .tls_danger_accept_invalid_certs(true);
-            if let Some(dir) = &opts.cert_dir
-                && let Some(pem) = tls::read_dir(dir)?.client
-            {
-                b = b.identity(reqwest::Identity::from_pem(&pem)?);
-            }
-        }
-        let http = b.build().context("setting up the HTTP client")?;
+            Err(e) => return Err(e).context("setting up the HTTP client"),
+        };
         Ok(Transport {
             http,
             registry: registry.to_string(),
@@ -675,6 +661,63 @@ impl Transport {
     }
 }
 
+/// The HTTP client for `registry` as `opts` ask, before it is built: TLS
+/// trust from the system plus `--cert-dir` or certs.d, a client certificate,
+/// the bounds on every request.
+fn client_builder(registry: &str, opts: &Options) -> Result<reqwest::ClientBuilder> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(opts.stall_timeout)
+        .tcp_user_timeout(opts.stall_timeout)
+        .pool_max_idle_per_host(opts.jobs.max(1) * 2)
+        .redirect(redirect_policy())
+        .http1_only();
+    if opts.tls_verify {
+        let dir = tls::cert_dir_for(opts.cert_dir.as_deref(), registry);
+        if let Some(dir) = dir {
+            let files = tls::read_dir(&dir)?;
+            for ca in &files.cas {
+                let certs = reqwest::Certificate::from_pem_bundle(ca).with_context(|| {
+                    format!("{}: a *.crt file is not a PEM certificate", dir.display())
+                })?;
+                b = b.tls_certs_merge(certs);
+            }
+            if let Some(pem) = &files.client {
+                let id = reqwest::Identity::from_pem(pem).with_context(|| {
+                    format!(
+                        "{}: the client certificate and key do not load",
+                        dir.display()
+                    )
+                })?;
+                b = b.identity(id);
+            }
+        }
+    } else {
+        // No verification: no need to load the system's roots either (that
+        // costs tens of milliseconds, most of a no-op run).
+        b = b
+            .tls_certs_only(Vec::new())
+            .tls_danger_accept_invalid_certs(true);
+        if let Some(dir) = &opts.cert_dir
+            && let Some(pem) = tls::read_dir(dir)?.client
+        {
+            b = b.identity(reqwest::Identity::from_pem(&pem)?);
+        }
+    }
+    Ok(b)
+}
+
+/// Mozilla's CA roots as compiled into pushgate (webpki-root-certs), for a
+/// system that has none. A root that does not parse is left out rather than
+/// failing the run: the others still verify.
+fn bundled_roots() -> Vec<reqwest::Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect()
+}
+
 /// One line on stderr, above the progress lines if they are drawn; a closed
 /// stderr is not an error worth failing a push for.
 fn say(line: std::fmt::Arguments<'_>) {
@@ -798,6 +841,17 @@ pub(crate) async fn read_bounded(resp: Response, max: usize) -> Result<Vec<u8>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bundled_root_loads() {
+        // A root dropped here would leave a pod without /etc/ssl unable to
+        // reach a registry it signs for.
+        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100);
+        assert_eq!(
+            bundled_roots().len(),
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
+        );
+    }
 
     #[test]
     fn loopback_hosts_are_told_apart() {

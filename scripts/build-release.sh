@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds a release of pushgate for CI pods: a static binary (musl, no libc to
+# find at run time), the shipped policy modules beside it, CA roots for the
+# image, and a SHA256SUMS over them, in dist/ARCH/. That directory is also the
+# build context of the Containerfile (pushgate's own image).
+#
+#   scripts/build-release.sh [--target TRIPLE] [--out DIR]
+#
+# TRIPLE defaults to x86_64-unknown-linux-musl; aarch64-unknown-linux-musl needs
+# a musl cross C compiler (see --help). DIR defaults to dist/.
+#
+# Not part of CI (.ci/run): a release build of wasmtime for a target with no
+# build cache takes most of an hour on 2 cores. The image test (tests/image.rs)
+# packages the debug binary at hand instead.
+#
+# What the musl build needs beyond rustup's target: aws-lc-sys (rustls's crypto)
+# compiles C, so a C compiler for the target: Debian's musl-tools gives musl-gcc,
+# which cc-rs picks for x86_64-unknown-linux-musl. The Rust side links statically
+# with rustc's self-contained musl objects. TLS roots: the image carries
+# ca-certificates.crt, and pushgate falls back to its compiled-in Mozilla roots
+# where a system has none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=x86_64-unknown-linux-musl
+out=dist
+usage() {
+    cat <<'EOF'
+usage: scripts/build-release.sh [--target TRIPLE] [--out DIR]
+
+  --target x86_64-unknown-linux-musl   (default) needs musl-tools (musl-gcc), installed here
+  --target aarch64-unknown-linux-musl  needs a musl cross compiler on PATH, e.g. the
+        aarch64-linux-musl-gcc of a musl-cross-make toolchain (https://musl.cc), used as
+        both the C compiler (for aws-lc-sys) and the linker:
+          CC_aarch64_unknown_linux_musl=aarch64-linux-musl-gcc \
+          CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-musl-gcc \
+          scripts/build-release.sh --target aarch64-unknown-linux-musl
+        (or build natively on an arm64 machine, with its musl-tools).
+  --out DIR   where dist/ARCH/ goes (default dist)
+EOF
+}
+while (($#)); do
+    case "$1" in
+    --target) target="${2:?--target needs a triple}"; shift 2 ;;
+    --target=*) target="${1#--target=}"; shift ;;
+    --out) out="${2:?--out needs a directory}"; shift 2 ;;
+    --out=*) out="${1#--out=}"; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "build-release.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+case "$target" in
+x86_64-unknown-linux-musl) arch=x86_64 cc=musl-gcc ;;
+aarch64-unknown-linux-musl) arch=aarch64 cc="${CC_aarch64_unknown_linux_musl:-aarch64-linux-musl-gcc}" ;;
+*) echo "build-release.sh: --target $target: only x86_64- and aarch64-unknown-linux-musl are supported" >&2; exit 2 ;;
+esac
+
+# What the build needs, installed as scripts/setup.sh does.
+need=()
+if [ "$target" = x86_64-unknown-linux-musl ] && ! command -v musl-gcc >/dev/null; then
+    need+=(musl-tools)
+fi
+[ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+if ((${#need[@]})); then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v "$cc" >/dev/null; then
+    echo "build-release.sh: $cc (a C compiler for $target, for aws-lc-sys) is not on PATH" >&2
+    usage >&2
+    exit 1
+fi
+rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+# Said explicitly rather than left to cc-rs's guess. aws-lc-sys (0.47) probes for
+# the kernel's linux/random.h, which musl-gcc's include path lacks, and without
+# it draws entropy from getentropy(3), which musl has (aws-lc-rs issue 894 was
+# an older one that insisted). Should a later aws-lc-sys insist again, add
+# CFLAGS_<triple>="-idirafter /usr/include -idirafter /usr/include/$(uname -m)-linux-gnu".
+triple_var="${target//-/_}"
+export "CC_${triple_var}=${cc}"
+if [ "$target" = aarch64-unknown-linux-musl ]; then
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER="${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-$cc}"
+fi
+
+cargo build --release --locked --target "$target" --bin pushgate
+target_dir="${CARGO_TARGET_DIR:-target}"
+bin="$target_dir/$target/release/pushgate"
+# Static means no program interpreter and no shared libraries to find.
+if command -v readelf >/dev/null && readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+    echo "build-release.sh: $bin is dynamically linked; a static musl build was expected" >&2
+    exit 1
+fi
+
+scripts/build-policies.sh >/dev/null
+
+dir="$out/$arch"
+rm -rf "$dir"
+mkdir -p "$dir/policies"
+cp "$bin" "$dir/pushgate"
+cp policies/target/wasm32-wasip2/release/*.wasm "$dir/policies/"
+# The roots the image trusts (pushgate's bundled ones are only the fallback).
+cp /etc/ssl/certs/ca-certificates.crt "$dir/ca-certificates.crt"
+(cd "$dir" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort |
+    xargs sha256sum >SHA256SUMS)
+
+echo "$dir:"
+(cd "$dir" && cat SHA256SUMS)
+case "$arch" in x86_64) platform=linux/amd64 ;; aarch64) platform=linux/arm64 ;; esac
+cat <<EOF
+
+The image (FROM scratch, so the build pulls nothing):
+  podman build --platform $platform -f Containerfile -t pushgate:$arch $dir
+  podman save --format oci-archive -o pushgate-$arch.ociarchive pushgate:$arch
+published, every arch in one list, by pushgate itself:
+  $dir/pushgate push --repo REGISTRY/pushgate --tag latest \\
+      --image oci-archive:pushgate-x86_64.ociarchive --image oci-archive:pushgate-aarch64.ociarchive
+EOF
