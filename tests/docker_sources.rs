@@ -97,6 +97,14 @@ fn after(registry: &Registry, since: usize) -> Vec<Request> {
     registry.requests().into_iter().skip(since).collect()
 }
 
+/// The writes (PUT, POST, PATCH, DELETE) served since the first `since` requests.
+fn writes_since(registry: &Registry, since: usize) -> Vec<Request> {
+    after(registry, since)
+        .into_iter()
+        .filter(Request::is_write)
+        .collect()
+}
+
 fn blob_uploads_to(reqs: &[Request], repo_path: &str) -> Vec<Request> {
     let uploads = format!("/v2/{repo_path}/blobs/uploads/");
     reqs.iter()
@@ -204,10 +212,7 @@ fn sources_on_the_same_registry_are_mounted_with_one_token_for_both_repositories
     );
     assert_eq!(again.outcome(), "up-to-date", "{}", again.context());
     assert_eq!(blobs(&again, "x86_64"), (3, 0, 0, 0), "{}", again.context());
-    let writes: Vec<Request> = after(&registry, since)
-        .into_iter()
-        .filter(Request::is_write)
-        .collect();
+    let writes = writes_since(&registry, since);
     assert_eq!(writes, Vec::new());
 }
 
@@ -271,10 +276,7 @@ fn sources_on_another_registry_are_streamed_through_mixed_with_an_archive() {
         ]
     );
     // the source was only read
-    let source_writes: Vec<Request> = after(&source_registry, source_since)
-        .into_iter()
-        .filter(Request::is_write)
-        .collect();
+    let source_writes = writes_since(&source_registry, source_since);
     assert_eq!(source_writes, Vec::new());
     // every copied blob is whole at the destination: skopeo pulls the image back
     let out = skopeo()
@@ -293,10 +295,7 @@ fn sources_on_another_registry_are_streamed_through_mixed_with_an_archive() {
     let since = dest.requests().len();
     let again = push(&fcos, &args);
     assert_eq!(again.outcome(), "up-to-date", "{}", again.context());
-    let writes: Vec<Request> = after(&dest, since)
-        .into_iter()
-        .filter(Request::is_write)
-        .collect();
+    let writes = writes_since(&dest, since);
     assert_eq!(writes, Vec::new());
 }
 
@@ -375,10 +374,7 @@ fn a_missing_source_or_a_list_is_refused_by_name_before_anything_is_written() {
             "{}",
             r.context()
         );
-        let writes: Vec<Request> = after(&registry, since)
-            .into_iter()
-            .filter(Request::is_write)
-            .collect();
+        let writes = writes_since(&registry, since);
         assert_eq!(writes, Vec::new(), "{missing}");
     }
 
@@ -398,10 +394,7 @@ fn a_missing_source_or_a_list_is_refused_by_name_before_anything_is_written() {
         "{}",
         r.context()
     );
-    let writes: Vec<Request> = after(&registry, since)
-        .into_iter()
-        .filter(Request::is_write)
-        .collect();
+    let writes = writes_since(&registry, since);
     assert_eq!(writes, Vec::new());
 }
 
