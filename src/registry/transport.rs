@@ -665,6 +665,7 @@ impl Transport {
 /// trust from the system plus `--cert-dir` or certs.d, a client certificate,
 /// the bounds on every request.
 fn client_builder(registry: &str, opts: &Options) -> Result<reqwest::ClientBuilder> {
+    install_crypto();
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
@@ -706,6 +707,16 @@ fn client_builder(registry: &str, opts: &Options) -> Result<reqwest::ClientBuild
         }
     }
     Ok(b)
+}
+
+/// Makes ring rustls's crypto for this process (reqwest is built without a
+/// provider of its own; see Cargo.toml for why not aws-lc-rs). Installing
+/// twice is refused by rustls and harmless: the first one stays.
+fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Mozilla's CA roots as compiled into pushgate (webpki-root-certs), for a
