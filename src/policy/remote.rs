@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 
 use super::{CONTRACT, PolicyInfo, cache};
 use crate::digest::Digest;
-use crate::manifest::{ACCEPTED, OCI_MANIFEST};
+use crate::manifest::OCI_MANIFEST;
 use crate::registry::{self, Repository};
 
 /// The artifact type of a pushgate policy, and the media type of its config.
@@ -46,7 +46,7 @@ pub const ANNOTATION_SHA256: &str = "io.pushgate.policy.sha256";
 
 /// The largest module fetched (shipped policies are a few hundred KiB).
 const MAX_MODULE: usize = 64 << 20;
-/// The largest config or manifest fetched.
+/// The largest config fetched (a manifest is bounded as every manifest is).
 const MAX_SMALL: usize = 256 << 10;
 
 const PREFIX: &str = "oci://";
@@ -472,22 +472,13 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
             };
             // Every manifest type, so that an image or an index at the reference
             // is told apart from a missing one ("not a pushgate policy").
-            let Some(m) = repo
-                .get()?
-                .get_manifest_as(&reference, ACCEPTED, MAX_SMALL)
-                .await?
-            else {
+            let Some(m) = repo.get()?.get_manifest(&reference).await? else {
                 bail!(
                     "the registry has no {what} {reference} in {}: check the reference \
                      (`pushgate policy push` publishes a policy)",
                     r.repo
                 );
             };
-            if let Some(want) = &r.digest
-                && &m.digest != want
-            {
-                bail!("digest mismatch: the registry served {}", m.digest);
-            }
             (m.digest, m.bytes)
         }
     };
@@ -497,7 +488,7 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
             return Ok(b);
         }
         from_cache = false;
-        match repo.get()?.get_blob_bounded(d, max).await? {
+        match repo.get()?.get_blob(d, max).await? {
             Some(b) => Ok(b),
             None => bail!("the registry lacks the artifact's {what} {d}"),
         }

@@ -31,7 +31,7 @@ pub mod transport;
 
 pub use explain::{Explained, Who};
 
-pub use ops::{BlobSource, Fetched, FetchedManifest, Repository};
+pub use ops::{BlobSource, Fetched, MAX_MANIFEST, Repository};
 pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
 pub use retry::RetryPolicy;
 pub use transport::{Clients, Options, Transport};

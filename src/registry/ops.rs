@@ -1,6 +1,8 @@
-//! The distribution operations pushgate needs: read a tag, check for a blob or a
-//! manifest (HEAD), upload a blob (streamed from a byte range of an archive, in
-//! one PUT or in resumable chunks), put a manifest by digest or tag.
+//! The distribution operations pushgate needs: read a tag or a manifest, read a
+//! small blob whole (a config, a policy module), check for a blob or a manifest
+//! (HEAD), mount a blob from another repository, upload a blob (streamed from a
+//! byte range of an archive, from another registry, or from memory; in one PUT
+//! or in resumable chunks), put a manifest by digest or tag.
 //!
 //! Reads are retried by the transport. Writes are not repeated blindly: when the
 //! answer to a write is lost, the registry is asked whether it landed (HEAD)
@@ -83,7 +85,8 @@ impl Repository {
     }
 
     /// The manifest at `reference` (a tag or a digest), or `None` if there is
-    /// none. The digest is computed from the bytes.
+    /// none. The digest is computed from the bytes; asked by digest, bytes that
+    /// hash to anything else are refused.
     pub async fn get_manifest(&self, reference: &str) -> Result<Option<Fetched>> {
         let doing = format!("reading manifest {reference}");
         self.fetch_manifest(reference, &doing).await
@@ -114,15 +117,17 @@ impl Repository {
             .await
             .map_err(|e| self.explain(e, doing))?;
         let digest = Digest::of(&bytes);
-        if let Some(said) = said
-            && said != digest.as_str()
-        {
-            return Err(self.explain(
-                RegistryError::Refused(format!(
-                    "it says the manifest is {said}, but its bytes hash to {digest}"
-                )),
-                doing,
-            ));
+        let lie = if reference.starts_with("sha256:") && reference != digest.as_str() {
+            Some(format!(
+                "the manifest should be {reference}, but its bytes hash to {digest}"
+            ))
+        } else {
+            said.filter(|said| said != digest.as_str()).map(|said| {
+                format!("it says the manifest is {said}, but its bytes hash to {digest}")
+            })
+        };
+        if let Some(lie) = lie {
+            return Err(self.explain(RegistryError::Refused(lie), doing));
         }
         Ok(Some(Fetched {
             digest,
@@ -131,36 +136,54 @@ impl Repository {
         }))
     }
 
-    /// A small blob (an image config), read whole and checked against its
-    /// digest.
-    pub async fn get_small_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
+    /// Blob `digest`, read whole into memory (at most `max` bytes) and checked
+    /// against its digest; `None` when the repository does not have it. For
+    /// small content: an image config, a policy module.
+    pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Option<Vec<u8>>> {
         let doing = format!("reading blob {digest}");
-        if size > MAX_MANIFEST as u64 {
+        let url = self.url(&format!("blobs/{digest}"));
+        let res = self
+            .transport
+            .send(&doing, &self.pull(), true, &|c| {
+                let rb = c.get(&url);
+                // A config is as small as a manifest and gets its deadline; a
+                // module's time is bounded by the stall timeout alone.
+                if max <= MAX_MANIFEST {
+                    rb.timeout(self.transport.small_deadline)
+                } else {
+                    rb
+                }
+            })
+            .await;
+        let resp = match res {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.explain(e, &doing)),
+        };
+        let bytes = read_bounded(resp, max)
+            .await
+            .map_err(|e| self.explain(e, &doing))?;
+        let got = Digest::of(&bytes);
+        if got != *digest {
             return Err(self.explain(
                 RegistryError::Refused(format!(
-                    "its descriptor says {size} bytes, too large for a config"
+                    "the bytes it serves hash to {got}, not to that digest"
                 )),
                 &doing,
             ));
         }
-        let url = self.url(&format!("blobs/{digest}"));
-        let resp = self
-            .transport
-            .send(&doing, &self.pull(), true, &|c| {
-                c.get(&url).timeout(self.transport.small_deadline)
-            })
-            .await
-            .map_err(|e| self.explain(e, &doing))?;
-        let bytes = read_bounded(resp, MAX_MANIFEST)
-            .await
-            .map_err(|e| self.explain(e, &doing))?;
-        if Digest::of(&bytes) != *digest {
-            return Err(self.explain(
-                RegistryError::Refused("the bytes it serves do not hash to that digest".into()),
-                &doing,
-            ));
+        Ok(Some(bytes))
+    }
+
+    /// Uploads a small blob held in memory (a policy's config or module),
+    /// unless the repository has it already: its digest.
+    pub async fn push_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        if !self.has_blob(&digest).await? {
+            let source = BlobSource::Bytes(bytes::Bytes::copy_from_slice(bytes));
+            self.push_blob(&digest, &source, Arc::default()).await?;
         }
-        Ok(bytes)
+        Ok(digest)
     }
 
     /// Mounts blob `digest` from `from` (another repository of the same
@@ -262,7 +285,7 @@ impl Repository {
         sent: Arc<AtomicU64>,
     ) -> Result<()> {
         let doing = match range {
-            BlobSource::File(_) => format!("uploading blob {digest}"),
+            BlobSource::File(_) | BlobSource::Bytes(_) => format!("uploading blob {digest}"),
             BlobSource::Registry { from, .. } => {
                 format!("copying blob {digest} from {}", from.name)
             }
@@ -546,6 +569,8 @@ pub enum BlobSource<'a> {
     /// The blob in another repository, streamed through from its registry:
     /// never written to disk, never more than a buffer of it in memory.
     Registry { from: &'a Repository, size: u64 },
+    /// Bytes in memory (small artifacts: a policy's config and module).
+    Bytes(bytes::Bytes),
 }
 
 impl BlobSource<'_> {
@@ -554,6 +579,7 @@ impl BlobSource<'_> {
         match self {
             BlobSource::File(r) => r.len,
             BlobSource::Registry { size, .. } => *size,
+            BlobSource::Bytes(b) => b.len() as u64,
         }
     }
 
@@ -589,6 +615,11 @@ impl BlobSource<'_> {
             BlobSource::Registry { from, size } => {
                 let stream = from.blob_stream(digest, offset, len, *size).await?;
                 reqwest::Body::wrap_stream(stream.inspect_ok(count))
+            }
+            BlobSource::Bytes(b) => {
+                let part = b.slice(offset as usize..(offset + len) as usize);
+                count(&part);
+                reqwest::Body::from(part)
             }
         };
         Ok((body, mine))
@@ -672,9 +703,3 @@ mod tests {
         );
     }
 }
-
-// Reads and writes of small artifacts by digest (policy modules): a child module,
-// so it reaches the repository's URLs, scopes and explanations.
-#[path = "artifact_ops.rs"]
-mod artifact_ops;
-pub use artifact_ops::FetchedManifest;

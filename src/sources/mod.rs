@@ -21,7 +21,7 @@ use crate::arch;
 use crate::manifest::{self, ImageConfig, ImageManifest, Platform, Remote};
 use crate::meta::ImageEntry;
 use crate::progress::Progress;
-use crate::registry::{self, Repository, Target};
+use crate::registry::{self, MAX_MANIFEST, Repository};
 use archive::{Expected, OciLayout};
 use cosa::{ArchMeta, Artifact, Workdir};
 
@@ -357,14 +357,6 @@ async fn load_docker(
                 r.repository
             )
         })?;
-    if let Target::Digest(want) = &r.target
-        && fetched.digest != *want
-    {
-        bail!(
-            "{label}: the registry served a manifest whose bytes hash to {}",
-            fetched.digest
-        );
-    }
     if let Remote::List { entries, .. } =
         manifest::parse_remote(&fetched.bytes, fetched.media_type.as_deref())
     {
@@ -388,10 +380,24 @@ async fn load_docker(
         );
     }
     let manifest = ImageManifest::parse(&fetched.bytes, &label)?;
+    let config = &manifest.config;
+    if config.size > MAX_MANIFEST as u64 {
+        bail!(
+            "{label}: its config {} is {} bytes by its descriptor, too large for a config",
+            config.digest,
+            config.size
+        );
+    }
     let config = repo
-        .get_small_blob(&manifest.config.digest, manifest.config.size)
+        .get_blob(&config.digest, MAX_MANIFEST)
         .await
-        .with_context(|| format!("{label}: reading its config"))?;
+        .with_context(|| format!("{label}: reading its config"))?
+        .with_context(|| {
+            format!(
+                "{label}: the registry lacks its config {}",
+                manifest.config.digest
+            )
+        })?;
     let config = ImageConfig::parse(&config, &label)?;
     Ok(LoadedImage {
         image: source_image(input, &label, manifest, fetched.bytes, &config)?,
