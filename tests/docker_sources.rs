@@ -3,7 +3,8 @@
 //! (same registry, seen as `mount=` in the access log with no blob body sent) or
 //! streamed from another registry (one with token auth), mixed with an archive,
 //! converted by `--v2s2`; reruns that write nothing; sources that are missing or
-//! are lists refused before anything is written.
+//! are lists refused before anything is written; a source that cuts, sheds load or
+//! ignores Range requests.
 
 mod support;
 
@@ -507,6 +508,73 @@ fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
         .collect();
     assert_eq!(faults.len(), 2, "{faults:#?}");
     // what landed is whole: skopeo pulls the image back, checking every digest
+    let out = skopeo()
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{fcos}@{}", staged.manifest_digest))
+        .arg(format!("oci:{}", tmp.path().join("back").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_source_that_ignores_range_requests_still_gives_each_chunk_its_own_bytes() {
+    // the source registry behind a proxy that drops every Range header: each
+    // chunk's ranged read is answered 200 with the whole blob, and the copy must
+    // cut the chunk out of it itself
+    let source_registry = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = SampleImage {
+        layer_size: 300_000,
+        ..image("amd64", 7)
+    };
+    let staged = stage(
+        tmp.path(),
+        &format!("{}:x86_64-0123abc", source_registry.repo("staging")),
+        &img,
+        None,
+    );
+    let proxy = Proxy::start(
+        source_registry.addr(),
+        Faults::none().rule(Rule::every(
+            "GET",
+            "/blobs/sha256:",
+            Action::DropHeader("range".into()),
+        )),
+    );
+    let dest = Registry::start();
+    let fcos = dest.repo("fcos");
+    let mut cmd = support::pushgate();
+    cmd.args(["push", "--repo", &fcos, "--tag", "stable", "--json"])
+        .args(["--tls-verify=false"])
+        .arg(format!(
+            "--image=docker://{}:x86_64-0123abc",
+            proxy.repo("staging")
+        ))
+        .env("PUSHGATE_CHUNK_SIZE", "65536");
+    let r = Run::of(&mut cmd);
+    assert_eq!(r.outcome(), "pushed", "{}", r.context());
+    assert_eq!(blobs(&r, "x86_64"), (0, 0, 0, 3), "{}", r.context());
+    // every layer was read in several chunks, and the source answered each of
+    // those reads with the whole blob
+    for layer in &staged.layer_digests {
+        let reads: Vec<_> = proxy
+            .log()
+            .into_iter()
+            .filter(|e| e.method == "GET" && e.target.ends_with(layer.as_str()))
+            .collect();
+        assert!(reads.len() >= 300_000 / 65536, "{layer}: {reads:#?}");
+        assert!(
+            reads.iter().all(|e| e.upstream_status == Some(200)),
+            "{reads:#?}"
+        );
+    }
+    // what landed is whole: the destination took every blob under its digest,
+    // and skopeo pulls the image back, checking each one
     let out = skopeo()
         .args(["copy", "--quiet", "--src-tls-verify=false"])
         .arg(format!("docker://{fcos}@{}", staged.manifest_digest))

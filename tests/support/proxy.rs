@@ -124,6 +124,10 @@ pub enum Action {
     Delay(Duration),
     /// Forward and relay the answer's head at once, its body at this rate.
     Trickle { bytes_per_sec: u64 },
+    /// Forward without this request header (named in lower case), as a server
+    /// or CDN that does not know it would ignore it: `range` makes a registry
+    /// that answers every ranged read with the whole blob.
+    DropHeader(String),
 }
 
 impl Action {
@@ -638,7 +642,11 @@ impl Exchange<'_> {
             Ok(up) => up,
             Err(e) => return self.fail(client_w, format!("connect: {e}")).await,
         };
-        if let Err(e) = up.w.write_all(&self.req.raw).await {
+        let head = match self.action {
+            Some(Action::DropHeader(name)) => without_header(&self.req.raw, name),
+            _ => self.req.raw.clone(),
+        };
+        if let Err(e) = up.w.write_all(&head).await {
             return self.fail(client_w, format!("send request head: {e}")).await;
         }
         // The request body is sent while the answer is awaited: the registry may answer
@@ -1047,6 +1055,18 @@ impl ResponseHead {
 
 /// `location` pointing at the proxy instead of `upstream`, when it is an absolute URL
 /// naming `upstream`; `None` when it needs no change (relative, or another host).
+/// A request head without the header lines named `name` (lower case).
+fn without_header(raw: &[u8], name: &str) -> Vec<u8> {
+    raw.split_inclusive(|&b| b == b'\n')
+        .filter(|line| {
+            let field = line.split(|&b| b == b':').next().unwrap_or_default();
+            !(line.contains(&b':') && field.eq_ignore_ascii_case(name.as_bytes()))
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
 pub fn rewrite_location(location: &str, upstream: &str, proxy: &str) -> Option<String> {
     for scheme in ["http://", "https://"] {
         let Some(rest) = location.strip_prefix(scheme) else {
