@@ -20,7 +20,14 @@ fn completions_for_three_shells_name_the_subcommands() {
     for shell in ["bash", "zsh", "fish"] {
         let script = output(&["completions", shell]);
         assert!(script.len() > 1000, "{shell}: {script}");
-        for sub in ["push", "release", "policy", "retry-times", "cert-dir"] {
+        for sub in [
+            "push",
+            "release",
+            "policy",
+            "retry-times",
+            "cert-dir",
+            "from-log",
+        ] {
             assert!(script.contains(sub), "{shell} script names {sub}");
         }
     }

@@ -449,15 +449,6 @@ fn parse_args(args: &[std::ffi::OsString]) -> Cli {
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if policy::is_from_log(&args) {
-        return match policy::from_log(&args) {
-            Ok(code) => code,
-            Err(e) => {
-                out::eprintln(&format!("pushgate: error: {e:#}"));
-                ExitCode::FAILURE
-            }
-        };
-    }
     let cli = parse_args(&args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,6 @@
 //! `pushgate policy ...`: tools for policy authors and for CI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -95,16 +95,33 @@ pub struct DiffArgs {
 
 #[derive(Args)]
 #[command(
-    after_help = "With --from-log FILE --out DIR instead of push's flags: every line of a \
-decision log that holds facts (logged with --decision-log-facts) becomes a case in DIR, \
-expecting the decision logged; `pushgate policy test MODULE DIR` replays them."
+    after_help = "With --from-log LOG instead of push's flags: every line of a decision log \
+that holds facts (logged with --decision-log-facts) becomes a case, expecting the decision \
+logged; with --out DIR they are written there, and `pushgate policy test MODULE DIR` \
+replays them.",
+    // --from-log stands for all of push's flags: what they require, it gives.
+    mut_arg("repo", |a| a.required(false).required_unless_present("from_log")),
+    mut_arg("tags", |a| a.required(false).required_unless_present("from_log")),
+    mut_group("source", |g| g.arg("from_log")),
+    // clap leaves the group of a struct with flattened parts empty; `push` is
+    // Some when these are given (and one of them is, unless --from-log is).
+    mut_group("PushArgs", |g| g.args(["repo", "tags", "image", "artifact"])),
 )]
 pub struct FactsArgs {
+    /// Push's flags: the push whose facts are wanted (not with --from-log)
     #[command(flatten)]
-    push: crate::PushArgs,
-    /// Write the case here [default: stdout]
+    push: Option<crate::PushArgs>,
+    /// Write the case here [default: stdout]; with --from-log, the directory the cases go
+    /// to (created if missing)
     #[arg(long, short, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Instead of push's flags: the cases of a decision log written with
+    /// --decision-log-facts
+    #[arg(long, value_name = "LOG", conflicts_with = "PushArgs")]
+    from_log: Option<PathBuf>,
+    /// With --from-log: only the line with this decision id
+    #[arg(long, value_name = "ID", requires = "from_log")]
+    decision_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -326,7 +343,12 @@ fn facts(
     signals: &tokio::sync::watch::Receiver<i32>,
     a: FactsArgs,
 ) -> Result<ExitCode> {
-    let (mut req, policy) = a.push.request()?;
+    if let Some(log) = &a.from_log {
+        return from_log(log, a.decision_id.as_deref(), a.out.as_deref());
+    }
+    // clap holds push's flags required unless --from-log is given.
+    let push = a.push.expect("push's flags or --from-log");
+    let (mut req, policy) = push.request()?;
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,
@@ -369,48 +391,15 @@ fn facts(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `policy facts --from-log FILE --out DIR`: a decision log's facts as cases.
-/// Parsed apart from push's flags (which it does not take).
-#[derive(clap::Parser)]
-#[command(
-    name = "pushgate policy facts",
-    about = "Turn a decision log's facts into case files"
-)]
-pub struct FromLogArgs {
-    /// A decision log written with --decision-log-facts
-    #[arg(long, value_name = "FILE")]
-    from_log: PathBuf,
-    /// The directory to write the cases to (created if missing) [default: stdout,
-    /// when there is one case]
-    #[arg(long, short, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Only the line with this decision id
-    #[arg(long, value_name = "ID")]
-    decision_id: Option<String>,
-}
-
-/// Whether argv is `pushgate policy facts ... --from-log ...`.
-pub fn is_from_log(args: &[std::ffi::OsString]) -> bool {
-    args.get(1).is_some_and(|a| a == "policy")
-        && args.get(2).is_some_and(|a| a == "facts")
-        && args[3..].iter().any(|a| {
-            a.to_str()
-                .is_some_and(|a| a == "--from-log" || a.starts_with("--from-log="))
-        })
-}
-
-pub fn from_log(args: &[std::ffi::OsString]) -> Result<ExitCode> {
-    use clap::Parser as _;
-    let argv = std::iter::once(std::ffi::OsString::from("pushgate policy facts"))
-        .chain(args[3..].iter().cloned());
-    let a = FromLogArgs::try_parse_from(argv).unwrap_or_else(|e| e.exit());
-    let mut entries = pushgate::decision_log::read(&a.from_log)?;
-    if let Some(id) = &a.decision_id {
-        entries.retain(|e| &e.decision_id == id);
+/// `policy facts --from-log LOG [--out DIR]`: a decision log's facts as cases.
+fn from_log(log: &Path, decision_id: Option<&str>, out: Option<&Path>) -> Result<ExitCode> {
+    let mut entries = pushgate::decision_log::read(log)?;
+    if let Some(id) = decision_id {
+        entries.retain(|e| e.decision_id == id);
         if entries.is_empty() {
             anyhow::bail!(
                 "decision log {}: no line has decision id {id}",
-                a.from_log.display()
+                log.display()
             );
         }
     }
@@ -418,16 +407,16 @@ pub fn from_log(args: &[std::ffi::OsString]) -> Result<ExitCode> {
     if cases.is_empty() {
         anyhow::bail!(
             "decision log {}: no line holds facts (log them with --decision-log-facts)",
-            a.from_log.display()
+            log.display()
         );
     }
     let text = |case| serde_json::to_string_pretty(case).expect("a case serializes") + "\n";
-    let Some(dir) = &a.out else {
+    let Some(dir) = out else {
         let [(_, case)] = cases.as_slice() else {
             anyhow::bail!(
                 "decision log {}: {} lines hold facts: give --out DIR for them all, or \
                  --decision-id ID for one",
-                a.from_log.display(),
+                log.display(),
                 cases.len()
             );
         };
