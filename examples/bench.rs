@@ -636,6 +636,7 @@ impl Build {
             containers: vec![SampleContainer {
                 artifact: ARTIFACT.to_string(),
                 arches: None,
+                layers: None,
             }],
             layers: size.layers,
             layer_size: size.layer_size,
@@ -962,6 +963,8 @@ struct Results {
     /// `pushgate release` of three containers, and its largest container alone.
     release: Vec<Measured>,
     release_largest: Vec<Measured>,
+    /// The same three containers pushed one after another (`pushgate push` each).
+    release_sequential: Vec<Duration>,
     release_requests: String,
 }
 
@@ -1235,25 +1238,28 @@ impl Bench {
         Ok(())
     }
 
-    /// `pushgate release` of three containers of one build (the OS container and
-    /// extensions on every arch, kubevirt on the first), against the OS container
-    /// pushed alone.
+    /// `pushgate release` of three containers of one build, sized as a release
+    /// job's are (the OS container on every arch; extensions on every arch, a
+    /// quarter of its size; kubevirt, as big, on the first arch), against the OS
+    /// container pushed alone and against the three pushed one after another.
     fn release(&mut self, size: &Size) -> Result<()> {
         println!("release of 3 containers, {} runs", size.runs);
         let workdir = self.env.fresh("release-workdir");
         let containers = [
-            ("os", "ostree", "base-oscontainer", None),
+            ("os", "ostree", "base-oscontainer", None, None),
             (
                 "extensions",
                 "extensions-container",
                 "extensions-container",
                 None,
+                Some((size.layers / 4).max(1)),
             ),
             (
                 "kubevirt",
                 "kubevirt",
                 "kubevirt",
                 Some(vec![size.arches[0].clone()]),
+                None,
             ),
         ];
         write_build(
@@ -1263,9 +1269,10 @@ impl Bench {
                 arches: size.arches.clone(),
                 containers: containers
                     .iter()
-                    .map(|(_, artifact, _, arches)| SampleContainer {
+                    .map(|(_, artifact, _, arches, layers)| SampleContainer {
                         artifact: artifact.to_string(),
                         arches: arches.clone(),
+                        layers: *layers,
                     })
                     .collect(),
                 layers: size.layers,
@@ -1299,7 +1306,7 @@ impl Bench {
                 "workdir = {:?}\nbuild = \"{BUILD_ID}\"\n",
                 workdir.display().to_string()
             );
-            for (name, artifact, key, _) in &containers {
+            for (name, artifact, key, _, _) in &containers {
                 config.push_str(&format!(
                     "\n[[container]]\nname = \"{name}\"\nrepo = \"{}/{name}\"\ntags = [\"{TAG}\"]\nartifact = \"{artifact}\"\nkey = \"{key}\"\n",
                     reg.addr
@@ -1332,7 +1339,20 @@ impl Bench {
             args[2] = format!("{}/os", reg.addr).into();
             let (m, _) = self.env.pushgate(&args, "pushed")?;
             println!("  os alone {}", show(&m));
+            let mut one_after_another = m.wall;
             self.results.release_largest.push(m);
+            // The other two on the same registry, after it: the release done
+            // one container at a time.
+            for (name, artifact, key, _, _) in &containers[1..] {
+                let mut args = self.env.pushgate_args(&reg, &workdir, &[]);
+                args[2] = format!("{}/{name}", reg.addr).into();
+                args[6] = artifact.into();
+                args[8] = key.into();
+                let (m, _) = self.env.pushgate(&args, "pushed")?;
+                one_after_another += m.wall;
+            }
+            println!("  one after another {}", secs(one_after_another));
+            self.results.release_sequential.push(one_after_another);
             reg.stop();
         }
         Ok(())
@@ -2089,6 +2109,16 @@ impl Bench {
             ratio(rel, alone),
             1.2,
             "≤ 1.2",
+            !s.small,
+        ));
+        let sequential = median(&r.release_sequential);
+        rows.push(target_row(
+            "release of 3 containers vs the three one after another",
+            secs(rel),
+            format!("one after another {}", secs(sequential)),
+            ratio(rel, sequential),
+            1.0,
+            "≤ 1",
             !s.small,
         ));
         let noop = median(&walls(&r.noop));

@@ -88,6 +88,7 @@ impl Fixture {
             containers: vec![SampleContainer {
                 artifact: ARTIFACT.to_string(),
                 arches: None,
+                layers: None,
             }],
             layers,
             layer_size,

@@ -25,6 +25,7 @@ fn build(wd: &Path, arches: &[&str], layers: usize, layer_size: u64) {
     b.containers = vec![SampleContainer {
         artifact: "ostree".into(),
         arches: None,
+        layers: None,
     }];
     b.layers = layers;
     b.layer_size = layer_size;

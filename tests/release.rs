@@ -95,6 +95,7 @@ fn product_build(id: &str) -> SampleBuild {
     build.containers.push(SampleContainer {
         artifact: s(EXT_KEY),
         arches: None,
+        layers: None,
     });
     build
 }

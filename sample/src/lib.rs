@@ -86,6 +86,9 @@ pub struct SampleContainer {
     pub artifact: String,
     /// The basearches having this artifact; `None` means all arches of the build.
     pub arches: Option<Vec<String>>,
+    /// Layers of its images; `None` means the build's `layers` (an extensions
+    /// container is a fraction of the OS one).
+    pub layers: Option<usize>,
 }
 
 impl SampleBuild {
@@ -99,10 +102,12 @@ impl SampleBuild {
                 SampleContainer {
                     artifact: "ostree".to_string(),
                     arches: None,
+                    layers: None,
                 },
                 SampleContainer {
                     artifact: "kubevirt".to_string(),
                     arches: Some(arches.iter().take(1).map(|a| a.to_string()).collect()),
+                    layers: None,
                 },
             ],
             layers: 3,
@@ -179,7 +184,7 @@ pub fn write_build(workdir: &Path, build: &SampleBuild) -> anyhow::Result<()> {
             let image = SampleImage {
                 oci_arch: oci.to_string(),
                 variant: (oci == "arm64").then(|| "v8".to_string()),
-                layers: build.layers,
+                layers: container.layers.unwrap_or(build.layers),
                 layer_size: build.layer_size,
                 seed: mix(
                     build.seed,
