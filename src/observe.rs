@@ -27,6 +27,10 @@ pub async fn tags(repo: &Repository, tags: &[String]) -> Result<Vec<TagState>> {
 }
 
 /// Which of the desired blobs and manifests the repository already has.
+///
+/// One HEAD each, all in one stream and many at a time: a HEAD costs the
+/// registry a lookup, and against a distant registry these round trips are
+/// what a fresh push waits for before its first upload.
 pub async fn presence(repo: &Repository, desired: &Desired, jobs: usize) -> Result<Presence> {
     let mut blobs: Vec<&Digest> = desired
         .images
@@ -36,28 +40,39 @@ pub async fn presence(repo: &Repository, desired: &Desired, jobs: usize) -> Resu
         .collect();
     blobs.sort();
     blobs.dedup();
-    let manifests: Vec<&Digest> = desired
+    let manifests = desired
         .images
         .iter()
         .map(|i| &i.descriptor.digest)
-        .chain(std::iter::once(&desired.list_digest))
-        .collect();
-    let width = (jobs * 2).max(4);
-    let present_blobs: Vec<Option<Digest>> = stream::iter(blobs)
-        .map(|d| async move { Ok::<_, anyhow::Error>(repo.has_blob(d).await?.then(|| d.clone())) })
+        .chain(std::iter::once(&desired.list_digest));
+    let asks = blobs
+        .into_iter()
+        .map(|d| (Kind::Blob, d))
+        .chain(manifests.map(|d| (Kind::Manifest, d)));
+    let width = (jobs * 4).max(16);
+    let found: Vec<Option<(Kind, Digest)>> = stream::iter(asks)
+        .map(|(kind, d)| async move {
+            let present = match kind {
+                Kind::Blob => repo.has_blob(d).await?,
+                Kind::Manifest => repo.has_manifest(d).await?,
+            };
+            Ok::<_, anyhow::Error>(present.then(|| (kind, d.clone())))
+        })
         .buffer_unordered(width)
         .try_collect()
         .await?;
-    let present_manifests: Vec<Option<Digest>> =
-        stream::iter(manifests)
-            .map(|d| async move {
-                Ok::<_, anyhow::Error>(repo.has_manifest(d).await?.then(|| d.clone()))
-            })
-            .buffer_unordered(width)
-            .try_collect()
-            .await?;
-    Ok(Presence {
-        blobs: present_blobs.into_iter().flatten().collect(),
-        manifests: present_manifests.into_iter().flatten().collect(),
-    })
+    let mut presence = Presence::default();
+    for (kind, d) in found.into_iter().flatten() {
+        match kind {
+            Kind::Blob => presence.blobs.insert(d),
+            Kind::Manifest => presence.manifests.insert(d),
+        };
+    }
+    Ok(presence)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Blob,
+    Manifest,
 }
