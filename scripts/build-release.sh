@@ -6,19 +6,21 @@
 #
 #   scripts/build-release.sh [--target TRIPLE] [--out DIR]
 #
-# TRIPLE defaults to x86_64-unknown-linux-musl; aarch64-unknown-linux-musl needs
-# a musl cross C compiler (see --help). DIR defaults to dist/.
+# TRIPLE defaults to x86_64-unknown-linux-musl; aarch64-unknown-linux-musl is
+# cross-built with Debian's gcc-aarch64-linux-gnu (see --help). DIR defaults to dist/.
 #
 # Not part of CI (.ci/run): a release build of wasmtime for a target with no
 # build cache takes most of an hour on 2 cores. The image test (tests/image.rs)
 # packages the debug binary at hand instead.
 #
-# What the musl build needs beyond rustup's target: aws-lc-sys (rustls's crypto)
-# compiles C, so a C compiler for the target: Debian's musl-tools gives musl-gcc,
-# which cc-rs picks for x86_64-unknown-linux-musl. The Rust side links statically
-# with rustc's self-contained musl objects. TLS roots: the image carries
-# ca-certificates.crt, and pushgate falls back to its compiled-in Mozilla roots
-# where a system has none.
+# What the musl build needs beyond rustup's target: ring (rustls's crypto)
+# compiles C and assembly, so a C compiler for the target: Debian's musl-tools
+# gives musl-gcc for x86_64; for aarch64, Debian's gcc-aarch64-linux-gnu serves
+# both as ring's compiler (its code needs no libc headers of musl's) and as the
+# linker, since rustc links musl targets with its own self-contained musl (crt
+# objects, libc.a) and gives the linker no default libraries. TLS roots: the
+# image carries ca-certificates.crt, and pushgate falls back to its compiled-in
+# Mozilla roots where a system has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +31,10 @@ usage() {
 usage: scripts/build-release.sh [--target TRIPLE] [--out DIR]
 
   --target x86_64-unknown-linux-musl   (default) needs musl-tools (musl-gcc), installed here
-  --target aarch64-unknown-linux-musl  needs a musl cross compiler on PATH, e.g. the
-        aarch64-linux-musl-gcc of a musl-cross-make toolchain (https://musl.cc), used as
-        both the C compiler (for aws-lc-sys) and the linker:
-          CC_aarch64_unknown_linux_musl=aarch64-linux-musl-gcc \
-          CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-musl-gcc \
-          scripts/build-release.sh --target aarch64-unknown-linux-musl
+  --target aarch64-unknown-linux-musl  cross-built with Debian's gcc-aarch64-linux-gnu,
+        installed here, as ring's C compiler and as the linker; another cross compiler
+        (e.g. a musl-cross-make aarch64-linux-musl-gcc) is taken from
+        CC_aarch64_unknown_linux_musl and CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER
         (or build natively on an arm64 machine, with its musl-tools).
   --out DIR   where dist/ARCH/ goes (default dist)
 EOF
@@ -51,8 +51,12 @@ while (($#)); do
 done
 
 case "$target" in
-x86_64-unknown-linux-musl) arch=x86_64 cc=musl-gcc ;;
-aarch64-unknown-linux-musl) arch=aarch64 cc="${CC_aarch64_unknown_linux_musl:-aarch64-linux-musl-gcc}" ;;
+x86_64-unknown-linux-musl) arch=x86_64 cc=musl-gcc strip=strip ;;
+aarch64-unknown-linux-musl)
+    arch=aarch64
+    cc="${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}"
+    strip="${cc%gcc}strip"
+    ;;
 *) echo "build-release.sh: --target $target: only x86_64- and aarch64-unknown-linux-musl are supported" >&2; exit 2 ;;
 esac
 
@@ -60,6 +64,9 @@ esac
 need=()
 if [ "$target" = x86_64-unknown-linux-musl ] && ! command -v musl-gcc >/dev/null; then
     need+=(musl-tools)
+fi
+if [ "$cc" = aarch64-linux-gnu-gcc ] && ! command -v "$cc" >/dev/null; then
+    need+=(gcc-aarch64-linux-gnu)
 fi
 [ -r /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 if ((${#need[@]})); then
@@ -69,16 +76,13 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if ! command -v "$cc" >/dev/null; then
-    echo "build-release.sh: $cc (a C compiler for $target, for aws-lc-sys) is not on PATH" >&2
+    echo "build-release.sh: $cc (a C compiler for $target, for ring) is not on PATH" >&2
     usage >&2
     exit 1
 fi
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
-# Said explicitly rather than left to cc-rs's guess. aws-lc-sys (0.47) probes for
-# the kernel's linux/random.h, which musl-gcc's include path lacks, and without
-# it draws entropy from getentropy(3), which musl has (aws-lc-rs issue 894 was
-# an older one that insisted). Should a later aws-lc-sys insist again, add
-# CFLAGS_<triple>="-idirafter /usr/include -idirafter /usr/include/$(uname -m)-linux-gnu".
+# Said explicitly rather than left to cc-rs's guess (which would look for
+# aarch64-linux-musl-gcc).
 triple_var="${target//-/_}"
 export "CC_${triple_var}=${cc}"
 if [ "$target" = aarch64-unknown-linux-musl ]; then
@@ -99,7 +103,8 @@ scripts/build-policies.sh >/dev/null
 dir="$out/$arch"
 rm -rf "$dir"
 mkdir -p "$dir/policies"
-cp "$bin" "$dir/pushgate"
+# Without its symbol tables (a third of the file); a failure to strip keeps them.
+"$strip" -o "$dir/pushgate" "$bin" 2>/dev/null || cp "$bin" "$dir/pushgate"
 cp policies/target/wasm32-wasip2/release/*.wasm "$dir/policies/"
 # The roots the image trusts (pushgate's bundled ones are only the fallback).
 cp /etc/ssl/certs/ca-certificates.crt "$dir/ca-certificates.crt"
