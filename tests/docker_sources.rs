@@ -15,7 +15,7 @@ use serde_json::Value;
 use support::proxy::{Action, Faults, Proxy, Rule};
 use support::run::{Run, list_digests, raw_json, run, s};
 use support::token::TokenServer;
-use support::{Registry, Request, skopeo, skopeo_inspect_raw, write_authfile};
+use support::{Registry, Request, skopeo, skopeo_inspect_raw, skopeo_pull_back, write_authfile};
 
 const PASSWORD: &str = "d0cker-s0urce-s3cret";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -280,16 +280,9 @@ fn sources_on_another_registry_are_streamed_through_mixed_with_an_archive() {
     let source_writes = writes_since(&source_registry, source_since);
     assert_eq!(source_writes, Vec::new());
     // every copied blob is whole at the destination: skopeo pulls the image back
-    let out = skopeo()
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{fcos}@{}", x86.manifest_digest))
-        .arg(format!("oci:{}", tmp.path().join("back").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_pull_back(
+        &format!("{fcos}@{}", x86.manifest_digest),
+        &tmp.path().join("back"),
     );
 
     // a rerun writes nothing at the destination
@@ -458,16 +451,18 @@ fn a_mount_the_registry_refuses_becomes_a_streamed_copy() {
     assert_eq!(blob_uploads_to(&reqs, "release").len(), 3, "{reqs:#?}");
 }
 
-#[test]
-fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
-    // the source registry behind the fault proxy: the first read of one layer is cut
-    // midway, the first read of the other is answered 503; the copy goes in chunks
-    // (each a ranged read of the source) and resumes
+/// A 3-blob x86_64 image (layers of 300 000 bytes, so a copy in 64 KiB chunks
+/// reads each in several ranged GETs) staged in a source registry, and the
+/// source's proxy doing `faults` (given the staged layer digests).
+fn staged_behind_proxy(
+    seed: u64,
+    faults: impl FnOnce(&[pushgate::digest::Digest]) -> Faults,
+) -> (Registry, tempfile::TempDir, WrittenImage, Proxy) {
     let source_registry = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
     let img = SampleImage {
         layer_size: 300_000,
-        ..image("amd64", 6)
+        ..image("amd64", seed)
     };
     let staged = stage(
         tmp.path(),
@@ -475,29 +470,41 @@ fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
         &img,
         None,
     );
-    let [one, two] = [&staged.layer_digests[0], &staged.layer_digests[1]];
-    let proxy = Proxy::start(
-        source_registry.addr(),
-        Faults::none()
-            .rule(Rule::nth(
-                1,
-                "GET",
-                one.as_str(),
-                Action::CutAnswer { bytes: 50_000 },
-            ))
-            .rule(Rule::nth(1, "GET", two.as_str(), Action::status(503))),
-    );
-    let dest = Registry::start();
-    let fcos = dest.repo("fcos");
+    let proxy = Proxy::start(source_registry.addr(), faults(&staged.layer_digests));
+    (source_registry, tmp, staged, proxy)
+}
+
+/// Pushes the staged image, read through `proxy`, to `fcos` in 64 KiB chunks.
+fn push_through(proxy: &Proxy, fcos: &str) -> Run {
     let mut cmd = support::pushgate();
-    cmd.args(["push", "--repo", &fcos, "--tag", "stable", "--json"])
+    cmd.args(["push", "--repo", fcos, "--tag", "stable", "--json"])
         .args(["--tls-verify=false", "--retry-delay=10ms"])
         .arg(format!(
             "--image=docker://{}:x86_64-0123abc",
             proxy.repo("staging")
         ))
         .env("PUSHGATE_CHUNK_SIZE", "65536");
-    let r = Run::of(&mut cmd);
+    Run::of(&mut cmd)
+}
+
+#[test]
+fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
+    // the source registry behind the fault proxy: the first read of one layer is cut
+    // midway, the first read of the other is answered 503; the copy goes in chunks
+    // (each a ranged read of the source) and resumes
+    let (_source, tmp, staged, proxy) = staged_behind_proxy(6, |layers| {
+        Faults::none()
+            .rule(Rule::nth(
+                1,
+                "GET",
+                layers[0].as_str(),
+                Action::CutAnswer { bytes: 50_000 },
+            ))
+            .rule(Rule::nth(1, "GET", layers[1].as_str(), Action::status(503)))
+    });
+    let dest = Registry::start();
+    let fcos = dest.repo("fcos");
+    let r = push_through(&proxy, &fcos);
     assert_eq!(r.outcome(), "pushed", "{}", r.context());
     assert_eq!(blobs(&r, "x86_64"), (0, 0, 0, 3), "{}", r.context());
     assert!(r.ok()["retries"].as_u64().unwrap() >= 2, "{}", r.context());
@@ -508,16 +515,9 @@ fn a_copy_survives_a_source_that_cuts_and_sheds_load() {
         .collect();
     assert_eq!(faults.len(), 2, "{faults:#?}");
     // what landed is whole: skopeo pulls the image back, checking every digest
-    let out = skopeo()
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{fcos}@{}", staged.manifest_digest))
-        .arg(format!("oci:{}", tmp.path().join("back").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_pull_back(
+        &format!("{fcos}@{}", staged.manifest_digest),
+        &tmp.path().join("back"),
     );
 }
 
@@ -526,37 +526,16 @@ fn a_source_that_ignores_range_requests_still_gives_each_chunk_its_own_bytes() {
     // the source registry behind a proxy that drops every Range header: each
     // chunk's ranged read is answered 200 with the whole blob, and the copy must
     // cut the chunk out of it itself
-    let source_registry = Registry::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let img = SampleImage {
-        layer_size: 300_000,
-        ..image("amd64", 7)
-    };
-    let staged = stage(
-        tmp.path(),
-        &format!("{}:x86_64-0123abc", source_registry.repo("staging")),
-        &img,
-        None,
-    );
-    let proxy = Proxy::start(
-        source_registry.addr(),
+    let (_source, tmp, staged, proxy) = staged_behind_proxy(7, |_| {
         Faults::none().rule(Rule::every(
             "GET",
             "/blobs/sha256:",
             Action::DropHeader("range".into()),
-        )),
-    );
+        ))
+    });
     let dest = Registry::start();
     let fcos = dest.repo("fcos");
-    let mut cmd = support::pushgate();
-    cmd.args(["push", "--repo", &fcos, "--tag", "stable", "--json"])
-        .args(["--tls-verify=false"])
-        .arg(format!(
-            "--image=docker://{}:x86_64-0123abc",
-            proxy.repo("staging")
-        ))
-        .env("PUSHGATE_CHUNK_SIZE", "65536");
-    let r = Run::of(&mut cmd);
+    let r = push_through(&proxy, &fcos);
     assert_eq!(r.outcome(), "pushed", "{}", r.context());
     assert_eq!(blobs(&r, "x86_64"), (0, 0, 0, 3), "{}", r.context());
     // every layer was read in several chunks, and the source answered each of
@@ -575,15 +554,8 @@ fn a_source_that_ignores_range_requests_still_gives_each_chunk_its_own_bytes() {
     }
     // what landed is whole: the destination took every blob under its digest,
     // and skopeo pulls the image back, checking each one
-    let out = skopeo()
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{fcos}@{}", staged.manifest_digest))
-        .arg(format!("oci:{}", tmp.path().join("back").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_pull_back(
+        &format!("{fcos}@{}", staged.manifest_digest),
+        &tmp.path().join("back"),
     );
 }

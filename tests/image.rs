@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::run::Run;
-use support::{Registry, pushgate, skopeo, skopeo_inspect_raw};
+use support::{Registry, pushgate, skopeo, skopeo_inspect_raw, skopeo_pull_back};
 
 /// The shipped policies, as the Containerfile's context holds them.
 const POLICIES: [&str; 3] = ["default", "kubevirt", "release-tags"];
@@ -184,13 +184,7 @@ fn pushgates_image_is_built_published_by_pushgate_and_pulled_back() {
     // Pulled back whole, every blob checked against its digest by skopeo: the
     // copy's manifest is the published one, byte for byte.
     let pulled = dir.path().join("pulled");
-    must(
-        skopeo()
-            .args(["copy", "--quiet", "--src-tls-verify=false"])
-            .arg(format!("docker://{repo}:0.1.0"))
-            .arg(format!("oci:{}:pushgate", pulled.display())),
-        "skopeo copy back",
-    );
+    skopeo_pull_back(&format!("{repo}:0.1.0"), &pulled);
     let index = json(&fs::read(pulled.join("index.json")).unwrap());
     assert_eq!(index["manifests"][0]["digest"], image_digest, "{index:#}");
 

@@ -650,6 +650,23 @@ pub fn skopeo() -> Command {
     cmd
 }
 
+/// Pulls `image_ref` (plain HTTP) into an OCI layout at `dest` with skopeo, which
+/// checks every blob against its digest: what landed is whole, or the test fails
+/// with skopeo's words.
+pub fn skopeo_pull_back(image_ref: &str, dest: &Path) {
+    let out = skopeo()
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{image_ref}"))
+        .arg(format!("oci:{}", dest.display()))
+        .output()
+        .expect("run skopeo copy");
+    assert!(
+        out.status.success(),
+        "skopeo copy docker://{image_ref}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `skopeo inspect --raw --tls-verify=false docker://REF`: the manifest bytes exactly as
 /// the registry serves them, or skopeo's stderr.
 pub fn skopeo_inspect_raw(image_ref: &str, authfile: Option<&Path>) -> Result<Vec<u8>, String> {
