@@ -116,10 +116,10 @@ echo "$dir:"
 case "$arch" in x86_64) platform=linux/amd64 ;; aarch64) platform=linux/arm64 ;; esac
 cat <<EOF
 
-The image (FROM scratch, so the build pulls nothing):
+The image (FROM scratch, so the build pulls nothing), every arch of $out/ in one
+list, published by pushgate itself:
+  scripts/publish-image.sh --dist $out --repo REGISTRY/pushgate --tag latest
+which does, per arch:
   podman build --platform $platform -f Containerfile -t pushgate:$arch $dir
   podman save --format oci-archive -o pushgate-$arch.ociarchive pushgate:$arch
-published, every arch in one list, by pushgate itself:
-  $dir/pushgate push --repo REGISTRY/pushgate --tag latest \\
-      --image oci-archive:pushgate-x86_64.ociarchive --image oci-archive:pushgate-aarch64.ociarchive
 EOF
