@@ -612,15 +612,33 @@ pub fn parse_access_line(line: &str) -> Option<Request> {
 
 /// A process-wide empty directory used as HOME / XDG_RUNTIME_DIR / XDG_CONFIG_HOME for
 /// child processes, so that no user auth file is picked up. Never removed while running.
+///
+/// A static is never dropped, so a `TempDir` here would outlive every test run (and
+/// hold the policy cache pushgate writes under HOME): each process's home is named by
+/// its pid under the target's tmp dir instead, and the homes of processes that have
+/// ended are removed when the next one starts.
 fn empty_home() -> &'static Path {
-    static HOME: OnceLock<TempDir> = OnceLock::new();
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
     HOME.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("pushgate-test-home-")
-            .tempdir()
-            .expect("create empty home")
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-homes");
+        fs::create_dir_all(&base).expect("create the test homes' directory");
+        for entry in fs::read_dir(&base).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let ended = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("pid-"))
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if ended {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let home = base.join(format!("pid-{}", std::process::id()));
+        // A home left by an earlier process with this pid.
+        let _ = fs::remove_dir_all(&home);
+        fs::create_dir_all(&home).expect("create empty home");
+        home
     })
-    .path()
 }
 
 /// Applies the clean environment shared by `pushgate()` and the skopeo helpers.
