@@ -120,6 +120,36 @@ pub struct Presence {
     pub manifests: BTreeSet<Digest>,
 }
 
+impl Presence {
+    /// What the repository holds when a tag already serves the desired list,
+    /// without asking it blob by blob: a registry serves a list only over
+    /// manifests it holds, and a manifest only over blobs it holds (it refuses
+    /// the PUT otherwise). The no-op trusts the tags the same way. `None` when
+    /// no tag serves the desired list, or when `force` asks for nothing to be
+    /// taken on trust.
+    pub fn vouched_for(desired: &Desired, tags: &[TagState], force: bool) -> Option<Presence> {
+        let served = tags.iter().any(|t| {
+            t.current
+                .as_ref()
+                .is_some_and(|(d, _)| *d == desired.list_digest)
+        });
+        (served && !force).then(|| Presence {
+            blobs: desired
+                .images
+                .iter()
+                .flat_map(|i| &i.blobs)
+                .map(|b| b.digest.clone())
+                .collect(),
+            manifests: desired
+                .images
+                .iter()
+                .map(|i| i.descriptor.digest.clone())
+                .chain(std::iter::once(desired.list_digest.clone()))
+                .collect(),
+        })
+    }
+}
+
 /// The host plan: the verdict, why, and exactly what is missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -1403,3 +1403,36 @@ fn a_list_that_is_not_equivalent_is_not_adopted() {
     // a single image
     assert_eq!(equivalent_list(&f.a, &every(&Remote::Image)), None);
 }
+
+#[test]
+fn a_tag_serving_the_desired_list_vouches_for_all_it_names() {
+    let d = &fixture(false).a;
+    // one tag of two serves the list: everything it names is there
+    let tags = vec![serving("stable", d), missing("41")];
+    let vouched = Presence::vouched_for(d, &tags, false);
+    assert_eq!(vouched, Some(all_present(d)));
+    // and the plan then only sets the missing tag
+    let p = plan(
+        REPO,
+        &tags,
+        d,
+        &recorded_as(d, REPO),
+        &vouched.unwrap(),
+        false,
+    );
+    assert!(p.blobs.is_empty(), "{p:?}");
+    assert!(p.manifests.is_empty(), "{p:?}");
+    assert!(!p.list, "{p:?}");
+    assert_eq!(p.tags, strings(&["41"]));
+}
+
+#[test]
+fn nothing_is_vouched_for_without_the_list_at_a_tag_or_under_force() {
+    let f = fixture(false);
+    let d = &f.a;
+    assert_eq!(Presence::vouched_for(d, &[missing("stable")], false), None);
+    // another build's list at the tag says nothing of this one's content
+    let tags = vec![serving("stable", &f.b)];
+    assert_eq!(Presence::vouched_for(d, &tags, false), None);
+    assert_eq!(Presence::vouched_for(d, &all_serving(d), true), None);
+}

@@ -13,7 +13,7 @@ use crate::decision_log::{self, DecisionLog, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
-use crate::plan::{self, Desired, Plan, TagState};
+use crate::plan::{self, Desired, Plan, Presence, TagState};
 use crate::progress::{Display, Phase, Progress};
 use crate::record;
 use crate::registry::{self, Repository};
@@ -156,7 +156,10 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     {
         adopt(&repo, &tags[0], list, &mut desired).await?;
     }
-    let presence = observe::presence(&repo, &desired, req.registry.jobs).await?;
+    let presence = match Presence::vouched_for(&desired, &tag_states, req.force) {
+        Some(vouched) => vouched,
+        None => observe::presence(&repo, &desired, req.registry.jobs).await?,
+    };
     let plan = plan::plan(
         &req.repo,
         &tag_states,

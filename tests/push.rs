@@ -500,6 +500,16 @@ fn job_died_before_recording_rerun_records_meta_json_without_uploading() {
     );
     let after = since(&reg.requests(), from);
     assert_eq!(blob_upload_posts(&after), 0, "no blob upload");
+    // the tags serve the list the archives describe: it vouches for its content,
+    // so the rerun reads the two tags and asks nothing blob by blob
+    assert!(
+        after.len() == 2
+            && after
+                .iter()
+                .all(|r| r.method == "GET" && r.path.contains("/manifests/")),
+        "only the tags are read: {:?}",
+        describe(&after)
+    );
     let writes: Vec<_> = after.into_iter().filter(Request::is_write).collect();
     assert!(
         writes.is_empty(),
