@@ -2373,6 +2373,10 @@ impl Bench {
             median_cpu(&r.release_largest).map_or("n/a".into(), secs),
             rss(max_rss(&r.release_largest)),
         ));
+        details.push(format!(
+            "| its three containers one after another | {} | | | |",
+            list(&r.release_sequential),
+        ));
         if !r.podman_repush.is_empty() {
             details.push(format!(
                 "| record-only recovery, cosa re-push (podman) | {} | CPU {} | max RSS {} | |",
