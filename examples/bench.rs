@@ -321,15 +321,28 @@ impl Env {
 
     /// `pushgate push` of the sample build in `workdir` to `registry`, with `extra` args.
     fn pushgate_args(&self, registry: &Registry, workdir: &Path, extra: &[&str]) -> Vec<OsString> {
-        let mut v: Vec<OsString> = vec!["push".into(), "--repo".into()];
-        v.push(format!("{}/{REPO}", registry.addr).into());
+        let repo = format!("{}/{REPO}", registry.addr);
+        self.container_args(&repo, ARTIFACT, KEY, workdir, extra)
+    }
+
+    /// `pushgate push` of `artifact` (recorded under `key`) of the sample build in
+    /// `workdir` to `repo`, with `extra` args.
+    fn container_args(
+        &self,
+        repo: &str,
+        artifact: &str,
+        key: &str,
+        workdir: &Path,
+        extra: &[&str],
+    ) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec!["push".into(), "--repo".into(), repo.into()];
         for a in [
             "--tag",
             TAG,
             "--artifact",
-            ARTIFACT,
+            artifact,
             "--metajsonname",
-            KEY,
+            key,
             "--tls-verify=false",
             "--json",
         ] {
@@ -1162,12 +1175,13 @@ impl Bench {
                     ],
                 ),
             );
-            let mut args = self.env.pushgate_args(
-                &reg,
+            let args = self.env.container_args(
+                &format!("{}/{REPO}", proxy.addr()),
+                ARTIFACT,
+                KEY,
                 &build.workdir,
                 &["--retry-delay", "50ms", "--retry-times", "8"],
             );
-            args[2] = format!("{}/{REPO}", proxy.addr()).into();
             let (m, report) = self.env.pushgate(&args, "pushed")?;
             let completed = reg.requests().iter().filter(|r| r.is_blob_commit()).count();
             let injected = proxy.log().iter().filter(|e| e.fault.is_some()).count();
@@ -1201,8 +1215,10 @@ impl Bench {
             build.restore_meta()?;
             let reg = Registry::start(&self.env)?;
             let proxy = Proxy::start(&reg.addr, Faults::none().latency(RTT));
-            let mut args = self.env.pushgate_args(&reg, &build.workdir, &[]);
-            args[2] = format!("{}/{REPO}", proxy.addr()).into();
+            let repo = format!("{}/{REPO}", proxy.addr());
+            let args = self
+                .env
+                .container_args(&repo, ARTIFACT, KEY, &build.workdir, &[]);
             let (m, _) = self.env.pushgate(&args, "pushed")?;
             self.results.rtt_requests = request_summary(&reg.requests());
             println!("  pushgate {}", show(&m));
@@ -1335,8 +1351,10 @@ impl Bench {
 
             restore()?;
             let reg = Registry::start(&self.env)?;
-            let mut args = self.env.pushgate_args(&reg, &workdir, &[]);
-            args[2] = format!("{}/os", reg.addr).into();
+            let (_, artifact, key, _, _) = &containers[0];
+            let args =
+                self.env
+                    .container_args(&format!("{}/os", reg.addr), artifact, key, &workdir, &[]);
             let (m, _) = self.env.pushgate(&args, "pushed")?;
             println!("  os alone {}", show(&m));
             let mut one_after_another = m.wall;
@@ -1344,10 +1362,8 @@ impl Bench {
             // The other two on the same registry, after it: the release done
             // one container at a time.
             for (name, artifact, key, _, _) in &containers[1..] {
-                let mut args = self.env.pushgate_args(&reg, &workdir, &[]);
-                args[2] = format!("{}/{name}", reg.addr).into();
-                args[6] = artifact.into();
-                args[8] = key.into();
+                let repo = format!("{}/{name}", reg.addr);
+                let args = self.env.container_args(&repo, artifact, key, &workdir, &[]);
                 let (m, _) = self.env.pushgate(&args, "pushed")?;
                 one_after_another += m.wall;
             }
