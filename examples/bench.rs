@@ -38,7 +38,7 @@ use anyhow::{Context, Result, bail};
 
 // The fault-injecting proxy of the integration tests, for the fault scenario.
 #[allow(dead_code)]
-#[path = "../tests/support/proxy.rs"]
+#[path = "../tests/it/support/proxy.rs"]
 mod proxy;
 use clap::Parser;
 use pushgate::contract::Facts;

@@ -10,7 +10,7 @@
 # cross-built with Debian's gcc-aarch64-linux-gnu (see --help). DIR defaults to dist/.
 #
 # Not part of CI (.ci/run): a release build of wasmtime for a target with no
-# build cache takes most of an hour on 2 cores. The image test (tests/image.rs)
+# build cache takes most of an hour on 2 cores. The image test (tests/it/image.rs)
 # packages the debug binary at hand instead.
 #
 # What the musl build needs beyond rustup's target: ring (rustls's crypto)

@@ -11,7 +11,7 @@
 # --cert-dir, --json, ...). FROM scratch: the builds pull nothing, and an arm64
 # image is built on an amd64 machine without emulation (nothing runs in it).
 #
-# tests/image.rs does the same round trip in CI with the debug binary at hand.
+# tests/it/image.rs does the same round trip in CI with the debug binary at hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

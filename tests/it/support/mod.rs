@@ -4,9 +4,6 @@
 //! ([`token`]), over plain HTTP or over TLS with a test CA ([`tls`]), optionally mutual.
 //! No mocks, no sleeps as synchronisation: every wait polls a real condition and is
 //! bounded in time.
-//!
-//! Each test binary uses a subset of this module, hence the `dead_code` allowance.
-#![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};

@@ -4,8 +4,6 @@
 //! against a real `docker-registry`; what landed is confirmed with skopeo, what was
 //! written with the registry's access log.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,9 +11,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support::run::{
+    Run, describe, digest_at, list_digests, path_str, raw_json, run_in, s, strs,
+};
+use crate::support::{Registry, Request, policy_module, sha256_digest, skopeo_inspect_raw};
 use pushgate_sample::{SampleBuild, SampleImage, write_build, write_oci_archive};
-use support::run::{Run, describe, digest_at, list_digests, path_str, raw_json, run_in, s, strs};
-use support::{Registry, Request, policy_module, sha256_digest, skopeo_inspect_raw};
 
 const BUILD: &str = "41.20261127.1.0";
 const NEXT_BUILD: &str = "41.20261128.1.0";

@@ -5,13 +5,11 @@
 //! onto the next row), and a last frame showing every arch complete. Nothing is
 //! drawn without a terminal, nor with `--json` or `--quiet`.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
+use crate::support::{Registry, pushgate};
 use pushgate_sample::{SampleBuild, write_build};
-use support::{Registry, pushgate};
 
 const ARCHES: [&str; 4] = ["x86_64", "aarch64", "ppc64le", "s390x"];
 /// Rows of the test terminal: room for every line drawn, so none scrolls away.

@@ -2,8 +2,6 @@
 //! confirmed with skopeo (what the registry serves) and the registry's access log
 //! (what was written).
 
-mod support;
-
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Read;
@@ -13,12 +11,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::support::run::{Run, describe, digest_at, list_digests, raw_json, run, s, strs};
+use crate::support::{Registry, Request, sha256_digest, skopeo_inspect_raw};
 use pushgate_sample::{
     SampleBuild, SampleImage, archive_file_name, write_build, write_oci_archive,
     write_oci_layout_dir,
 };
-use support::run::{Run, describe, digest_at, list_digests, raw_json, run, s, strs};
-use support::{Registry, Request, sha256_digest, skopeo_inspect_raw};
 
 const REPO_NAME: &str = "fcos";
 const KEY: &str = "base-oscontainer";

@@ -2,16 +2,14 @@
 //! `REGISTRY_AUTH_FILE` or `$XDG_RUNTIME_DIR/containers/auth.json`, are matched to the
 //! registry by host, and never show up in anything pushgate prints.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::{Registry, pushgate, skopeo_inspect_raw, write_authfile};
 use base64::Engine as _;
 use pushgate_sample::{SampleBuild, write_build};
 use serde_json::Value;
-use support::{Registry, pushgate, skopeo_inspect_raw, write_authfile};
 
 const USER: &str = "builder";
 const PASSWORD: &str = "s3cret-Pa55word-4-pushgate";

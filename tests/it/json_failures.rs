@@ -2,12 +2,10 @@
 //! step that parses stdout gets a document whatever happened, with the same
 //! exit status as without `--json`.
 
-mod support;
-
 use std::net::{Ipv4Addr, TcpListener};
 
+use crate::support::run::{Run, run, s};
 use serde_json::Value;
-use support::run::{Run, run, s};
 
 /// The one JSON object stdout holds.
 fn object(r: &Run) -> Value {

@@ -2,12 +2,11 @@
 //! pipeline recipe (docs/pipeline.md), whose every command line uses only flags
 //! pushgate has.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::run::Run;
+use crate::support;
+use crate::support::run::Run;
 
 fn output(args: &[&str]) -> String {
     let run = Run::of(support::pushgate().args(args));

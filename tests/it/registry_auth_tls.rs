@@ -3,18 +3,17 @@
 //! token server, per-user grants) and HTTPS with a private CA, mutual TLS
 //! included. skopeo, with its own credentials and CA, checks what landed.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support;
+use crate::support::proxy::{Faults, Proxy};
+use crate::support::run::Run;
+use crate::support::tls::{ClientCert, TestPki};
+use crate::support::token::TokenServer;
+use crate::support::{Registry, pushgate, sha256_digest, skopeo_inspect_raw, write_authfile};
 use pushgate_sample::{SampleBuild, write_build};
-use support::proxy::{Faults, Proxy};
-use support::run::Run;
-use support::tls::{ClientCert, TestPki};
-use support::token::TokenServer;
-use support::{Registry, pushgate, sha256_digest, skopeo_inspect_raw, write_authfile};
 
 const BUILD: &str = "41.20261127.1.0";
 const PASSWORD: &str = "pUsh-s3cret-0f-the-test";

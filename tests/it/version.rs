@@ -1,12 +1,10 @@
 //! `pushgate --version` names the version, the git commit, the policy contract and
 //! the wasmtime version, each checked against its source.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use support::pushgate;
+use crate::support::pushgate;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

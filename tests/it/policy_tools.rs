@@ -3,8 +3,6 @@
 //! shipped policies and the test-only hostile ones, built for wasm32-wasip2; `facts`
 //! runs against a real `docker-registry`.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,8 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support::{Registry, policy_module, pushgate, sha256_digest, skopeo_digest};
 use pushgate_sample::{SampleBuild, write_build};
-use support::{Registry, policy_module, pushgate, sha256_digest, skopeo_digest};
 
 const SHIPPED: [&str; 3] = ["default", "kubevirt", "release-tags"];
 const BUILD: &str = "41.20261127.1.0";

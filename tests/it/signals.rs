@@ -6,17 +6,15 @@
 //! when the signal comes; the signal is sent once the proxy has seen the point
 //! of the push the test aims at (polled, never slept for).
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::proxy::{Faults, Proxy};
+use crate::support::run::Run;
+use crate::support::{Registry, pushgate};
 use pushgate_sample::{SampleBuild, write_build};
-use support::proxy::{Faults, Proxy};
-use support::run::Run;
-use support::{Registry, pushgate};
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];

@@ -1,19 +1,17 @@
-//! Self-tests of the fault-injecting proxy (tests/support/proxy.rs), in front of a real
+//! Self-tests of the fault-injecting proxy (tests/it/support/proxy.rs), in front of a real
 //! registry, with curl and skopeo as clients. Timings are asserted loosely (lower bounds
 //! only): the proxy adds delays, it never promises to be fast.
-
-mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use pushgate_sample::{SampleImage, write_oci_archive};
-use support::proxy::{
+use crate::support::proxy::{
     Action, Decider, Faults, Proxy, ProxyEvent, RetryAfter, Rule, http_date, rewrite_location,
 };
-use support::{Registry, sha256_digest, skopeo_inspect_raw};
+use crate::support::{Registry, sha256_digest, skopeo_inspect_raw};
+use pushgate_sample::{SampleImage, write_oci_archive};
 
 /// What one curl run gave.
 #[derive(Debug)]

@@ -6,16 +6,17 @@
 //! are lists refused before anything is written; a source that cuts, sheds load or
 //! ignores Range requests.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support;
+use crate::support::proxy::{Action, Faults, Proxy, Rule};
+use crate::support::run::{Run, list_digests, raw_json, run, s};
+use crate::support::token::TokenServer;
+use crate::support::{
+    Registry, Request, skopeo, skopeo_inspect_raw, skopeo_pull_back, write_authfile,
+};
 use pushgate_sample::{SampleImage, WrittenImage, write_oci_archive};
 use serde_json::Value;
-use support::proxy::{Action, Faults, Proxy, Rule};
-use support::run::{Run, list_digests, raw_json, run, s};
-use support::token::TokenServer;
-use support::{Registry, Request, skopeo, skopeo_inspect_raw, skopeo_pull_back, write_authfile};
 
 const PASSWORD: &str = "d0cker-s0urce-s3cret";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

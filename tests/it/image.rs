@@ -9,15 +9,14 @@
 //! not running it. A machine where podman cannot build fails this test with
 //! podman's own words, never skips it.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::support;
+use crate::support::run::Run;
+use crate::support::{Registry, pushgate, skopeo, skopeo_inspect_raw, skopeo_pull_back};
 use serde_json::Value;
-use support::run::Run;
-use support::{Registry, pushgate, skopeo, skopeo_inspect_raw, skopeo_pull_back};
 
 /// The shipped policies, as the Containerfile's context holds them.
 const POLICIES: [&str; 3] = ["default", "kubevirt", "release-tags"];

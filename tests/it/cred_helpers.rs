@@ -3,15 +3,14 @@
 //! `docker-credential-NAME get` with the registry on stdin, as docker and
 //! podman do. The helpers here are scripts the tests write.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::support;
+use crate::support::Registry;
+use crate::support::run::Run;
 use pushgate_sample::{SampleBuild, write_build};
-use support::Registry;
-use support::run::Run;
 
 const USER: &str = "builder";
 const PASSWORD: &str = "h3lper-kept-s3cret";

@@ -4,8 +4,6 @@
 //! `--build`, and config errors. What landed is confirmed with skopeo, what was written
 //! with the registry's access log.
 
-mod support;
-
 use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,9 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support::run::{Run, describe, digest_at, path_str, s};
+use crate::support::{Registry, Request, policy_module, pushgate, skopeo_inspect_raw};
 use pushgate_sample::{SampleBuild, SampleContainer, write_build};
-use support::run::{Run, describe, digest_at, path_str, s};
-use support::{Registry, Request, policy_module, pushgate, skopeo_inspect_raw};
 
 const BUILD: &str = "41.20261127.1.0";
 const NEXT_BUILD: &str = "41.20261128.1.0";

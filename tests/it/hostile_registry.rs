@@ -1,16 +1,15 @@
 //! Registries that lie and answers that never end, from a misbehaving server of
-//! the project's own (tests/support/liar.rs): pushgate takes digests from bytes,
+//! the project's own (tests/it/support/liar.rs): pushgate takes digests from bytes,
 //! never from headers, bounds what it reads, gives up on a trickle, refuses
 //! redirect loops and keeps credentials from other hosts. Whatever happens,
 //! nothing is recorded.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support;
+use crate::support::liar::{Liar, Lie};
+use crate::support::run::Run;
 use pushgate_sample::{SampleBuild, write_build};
-use support::liar::{Liar, Lie};
-use support::run::Run;
 
 const BUILD: &str = "41.20261127.1.0";
 

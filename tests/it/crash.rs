@@ -25,8 +25,6 @@
 //! query string, and a blob upload's digest is only in the query of its PUT); before a
 //! snapshot that must be complete, `requests()` is called first for its sentinel.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::os::unix::process::ExitStatusExt;
@@ -35,9 +33,9 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::{Registry, pushgate, sha256_digest, skopeo_digest, skopeo_inspect_raw};
 use pushgate_sample::{SampleBuild, SampleContainer, write_build};
 use serde_json::{Value, json};
-use support::{Registry, pushgate, sha256_digest, skopeo_digest, skopeo_inspect_raw};
 use tempfile::TempDir;
 
 const REPO_NAME: &str = "fcos";

@@ -3,15 +3,13 @@
 //! a panic. The pipes are closed before pushgate starts, so every write it makes
 //! meets a closed pipe.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::support::run::{path_str, s};
+use crate::support::{Registry, policy_module, pushgate};
 use pushgate_sample::{SampleBuild, write_build};
-use support::run::{path_str, s};
-use support::{Registry, policy_module, pushgate};
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];

@@ -1,11 +1,10 @@
-//! Tests of the integration-test harness itself (tests/support): the real registry starts,
+//! Tests of the integration-test harness itself (tests/it/support): the real registry starts,
 //! its access log is counted correctly, auth works, and skopeo is wired up.
-
-mod support;
 
 use std::process::Command;
 
-use support::{Registry, Request};
+use crate::support;
+use crate::support::{Registry, Request};
 
 /// Runs curl with `args` and returns (HTTP status, headers+body as text).
 fn curl(args: &[&str]) -> (u16, String) {

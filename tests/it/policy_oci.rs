@@ -5,8 +5,6 @@
 //! policy, another contract) failing their container with nothing written, and the
 //! decision log of a mixed release.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,10 +12,11 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::support;
+use crate::support::liar::{Liar, Lie};
+use crate::support::run::{Run, path_str, s};
+use crate::support::{Registry, policy_module, pushgate, sha256_digest, skopeo_inspect_raw};
 use pushgate_sample::{SampleBuild, write_build};
-use support::liar::{Liar, Lie};
-use support::run::{Run, path_str, s};
-use support::{Registry, policy_module, pushgate, sha256_digest, skopeo_inspect_raw};
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];

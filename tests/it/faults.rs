@@ -6,16 +6,14 @@
 //! skopeo against the registry directly), and never make a fault worse: no
 //! completed blob uploaded twice, no write repeated without a check.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::proxy::{Action, Faults, Proxy, Rule};
+use crate::support::run::{Run, digest_at, list_digests, raw_json};
+use crate::support::{Registry, Request, pushgate};
 use pushgate_sample::{SampleBuild, SampleContainer, write_build};
 use serde_json::Value;
-use support::proxy::{Action, Faults, Proxy, Rule};
-use support::run::{Run, digest_at, list_digests, raw_json};
-use support::{Registry, Request, pushgate};
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES4: [&str; 4] = ["x86_64", "aarch64", "ppc64le", "s390x"];

@@ -3,15 +3,13 @@
 //! so `--auth=FILE` is `--authfile=FILE`. Pushes go to an htpasswd-protected registry,
 //! so a push that succeeds proves the abbreviated `--auth` file was used.
 
-mod support;
-
 use std::fs;
 use std::path::PathBuf;
 
+use crate::support::run::{Run, run, run_in, s};
+use crate::support::{Registry, sha256_digest, skopeo, skopeo_inspect_raw, write_authfile};
 use pushgate_sample::{SampleBuild, archive_file_name, write_build};
 use serde_json::Value;
-use support::run::{Run, run, run_in, s};
-use support::{Registry, sha256_digest, skopeo, skopeo_inspect_raw, write_authfile};
 
 const USER: &str = "builder";
 const PASSWORD: &str = "s3cret-Pa55word-4-pushgate";

@@ -1,20 +1,19 @@
-//! Self-tests of the token-auth and TLS test infrastructure (tests/support/token.rs,
-//! tests/support/tls.rs), with skopeo and curl as the clients: the token server grants
+//! Self-tests of the token-auth and TLS test infrastructure (tests/it/support/token.rs,
+//! tests/it/support/tls.rs), with skopeo and curl as the clients: the token server grants
 //! what it should, the registry honours its tokens, and HTTPS registries are reachable
 //! exactly when the client trusts the test CA (and, under mutual TLS, presents the client
 //! certificate).
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use crate::support;
+use crate::support::tls::{ClientCert, TestPki};
+use crate::support::token::{REGISTRY_LEEWAY, TokenRequest, TokenServer, decode_jwt};
+use crate::support::{Registry, Request};
 use pushgate_sample::{SampleImage, write_oci_archive};
 use serde_json::{Value, json};
-use support::tls::{ClientCert, TestPki};
-use support::token::{REGISTRY_LEEWAY, TokenRequest, TokenServer, decode_jwt};
-use support::{Registry, Request};
 
 const PUSHER_PASSWORD: &str = "pusher-Pa55";
 const READER_PASSWORD: &str = "reader-Pa55";

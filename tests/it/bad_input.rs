@@ -3,17 +3,16 @@
 //! leaves the registry without a single successful write, every file under `builds/`
 //! byte-identical, and no digest file.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support;
+use crate::support::{Registry, pushgate};
 use pushgate_sample::{SampleBuild, SampleImage, archive_file_name, write_build};
 use serde_json::Value;
-use support::{Registry, pushgate};
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
