@@ -459,6 +459,17 @@ pub fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// The registry client's lines (retries, notes, `--debug`), put above the
+/// progress lines when they are drawn.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Lines;
+
+impl crate::registry::Observer for Lines {
+    fn line(&self, line: &str) {
+        say(line);
+    }
+}
+
 /// Draws a [`Progress`] on stderr until finished or dropped; the last frame stays.
 pub struct Display {
     progress: Arc<Progress>,

@@ -67,7 +67,7 @@ struct Prepared {
     /// container up to date without reading them.
     full: Option<(Vec<LoadedImage>, Desired)>,
     plan: Plan,
-    /// The transport's retry count when this container began (it is shared).
+    /// The executor's retry count when this container began (it is shared).
     retries_before: u64,
     /// Progress on the terminal, from the moment sources are read.
     display: Option<Display>,
@@ -76,7 +76,7 @@ struct Prepared {
 impl Prepared {
     /// Requests retried since this container began.
     fn retries(&self) -> u64 {
-        self.repo.transport().retries() - self.retries_before
+        self.repo.executor().retries() - self.retries_before
     }
 
     fn desired(&self) -> Option<&Desired> {
@@ -108,7 +108,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     let resolved = sources::resolve(&req.source)?;
     let recorded = resolved.recorded()?;
     let repo = Repository::new(&req.repo, &req.registry)?;
-    let retries_before = repo.transport().retries();
+    let retries_before = repo.executor().retries();
 
     // observe the tags: when meta.json and registry agree, the archives are not read
     let tag_states = observe::tags(&repo, &tags).await?;

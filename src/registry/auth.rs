@@ -164,19 +164,18 @@ fn run_helper(name: &str, registry: &str) -> anyhow::Result<Option<Credentials>>
         .wait_with_output()
         .map_err(|e| anyhow!("credential helper {program} (for {registry}): {e}"))?;
     if !out.status.success() {
-        let said: String = String::from_utf8_lossy(&out.stdout)
-            .chars()
-            .chain(String::from_utf8_lossy(&out.stderr).chars())
-            .take(200)
-            .collect();
-        // The helpers' own words for "nothing stored for this server".
-        if said.to_lowercase().contains("credentials not found") {
+        // The helpers' own words for "nothing stored for this server" (looked
+        // at, never repeated: a helper's output may hold a secret).
+        let said = |b: &[u8]| String::from_utf8_lossy(b).to_lowercase();
+        if said(&out.stdout).contains("credentials not found")
+            || said(&out.stderr).contains("credentials not found")
+        {
             return Ok(None);
         }
         bail!(
-            "credential helper {program} (for {registry}) failed ({}): {}",
-            out.status,
-            said.trim()
+            "credential helper {program} (for {registry}) failed ({}); its output is not \
+             shown, since it may hold a secret: run `echo {server} | {program} get` to see it",
+            out.status
         );
     }
     #[derive(serde::Deserialize)]

@@ -1,8 +1,11 @@
 //! Error explanations: a registry failure turned into one line that names the
-//! registry and says what happened and what to do about it. Credentials never
-//! appear in them (errors carry statuses, codes and messages, never headers).
+//! registry and says what happened and what to do about it. The advice is
+//! chosen from the operation ([`Op`]) and the error's kind, never from message
+//! text. Credentials never appear in them (errors carry statuses, codes and
+//! messages, never headers).
 
-use super::error::RegistryError;
+use super::error::{ConnectKind, RegistryError, TlsKind};
+use super::request::Op;
 
 /// Who was asking, for the explanation of a refusal.
 #[derive(Debug, Clone, Default)]
@@ -45,13 +48,10 @@ pub(crate) fn explain(
     registry: &str,
     name: &str,
     who: &Who,
-    doing: &str,
+    op: &Op,
 ) -> anyhow::Error {
     let reg = registry;
-    let writing = doing.starts_with("uploading")
-        || doing.starts_with("putting")
-        || doing.starts_with("mounting");
-    let rights = if writing { "push" } else { "pull" };
+    let rights = if op.writes() { "push" } else { "pull" };
     let repo = name.split_once('/').map_or(name, |(_, r)| r);
     let status = match &e {
         RegistryError::Status { status, .. } => Some(*status),
@@ -59,7 +59,7 @@ pub(crate) fn explain(
     };
     let hint = match (&e, status) {
         (_, Some(405)) | (_, Some(400)) | (_, Some(415))
-            if e.has_code("UNSUPPORTED") && doing.starts_with("putting manifest") =>
+            if e.has_code("UNSUPPORTED") && matches!(op, Op::PutManifest(_)) =>
         {
             "the registry does not accept this manifest media type (UNSUPPORTED): if it \
              only takes Docker schema 2, push with --v2s2"
@@ -98,13 +98,45 @@ pub(crate) fn explain(
              resumes where it stopped",
             spent(who)
         ),
-        (RegistryError::Certificate(_), _) => format!(
+        (RegistryError::TooLarge { refused, floor }, _) => format!(
+            "{reg} (or a proxy in front of it) refuses request bodies this large: \
+             {refused} bytes were refused even after halving the chunks down to {floor}; \
+             raise the proxy's limit (nginx: client_max_body_size)"
+        ),
+        (_, Some(413)) => format!(
+            "{reg} (or a proxy in front of it) refuses request bodies this large \
+             (HTTP 413): give --chunk-size SIZE below its limit"
+        ),
+        (
+            RegistryError::Tls {
+                kind: TlsKind::Untrusted,
+                ..
+            },
+            _,
+        ) => format!(
             "the certificate of {reg} is not trusted: put its CA in --cert-dir DIR \
              (as DIR/ca.crt) or in certs.d ({reg}/ca.crt under $PUSHGATE_CERTS_D, \
              ~/.config/containers/certs.d or /etc/containers/certs.d), or, for a test \
              registry, give --tls-verify=false"
         ),
-        (RegistryError::Connection(_), _) => {
+        (
+            RegistryError::Tls {
+                kind: TlsKind::NotTls,
+                ..
+            },
+            _,
+        ) => format!(
+            "{reg} does not speak TLS (it answered in plain HTTP): give --plain-http, \
+             or --tls-verify=false to try HTTPS first and fall back"
+        ),
+        (
+            RegistryError::Connection {
+                kind: ConnectKind::UnknownHost,
+                ..
+            },
+            _,
+        ) => format!("the name {reg} does not resolve: check the registry address in --repo"),
+        (RegistryError::Connection { .. }, _) => {
             format!(
                 "cannot connect, {}: check the registry address, that it is up, and \
                  --tls-verify",
@@ -114,9 +146,9 @@ pub(crate) fn explain(
         _ => String::new(),
     };
     let message = if hint.is_empty() {
-        format!("registry {reg} ({name}): {doing} failed: {e}")
+        format!("registry {reg} ({name}): {op} failed: {e}")
     } else {
-        format!("registry {reg} ({name}): {doing} failed: {hint} ({e})")
+        format!("registry {reg} ({name}): {op} failed: {hint} ({e})")
     };
     anyhow::Error::new(Explained { message, error: e })
 }
@@ -142,6 +174,10 @@ mod tests {
         }
     }
 
+    fn d() -> crate::digest::Digest {
+        crate::digest::Digest::of(b"")
+    }
+
     fn who(user: Option<&str>, token_auth: bool) -> Who {
         Who {
             user: user.map(str::to_string),
@@ -157,7 +193,7 @@ mod tests {
             "r.io",
             "r.io/x",
             &who(Some("u"), false),
-            "putting manifest stable",
+            &Op::PutManifest("stable".into()),
         )
         .to_string();
         assert!(e.contains("--v2s2") && !e.contains("read-only"), "{e}");
@@ -166,7 +202,7 @@ mod tests {
             "r.io",
             "r.io/x",
             &who(Some("u"), false),
-            "uploading blob sha256:00",
+            &Op::UploadBlob(d()),
         )
         .to_string();
         assert!(e.contains("read-only"), "{e}");
@@ -179,7 +215,7 @@ mod tests {
             "r.io",
             "r.io/a/b",
             &who(None, true),
-            "uploading blob x",
+            &Op::UploadBlob(d()),
         )
         .to_string();
         assert!(anon.contains("no credentials"), "{anon}");
@@ -188,7 +224,7 @@ mod tests {
             "r.io",
             "r.io/a/b",
             &who(Some("reader"), true),
-            "uploading blob x",
+            &Op::UploadBlob(d()),
         )
         .to_string();
         assert!(
@@ -200,7 +236,7 @@ mod tests {
             "r.io",
             "r.io/a/b",
             &who(Some("nobody"), false),
-            "reading tag t",
+            &Op::ReadTag("t".into()),
         )
         .to_string();
         assert!(pull.contains("lacks pull rights"), "{pull}");
@@ -209,7 +245,7 @@ mod tests {
             "r.io",
             "r.io/a",
             &who(Some("u"), false),
-            "reading tag t",
+            &Op::ReadTag("t".into()),
         )
         .to_string();
         assert!(wrong.contains("refused the credentials"), "{wrong}");
@@ -222,7 +258,7 @@ mod tests {
             "r.io",
             "r.io/x",
             &who(None, false),
-            "checking blob sha256:00",
+            &Op::CheckBlob(d()),
         )
         .to_string();
         assert!(
@@ -235,13 +271,78 @@ mod tests {
     }
 
     #[test]
-    fn certificate_problems_name_the_host_and_both_ways_out() {
+    fn a_413_says_what_was_refused_and_what_to_try() {
         let e = explain(
-            RegistryError::Certificate("invalid peer certificate: UnknownIssuer".into()),
+            RegistryError::TooLarge {
+                refused: 131072,
+                floor: 65536,
+            },
+            "r.io",
+            "r.io/x",
+            &who(None, false),
+            &Op::UploadBlob(d()),
+        )
+        .to_string();
+        assert!(
+            e.contains("r.io") && e.contains("131072") && e.contains("client_max_body_size"),
+            "{e}"
+        );
+        let e = explain(
+            status(413, &[]),
+            "r.io",
+            "r.io/x",
+            &who(None, false),
+            &Op::PutManifest("t".into()),
+        )
+        .to_string();
+        assert!(e.contains("--chunk-size"), "{e}");
+    }
+
+    #[test]
+    fn a_registry_without_tls_or_a_name_that_does_not_resolve_names_the_fix() {
+        let e = explain(
+            RegistryError::Tls {
+                kind: TlsKind::NotTls,
+                detail: "corrupt message".into(),
+            },
             "127.0.0.1:5000",
             "127.0.0.1:5000/x",
             &who(None, false),
-            "reading tag t",
+            &Op::ReadTag("t".into()),
+        )
+        .to_string();
+        assert!(
+            e.contains("--plain-http") && e.contains("--tls-verify=false"),
+            "{e}"
+        );
+        let e = explain(
+            RegistryError::Connection {
+                kind: ConnectKind::UnknownHost,
+                detail: "dns error".into(),
+            },
+            "nowhere.invalid",
+            "nowhere.invalid/x",
+            &who(None, false),
+            &Op::ReadTag("t".into()),
+        )
+        .to_string();
+        assert!(
+            e.contains("does not resolve") && e.contains("--repo"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn certificate_problems_name_the_host_and_both_ways_out() {
+        let e = explain(
+            RegistryError::Tls {
+                kind: TlsKind::Untrusted,
+                detail: "invalid peer certificate: UnknownIssuer".into(),
+            },
+            "127.0.0.1:5000",
+            "127.0.0.1:5000/x",
+            &who(None, false),
+            &Op::ReadTag("t".into()),
         )
         .to_string();
         assert!(

@@ -1,17 +1,20 @@
-//! The registry: the only code that speaks the distribution protocol.
+//! The registry: the only code that speaks the distribution protocol, in
+//! layers (as regclient is):
 //!
-//! * [`reference`]: repository names and tags, as the spec and Docker spell them;
-//! * [`transport`]: one HTTP client per registry and identity, auth (Basic, and
-//!   Docker token auth with scoped tokens), retries, stall timeouts, `--debug`;
-//!   [`challenge`] parses what a 401 asks for, [`retry`] decides the waits,
-//!   [`tls`] finds CAs and client certificates;
-//! * [`auth`]: which auth file, and which of its entries, applies to a registry;
-//! * [`ops`]: the operations themselves (tags, blobs, manifests), bounded reads,
-//!   digests from bytes, writes checked before they are repeated; its child
-//!   `artifact_ops` reads and writes small non-image content whole (policy
-//!   modules);
-//! * [`error`] and [`explain`]: failures as data, then as messages that name the
-//!   registry and the way out; credentials never appear in any of them.
+//! * names: [`reference`] (repository names, tags, image references);
+//! * the wire: [`client`] (one HTTP client per registry: TLS trust from
+//!   [`tls`], mutual TLS, bounds), [`auth`] (which credentials apply, from auth
+//!   files and helpers), `token` (challenges as [`challenge`] parses them,
+//!   scoped tokens, renewal);
+//! * requests as data: [`request`] describes one (operation, method, target,
+//!   body, what to do if its answer is lost); the `executor` sends it and owns
+//!   auth, retries with per-host backoff ([`retry`]), redirects, lost-answer
+//!   checks and the `--debug` trace; [`observer`] is how it talks to its caller;
+//! * operations: `manifests` (tags and manifests), `blobs` (checks, reads,
+//!   mounts) and `transfer` (one upload: chunks, resumption, 413 halving), on a
+//!   `repository`; they build requests and never loop on their own;
+//! * failures: [`error`] as data, `explain` as messages that name the
+//!   registry and the way out; credentials never appear in either.
 //!
 //! This is pushgate's own client over reqwest rather than oci-client: the
 //! retries with `Retry-After`, the check of a write whose answer was lost,
@@ -20,18 +23,31 @@
 //! exposes.
 
 pub mod auth;
+mod blobs;
 pub mod challenge;
+pub mod client;
 pub mod error;
+mod executor;
 mod explain;
-mod ops;
+mod manifests;
+pub mod observer;
+mod options;
 pub mod reference;
+mod repository;
+pub mod request;
 pub mod retry;
 pub mod tls;
-pub mod transport;
+mod token;
+mod transfer;
 
+pub use blobs::BlobSource;
+pub use executor::Executor;
 pub use explain::{Explained, Who};
-
-pub use ops::{BlobSource, Fetched, MAX_MANIFEST, Repository};
+pub use manifests::{Fetched, MAX_MANIFEST};
+pub use observer::Observer;
+pub use options::{Clients, DEFAULT_CHUNK_SIZE, Options, parse_chunk_size};
 pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
+pub use repository::Repository;
 pub use retry::RetryPolicy;
-pub use transport::{Clients, Options, Transport};
+pub use token::MAX_TOKEN_LIFETIME;
+pub use transfer::MIN_CHUNK;

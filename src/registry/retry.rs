@@ -1,11 +1,15 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! Pure: the transport asks [`RetryPolicy::wait`] after each failed attempt. The
-//! waits grow exponentially from `--retry-delay`, are jittered (so parallel jobs
-//! hitting one registry do not retry in lockstep), are capped, and give way to the
-//! registry's own `Retry-After` when it says one.
+//! [`RetryPolicy::wait`] is pure: the executor asks it after each failed
+//! attempt of a request. The waits grow exponentially from `--retry-delay`, are
+//! jittered (so parallel jobs hitting one registry do not retry in lockstep),
+//! are capped, and give way to the registry's own `Retry-After` when it says
+//! one. [`HostPace`] remembers the wait per registry host for the run: a 429
+//! with `Retry-After` on one request holds back every request to that host
+//! until then, not just the one that got it.
 
-use std::time::{Duration, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often and how patiently to retry one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,42 @@ impl RetryPolicy {
         // Full jitter over the upper half: never less than half the backoff.
         let backoff = base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
         Some(retry_after.unwrap_or(backoff).min(self.max_delay))
+    }
+}
+
+/// The earliest moment the next request to one registry host may go: pushed
+/// back by each transient failure there (by that request's backoff, or the
+/// registry's `Retry-After`), never forward.
+#[derive(Debug)]
+pub struct HostPace {
+    not_before: Mutex<Option<Instant>>,
+}
+
+impl Default for HostPace {
+    fn default() -> HostPace {
+        HostPace {
+            not_before: Mutex::new(None),
+        }
+    }
+}
+
+impl HostPace {
+    /// How long a request made `now` must wait first.
+    pub fn delay(&self, now: Instant) -> Duration {
+        self.not_before
+            .lock()
+            .expect("host pace")
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    /// Holds requests back until `wait` after `now` (unless they are held
+    /// longer already).
+    pub fn hold(&self, now: Instant, wait: Duration) {
+        let until = now.checked_add(wait).unwrap_or(now);
+        let mut nb = self.not_before.lock().expect("host pace");
+        if nb.is_none_or(|t| t < until) {
+            *nb = Some(until);
+        }
     }
 }
 
@@ -105,6 +145,27 @@ mod tests {
             p.wait(1, Some(Duration::from_secs(3600)), 0.3),
             Some(p.max_delay)
         );
+    }
+
+    #[test]
+    fn a_host_is_held_back_to_the_latest_wait_asked() {
+        let pace = HostPace::default();
+        let t0 = Instant::now();
+        assert_eq!(pace.delay(t0), Duration::ZERO);
+        pace.hold(t0, Duration::from_secs(2));
+        pace.hold(t0, Duration::from_secs(1));
+        assert_eq!(
+            pace.delay(t0),
+            Duration::from_secs(2),
+            "never moved forward"
+        );
+        assert_eq!(
+            pace.delay(t0 + Duration::from_millis(1500)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(pace.delay(t0 + Duration::from_secs(3)), Duration::ZERO);
+        pace.hold(t0, Duration::MAX);
+        assert!(pace.delay(t0) > Duration::ZERO, "no overflow, still held");
     }
 
     #[test]

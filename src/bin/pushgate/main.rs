@@ -201,6 +201,11 @@ pub(crate) struct RegistryArgs {
     /// also the longest a manifest or token answer may take [default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     stall_timeout: Option<std::time::Duration>,
+    /// Blobs larger than this go up in chunks of this size (e.g. 16M), for a
+    /// registry or proxy that caps request bodies; one that answers 413 gets
+    /// halved chunks anyway [default: 64M]
+    #[arg(long, value_name = "SIZE", env = "PUSHGATE_CHUNK_SIZE", value_parser = registry::parse_chunk_size)]
+    chunk_size: Option<u64>,
 }
 
 impl RegistryArgs {
@@ -217,11 +222,9 @@ impl RegistryArgs {
                 delay: self.retry_delay.unwrap_or(defaults.retry.delay),
                 ..defaults.retry
             },
-            chunk_size: std::env::var("PUSHGATE_CHUNK_SIZE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(defaults.chunk_size),
+            chunk_size: self.chunk_size.unwrap_or(defaults.chunk_size),
             debug: self.debug,
+            observer: std::sync::Arc::new(pushgate::progress::Lines),
             stall_timeout: self.stall_timeout.unwrap_or(defaults.stall_timeout),
             ..defaults
         }

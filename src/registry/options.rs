@@ -1,0 +1,169 @@
+//! How to reach registries, for one run ([`Options`]), and what the run's
+//! requests share ([`Clients`]): one executor per registry and identity
+//! (connections and tokens reused across containers, one identity's
+//! credentials never carried to another's repositories), one pace per
+//! registry host (a 429 there slows every request to it), and the slots blob
+//! transfers take.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::executor::Executor;
+use super::observer::{Shared, Stderr};
+use super::retry::{HostPace, RetryPolicy};
+
+/// How to reach registries, for one run.
+#[derive(Clone)]
+pub struct Options {
+    /// Verify TLS certificates (`--tls-verify`).
+    pub tls_verify: bool,
+    /// Talk plain HTTP (`--plain-http`): the user's explicit choice.
+    pub plain_http: bool,
+    /// `--cert-dir`: CAs (`*.crt`) and a client certificate (`*.cert` + `*.key`).
+    pub cert_dir: Option<PathBuf>,
+    pub authfile: Option<PathBuf>,
+    /// Parallel uploads.
+    pub jobs: usize,
+    pub retry: RetryPolicy,
+    /// No progress on an answer (or an upload) for this long ends the request.
+    pub stall_timeout: Duration,
+    /// Blobs larger than this go up in chunks of this size (`--chunk-size`).
+    pub chunk_size: u64,
+    /// Each request on stderr.
+    pub debug: bool,
+    /// Where retries, notes and `--debug` lines go.
+    pub observer: Shared,
+    /// Executors already made in this run, to share.
+    pub clients: Clients,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("tls_verify", &self.tls_verify)
+            .field("plain_http", &self.plain_http)
+            .field("jobs", &self.jobs)
+            .field("retry", &self.retry)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The chunk size when none is asked for: big enough that a chunk's round
+/// trip is small beside its transfer, small enough that a cut costs little.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            tls_verify: true,
+            plain_http: false,
+            cert_dir: None,
+            authfile: None,
+            jobs: 4,
+            retry: RetryPolicy::default(),
+            stall_timeout: Duration::from_secs(60),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            debug: false,
+            observer: Arc::new(Stderr),
+            clients: Clients::default(),
+        }
+    }
+}
+
+/// What one registry host's requests share for the run, whoever sends them.
+#[derive(Debug, Default)]
+pub struct HostState {
+    /// When the next request may go (backoff, `Retry-After`).
+    pub pace: HostPace,
+    /// The largest request body the host took after refusing a bigger one
+    /// (413); 0 while none was refused.
+    pub body_limit: AtomicU64,
+}
+
+/// The executors of one run, one per registry and identity, and the state of
+/// each registry host.
+#[derive(Clone, Default)]
+pub struct Clients {
+    pub(super) pool: Arc<Mutex<HashMap<PoolKey, Arc<Executor>>>>,
+    pub(super) hosts: Arc<Mutex<HashMap<String, Arc<HostState>>>>,
+    /// The run's blob transfers: `--jobs` at a time over every container.
+    uploads: Arc<OnceLock<Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A registry and the user whose credentials its executor carries.
+pub(super) type PoolKey = (String, Option<String>);
+
+impl Clients {
+    /// The slots blob transfers take, `jobs` in all for the whole run (made by
+    /// the first caller): containers pushed in parallel share them.
+    pub fn upload_slots(&self, jobs: usize) -> Arc<tokio::sync::Semaphore> {
+        self.uploads
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(jobs.max(1))))
+            .clone()
+    }
+
+    /// The state of `registry`'s host, made on first use.
+    pub(super) fn host(&self, registry: &str) -> Arc<HostState> {
+        self.hosts
+            .lock()
+            .expect("host states")
+            .entry(registry.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.pool.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Clients({n})")
+    }
+}
+
+/// Parses a size flag: bytes, or with a unit: `512k`, `16M`, `1G` (powers of
+/// 1024, as `16MiB` also says), at least 1 KiB.
+pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 16M, 512k, 1048576)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use k, M or G)")),
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 1024 {
+        return Err(format!("{s:?} is below the smallest chunk, 1024 bytes"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_parse_with_units_and_a_floor() {
+        assert_eq!(parse_chunk_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_chunk_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_chunk_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_chunk_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_chunk_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_chunk_size("8192"), Ok(8192));
+        assert!(parse_chunk_size("100").is_err(), "below the floor");
+        assert!(parse_chunk_size("lots").is_err());
+        assert!(parse_chunk_size("16T").is_err());
+        assert!(parse_chunk_size("99999999999999999999G").is_err());
+    }
+}
