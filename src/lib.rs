@@ -28,6 +28,7 @@
 
 pub mod apply;
 pub mod arch;
+pub mod blob;
 pub mod cases;
 pub mod check;
 pub mod contract;
@@ -35,6 +36,7 @@ pub mod decide;
 pub mod decision_log;
 pub mod digest;
 pub mod facts;
+pub mod human;
 pub mod manifest;
 pub mod meta;
 pub mod observe;

@@ -272,7 +272,7 @@ pub fn summary(results: &[ContainerResult]) -> String {
                 };
                 [
                     r.name.clone(),
-                    decision_name(rep.outcome, rep.dry_run).to_string(),
+                    rep.outcome.decision_name(rep.dry_run).to_string(),
                     digest,
                     rep.reason.clone(),
                 ]
@@ -297,31 +297,6 @@ pub fn summary(results: &[ContainerResult]) -> String {
         ));
     }
     out
-}
-
-/// The DECISION column: what was done, or with `--dry-run` what would be done
-/// (never a past tense for what did not happen).
-pub fn decision_name(o: Outcome, dry_run: bool) -> &'static str {
-    if !dry_run {
-        return outcome_name(o);
-    }
-    match o {
-        Outcome::UpToDate => "up to date",
-        Outcome::Recorded => "would record",
-        Outcome::Pushed => "would push",
-        Outcome::Skipped => "would skip",
-        Outcome::Failed => "would fail",
-    }
-}
-
-pub fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::UpToDate => "up-to-date",
-        Outcome::Recorded => "recorded",
-        Outcome::Pushed => "pushed",
-        Outcome::Skipped => "skipped",
-        Outcome::Failed => "failed",
-    }
 }
 
 /// A map from container name to report, for `--json`.

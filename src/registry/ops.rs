@@ -24,9 +24,9 @@ use super::error::RegistryError;
 use super::explain::explain;
 use super::reference::parse_repo;
 use super::transport::{Options, Transport, connect, read_bounded};
+use crate::blob::BlobRange;
 use crate::digest::Digest;
 use crate::manifest::ACCEPTED;
-use crate::sources::archive::BlobRange;
 
 /// The largest manifest or index read (distribution's own limit).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
