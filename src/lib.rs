@@ -28,6 +28,7 @@
 
 pub mod apply;
 pub mod arch;
+pub mod atomic;
 pub mod blob;
 pub mod cases;
 pub mod check;

@@ -21,8 +21,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{CONTRACT, PolicyInfo, cache};
+use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
 use crate::manifest::OCI_MANIFEST;
 use crate::registry::{self, Repository};
@@ -411,16 +410,7 @@ fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".part")
-        .tempfile_in(dir)
-        .ok()?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))
-        .ok()?;
-    tmp.write_all(bytes).ok()?;
-    tmp.as_file().sync_all().ok()?;
-    tmp.persist(&path).ok()?;
+    atomic::write(&path, bytes, PRIVATE).ok()?;
     Some(path)
 }
 
