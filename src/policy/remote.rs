@@ -30,7 +30,7 @@ use serde_json::{Map, Value, json};
 use super::{CONTRACT, PolicyInfo, cache};
 use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
-use crate::manifest::OCI_MANIFEST;
+use crate::manifest::{ImageManifest, OCI_MANIFEST};
 use crate::registry::{self, Repository};
 
 /// The artifact type of a pushgate policy, and the media type of its config.
@@ -249,28 +249,6 @@ pub struct Described {
     pub annotations: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestDoc {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    artifact_type: Option<String>,
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    annotations: Map<String, Value>,
-}
-
 /// Checks that `bytes` is the manifest of a pushgate policy for this host's
 /// contract, and says where its config and module are.
 pub fn describe(bytes: &[u8]) -> Result<Described> {
@@ -280,15 +258,20 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
              {CONFIG_MEDIA_TYPE}; publish one with `pushgate policy push`)"
         )
     };
-    let doc: ManifestDoc = serde_json::from_slice(bytes)
+    let doc: Value = serde_json::from_slice(bytes)
         .map_err(|e| not_policy(format!("its manifest is not an OCI image manifest ({e})")))?;
-    let media_type = doc.media_type.as_deref().unwrap_or_default();
+    // The media type first, so that an index or a Docker manifest is named as
+    // such rather than as a malformed OCI manifest.
+    let media_type = doc
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if media_type != OCI_MANIFEST {
         return Err(not_policy(format!("it is a {media_type:?}")));
     }
-    let config = doc
-        .config
-        .ok_or_else(|| not_policy("its manifest has no config".into()))?;
+    let doc = ImageManifest::deserialize(doc)
+        .map_err(|e| not_policy(format!("its manifest is not an OCI image manifest ({e})")))?;
+    let config = &doc.config;
     if config.media_type != CONFIG_MEDIA_TYPE {
         return Err(not_policy(format!(
             "its config media type is {}",
@@ -327,10 +310,7 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
              {CONTRACT}: publish a build of the policy against {CONTRACT}"
         );
     }
-    let module: Digest = layer
-        .digest
-        .parse()
-        .map_err(|e| not_policy(format!("its layer's digest: {e}")))?;
+    let module = layer.digest.clone();
     if let Some(said) = doc
         .annotations
         .get(ANNOTATION_SHA256)
@@ -346,10 +326,7 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
         );
     }
     Ok(Described {
-        config: config
-            .digest
-            .parse()
-            .map_err(|e| not_policy(format!("its config digest: {e}")))?,
+        config: config.digest.clone(),
         module,
         module_size: layer.size,
         annotations: doc.annotations,
@@ -656,11 +633,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a pushgate policy"), "{e}");
+        let mut bad_digest: Value = serde_json::from_slice(&artifact(&info()).manifest).unwrap();
+        bad_digest["layers"][0]["digest"] = json!("sha256:00");
+        let e = describe(bad_digest.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a pushgate policy") && e.contains("sha256:00"), "{e}");
         let index =
             json!({"schemaVersion": 2, "mediaType": crate::manifest::OCI_INDEX, "manifests": []});
         let e = describe(index.to_string().as_bytes())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not a pushgate policy"), "{e}");
+        assert!(
+            e.contains("not a pushgate policy") && e.contains(crate::manifest::OCI_INDEX),
+            "{e}"
+        );
     }
 }
