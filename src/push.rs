@@ -16,7 +16,7 @@ use crate::meta::{ImageEntry, RecordChange};
 use crate::plan::{self, Desired, Plan, Presence, TagState};
 use crate::progress::{Display, Phase, Progress};
 use crate::record;
-use crate::registry::{self, Repository};
+use crate::registry::{self, RepoName, Repository};
 use crate::report::{Outcome, Report};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
 use crate::{apply, manifest, observe};
@@ -26,7 +26,8 @@ use crate::{apply, manifest, observe};
 pub struct PushRequest {
     /// The container's name, for policies and reports (the meta.json key or the repo).
     pub container: String,
-    pub repo: String,
+    /// `--repo` (or a release container's `repo`), parsed once where it is read.
+    pub repo: RepoName,
     pub tags: Vec<String>,
     pub source: SourceSpec,
     pub v2s2: bool,
@@ -257,7 +258,7 @@ fn log(
     };
     let subject = Subject {
         container: &req.container,
-        repo: &req.repo,
+        repo: req.repo.as_str(),
         tags: &req.tags,
         dry_run: req.dry_run,
         policy: LoggedPolicy::of(req.policy.as_ref().map(|c| &*c.policy), unloaded),
@@ -398,7 +399,7 @@ fn gather_facts(req: &PushRequest, p: &Prepared) -> Facts {
     };
     facts::gather(&Known {
         container: &req.container,
-        repo: &req.repo,
+        repo: req.repo.as_str(),
         build_id: p.resolved.build_id.as_deref(),
         key: p.resolved.key.as_deref(),
         requested_arches: &p.resolved.requested_arches,

@@ -14,6 +14,7 @@ use crate::digest::Digest;
 use crate::human;
 use crate::meta::ImageEntry;
 use crate::plan::{Desired, Plan, TagState};
+use crate::registry::RepoName;
 
 /// What happened to the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,7 +195,7 @@ impl BlobCounts {
 }
 
 impl Report {
-    pub fn new(container: &str, repo: &str, tags: &[String], dry_run: bool) -> Report {
+    pub fn new(container: &str, repo: &RepoName, tags: &[String], dry_run: bool) -> Report {
         Report {
             container: container.to_string(),
             outcome: Outcome::UpToDate,

@@ -1,6 +1,7 @@
 //! The registry: the only code that speaks the distribution protocol.
 //!
-//! * [`reference`]: repository names and tags, as the spec and Docker spell them;
+//! * [`reference`]: repository names, references and tags, as the spec and
+//!   Docker spell them;
 //! * [`transport`]: one HTTP client per registry and identity, auth (Basic, and
 //!   Docker token auth with scoped tokens), retries, stall timeouts, `--debug`;
 //!   [`challenge`] parses what a 401 asks for, [`retry`] decides the waits,
@@ -32,6 +33,6 @@ pub mod transport;
 pub use explain::{Explained, Who};
 
 pub use ops::{BlobSource, Fetched, MAX_MANIFEST, Repository};
-pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
+pub use reference::{Reference, RepoName, Target, check_tag};
 pub use retry::RetryPolicy;
 pub use transport::{Clients, Options, Transport};

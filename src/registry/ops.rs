@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::RegistryError;
 use super::explain::explain;
-use super::reference::parse_repo;
+use super::reference::RepoName;
 use super::transport::{Options, Transport, connect, read_bounded};
 use crate::blob::BlobRange;
 use crate::digest::Digest;
@@ -41,14 +41,13 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Parses `--repo` and finds credentials and a transport for its registry.
-    pub fn new(repo: &str, opts: &Options) -> Result<Repository> {
-        let (registry, repository) = parse_repo(repo)?;
-        let transport = connect(&registry, &repository, opts)?;
+    /// Finds credentials and a transport for `repo`'s registry.
+    pub fn new(repo: &RepoName, opts: &Options) -> Result<Repository> {
+        let transport = connect(repo.registry(), repo.path(), opts)?;
         Ok(Repository {
             transport,
-            registry,
-            repository,
+            registry: repo.registry().to_string(),
+            repository: repo.path().to_string(),
             name: repo.to_string(),
         })
     }
@@ -683,23 +682,4 @@ pub struct Fetched {
     /// The answer's Content-Type.
     pub media_type: Option<String>,
     pub bytes: Vec<u8>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repo_must_not_carry_a_tag_or_digest() {
-        let opts = Options::default();
-        assert!(Repository::new("quay.io/fedora/fedora-coreos:stable", &opts).is_err());
-        assert!(Repository::new("localhost:5000/a@sha256:00", &opts).is_err());
-        assert!(
-            Repository::new("NOT VALID", &opts)
-                .err()
-                .expect("an invalid --repo is refused")
-                .to_string()
-                .contains("--repo")
-        );
-    }
 }
