@@ -25,6 +25,10 @@
 //! the [`report`]; [`decision_log`] appends each decision to an audit log.
 //! [`cases`], [`check`] and [`scaffold`] are the policy authoring
 //! tools.
+//!
+//! Beside the pipeline, and depending on none of it: [`human`] writes sizes and
+//! times for a person, [`atomic`] replaces a file so that a crash leaves the old
+//! or the new one, and [`blob`] says where a blob's bytes lie in a file.
 
 pub mod apply;
 pub mod arch;
