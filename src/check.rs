@@ -170,7 +170,7 @@ pub fn check_loaded(
         format!(
             "a component implementing {} ({}, {})",
             info.contract,
-            crate::report::human_size(info.size),
+            crate::human::size(info.size),
             info.sha256
         ),
     );

@@ -14,14 +14,16 @@
 //! back into case files ([`replay_cases`]).
 //!
 //! A push gathers what the log needs as it goes (`Trace`: the verdict, the
-//! decision, the facts) and `record` writes the line, whatever the run's end:
-//! a report, a refusal before anything was observed, or an error.
+//! decision, the facts) and [`DecisionLog::record`] writes the line, whatever
+//! the run's end: a report, a refusal before anything was observed, or an
+//! error. What the run was about comes as plain data ([`Subject`]), so the log
+//! knows nothing of the pipeline that calls it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,8 @@ use serde_json::Value;
 use crate::contract::{Facts, Verdict};
 use crate::decide::Decided;
 use crate::digest::Digest;
+use crate::policy::Policy;
+use crate::report::Outcome;
 
 /// An open decision log.
 #[derive(Debug)]
@@ -142,66 +146,82 @@ pub(crate) struct Trace {
     pub(crate) build_id: Option<String>,
 }
 
-/// Appends the run's line to the decision log, if there is one. `unloaded` is
-/// the policy that was configured but could not be had.
-pub(crate) fn record(
-    req: &crate::push::PushRequest,
-    unloaded: Option<&str>,
-    trace: &Trace,
-    result: Result<&crate::report::Report, &anyhow::Error>,
-) -> Result<()> {
-    let Some(log) = &req.decision_log else {
-        return Ok(());
-    };
-    let policy = match (&req.policy, unloaded) {
-        (Some(c), _) => LoggedPolicy::Policy {
-            name: Some(c.policy.info.name.clone()),
-            version: Some(c.policy.info.version.clone()),
-            sha256: Some(c.policy.info.sha256.clone()),
-            // The file, or the reference as configured with the digest it
-            // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
-            // and what ran.
-            source: c.policy.label().to_string(),
-        },
-        (None, Some(source)) => LoggedPolicy::Policy {
-            name: None,
-            version: None,
-            sha256: None,
-            source: source.to_string(),
-        },
-        (None, None) => LoggedPolicy::Host("host".into()),
-    };
-    let facts = trace.facts.as_ref().map(facts_doc);
-    let (outcome, error) = match result {
-        Ok(r) => (crate::release::outcome_name(r.outcome).to_string(), None),
-        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
-    };
-    let entry = Entry {
-        time: now(),
-        decision_id: new_id(),
-        container: req.container.clone(),
-        repo: req.repo.clone(),
-        tags: req.tags.clone(),
-        build_id: trace.build_id.clone(),
-        policy,
-        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
-        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
-        decision: trace
-            .decided
-            .as_ref()
-            .map(|d| d.decision.kind().to_string()),
-        reason: trace
-            .decided
-            .as_ref()
-            .map(|d| d.decision.reason().to_string()),
-        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
-        facts_sha256: facts.as_ref().map(facts_sha256),
-        facts: facts.filter(|_| log.with_facts()),
-        outcome,
-        error,
-        dry_run: req.dry_run,
-    };
-    log.append(&entry)
+/// What a logged run was about, as plain data (the caller's request says it).
+pub struct Subject<'a> {
+    pub container: &'a str,
+    /// The repository as given (`--repo`, or the release config's `repo`).
+    pub repo: &'a str,
+    pub tags: &'a [String],
+    pub dry_run: bool,
+    pub policy: LoggedPolicy,
+}
+
+impl LoggedPolicy {
+    /// The policy a run decided with: the one `loaded`, else the source that
+    /// was configured but could not be had (`unloaded`), else the host.
+    pub fn of(loaded: Option<&Policy>, unloaded: Option<&str>) -> LoggedPolicy {
+        match (loaded, unloaded) {
+            (Some(p), _) => LoggedPolicy::Policy {
+                name: Some(p.info.name.clone()),
+                version: Some(p.info.version.clone()),
+                sha256: Some(p.info.sha256.clone()),
+                // The file, or the reference as configured with the digest it
+                // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
+                // and what ran.
+                source: p.label().to_string(),
+            },
+            (None, Some(source)) => LoggedPolicy::Policy {
+                name: None,
+                version: None,
+                sha256: None,
+                source: source.to_string(),
+            },
+            (None, None) => LoggedPolicy::Host("host".into()),
+        }
+    }
+}
+
+impl DecisionLog {
+    /// Appends the line of a run about `subject`, whatever its end: an outcome,
+    /// or the error that stopped it.
+    pub(crate) fn record(
+        &self,
+        subject: Subject<'_>,
+        trace: &Trace,
+        result: Result<Outcome, &anyhow::Error>,
+    ) -> Result<()> {
+        let facts = trace.facts.as_ref().map(facts_doc);
+        let (outcome, error) = match result {
+            Ok(o) => (o.name().to_string(), None),
+            Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
+        };
+        let entry = Entry {
+            time: now(),
+            decision_id: new_id(),
+            container: subject.container.to_string(),
+            repo: subject.repo.to_string(),
+            tags: subject.tags.to_vec(),
+            build_id: trace.build_id.clone(),
+            policy: subject.policy,
+            verdict: trace.verdict.as_ref().map(|(v, _)| *v),
+            verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
+            decision: trace
+                .decided
+                .as_ref()
+                .map(|d| d.decision.kind().to_string()),
+            reason: trace
+                .decided
+                .as_ref()
+                .map(|d| d.decision.reason().to_string()),
+            decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
+            facts_sha256: facts.as_ref().map(facts_sha256),
+            facts: facts.filter(|_| self.with_facts()),
+            outcome,
+            error,
+            dry_run: subject.dry_run,
+        };
+        self.append(&entry)
+    }
 }
 
 /// The facts as logged: the WIT record, with the settings as a JSON value.
@@ -229,30 +249,10 @@ pub fn now() -> String {
 }
 
 fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's algorithm.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    // humantime formats only 1970 to 9999 (it panics before, and fails after):
+    // a clock outside them is logged at the nearest end rather than stopping a run.
+    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    humantime::format_rfc3339_millis(t.clamp(UNIX_EPOCH, last)).to_string()
 }
 
 /// Reads a decision log: every line, in order. A malformed line is an error
@@ -331,7 +331,6 @@ pub fn replay_cases(entries: &[Entry]) -> Result<Vec<(String, crate::cases::Case
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn times_are_utc_rfc3339() {
@@ -340,6 +339,13 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-30T12:00:00.123Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        let end_of_2024 = UNIX_EPOCH + Duration::from_millis(1_735_689_599_999);
+        assert_eq!(rfc3339(end_of_2024), "2024-12-31T23:59:59.999Z");
+        // a clock outside what the format can say is logged at its nearest end
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000Z");
+        let after = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339(after), "9999-12-31T23:59:59.000Z");
     }
 
     fn entry() -> Entry {
@@ -388,6 +394,56 @@ mod tests {
         .unwrap();
         assert_eq!(line["policy"], "host");
         assert_ne!(new_id(), new_id());
+    }
+
+    #[test]
+    fn a_run_is_logged_from_plain_data_with_its_outcome_or_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let log = DecisionLog::open(&path, false).unwrap();
+        let tags = vec!["stable".to_string()];
+        let subject = |policy| Subject {
+            container: "os",
+            repo: "busybox",
+            tags: &tags,
+            dry_run: true,
+            policy,
+        };
+        let trace = Trace {
+            build_id: Some("41".into()),
+            ..Trace::default()
+        };
+        log.record(
+            subject(LoggedPolicy::of(None, None)),
+            &trace,
+            Ok(Outcome::UpToDate),
+        )
+        .unwrap();
+        let stopped = anyhow::anyhow!("cannot reach r.io");
+        let unloaded = LoggedPolicy::of(None, Some("oci://r.io/p:1"));
+        log.record(subject(unloaded.clone()), &Trace::default(), Err(&stopped))
+            .unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(
+            (
+                back[0].repo.as_str(),
+                back[0].tags.as_slice(),
+                back[0].dry_run
+            ),
+            ("busybox", tags.as_slice(), true)
+        );
+        assert_eq!(back[0].build_id.as_deref(), Some("41"));
+        assert_eq!(back[0].policy, LoggedPolicy::Host("host".into()));
+        assert_eq!(
+            (back[0].outcome.as_str(), back[0].error.as_deref()),
+            ("up-to-date", None)
+        );
+        assert_eq!(back[1].policy, unloaded);
+        assert_eq!(
+            (back[1].outcome.as_str(), back[1].error.as_deref()),
+            ("error", Some("cannot reach r.io"))
+        );
+        assert_eq!(back[1].decision, None);
     }
 
     #[test]

@@ -25,9 +25,15 @@
 //! the [`report`]; [`decision_log`] appends each decision to an audit log.
 //! [`cases`], [`check`] and [`scaffold`] are the policy authoring
 //! tools.
+//!
+//! Beside the pipeline, and depending on none of it: [`human`] writes sizes and
+//! times for a person, [`atomic`] replaces a file so that a crash leaves the old
+//! or the new one, and [`blob`] says where a blob's bytes lie in a file.
 
 pub mod apply;
 pub mod arch;
+pub mod atomic;
+pub mod blob;
 pub mod cases;
 pub mod check;
 pub mod contract;
@@ -35,6 +41,7 @@ pub mod decide;
 pub mod decision_log;
 pub mod digest;
 pub mod facts;
+pub mod human;
 pub mod manifest;
 pub mod meta;
 pub mod observe;

@@ -39,15 +39,22 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-/// The parts of an image manifest (OCI or Docker schema 2) pushgate uses.
+/// The parts of an image manifest (OCI or Docker schema 2) pushgate uses: an
+/// image's, or an OCI artifact's such as a policy ([`crate::policy::remote`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageManifest {
     #[serde(rename = "schemaVersion")]
     pub schema_version: u32,
     #[serde(rename = "mediaType")]
     pub media_type: Option<String>,
+    /// What an OCI 1.1 artifact is (none for an image).
+    #[serde(rename = "artifactType", default)]
+    pub artifact_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+    /// The manifest's own annotations (a Docker manifest has none).
+    #[serde(default)]
+    pub annotations: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ImageManifest {
@@ -328,6 +335,26 @@ mod tests {
         let (_, raw) = oci_manifest("application/vnd.oci.image.layer.v1.tar");
         assert_eq!(parse_remote(&raw, Some(OCI_MANIFEST)), Remote::Image);
         assert_eq!(parse_remote(b"garbage", None), Remote::Image);
+    }
+
+    #[test]
+    fn an_artifact_manifest_keeps_its_type_and_annotations() {
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/x.t",
+            "config": d(1, "application/x.t"),
+            "layers": [d(2, "application/wasm")],
+            "annotations": {"k": "v"}
+        }))
+        .unwrap();
+        let m = ImageManifest::parse(&raw, "t").unwrap();
+        assert_eq!(m.artifact_type.as_deref(), Some("application/x.t"));
+        assert_eq!(m.annotations["k"], "v");
+        assert_eq!(m.layers[0].digest, Digest::of(&[2]));
+        let (_, raw) = oci_manifest("application/vnd.oci.image.layer.v1.tar");
+        let m = ImageManifest::parse(&raw, "t").unwrap();
+        assert_eq!((m.artifact_type, m.annotations.len()), (None, 1));
     }
 
     #[test]

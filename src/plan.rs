@@ -16,6 +16,7 @@ use crate::contract::Verdict;
 use crate::digest::Digest;
 use crate::manifest::{self, Descriptor, OCI_MANIFEST, Remote};
 use crate::meta::ImageEntry;
+use crate::registry::RepoName;
 use crate::sources::SourceImage;
 
 /// One per-arch manifest as it will be published.
@@ -54,7 +55,7 @@ impl Desired {
     }
 
     /// The meta.json entry each arch gets.
-    pub fn entry_for(&self, arch: &str, repo: &str, tags: &[String]) -> Option<ImageEntry> {
+    pub fn entry_for(&self, arch: &str, repo: &RepoName, tags: &[String]) -> Option<ImageEntry> {
         Some(ImageEntry {
             image: repo.to_string(),
             digest: Some(self.digest_of(arch)?.clone()),
@@ -187,7 +188,7 @@ impl Plan {
 /// The quick check, from meta.json and tags alone. `Ok(reason)` means up to date;
 /// `Err(reason)` says why the archives must be read and a full plan made.
 pub fn check_recorded(
-    repo: &str,
+    repo: &RepoName,
     recorded: &[(String, Option<ImageEntry>)],
     tags: &[TagState],
     force: bool,
@@ -205,7 +206,7 @@ pub fn check_recorded(
             return Err(format!("meta.json for {arch} has no entry yet"));
         };
         let e = entry.newest();
-        if e.image != repo {
+        if e.image != repo.as_str() {
             return Err(format!(
                 "meta.json for {arch} records {} rather than {repo}",
                 e.image
@@ -324,7 +325,7 @@ pub fn records(entry: &ImageEntry, want: &ImageEntry) -> bool {
 
 /// The full plan: desired state against the registry and meta.json.
 pub fn plan(
-    repo: &str,
+    repo: &RepoName,
     tags: &[TagState],
     desired: &Desired,
     recorded: &[(String, Option<ImageEntry>)],

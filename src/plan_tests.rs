@@ -12,6 +12,11 @@ use crate::manifest::{
 
 const REPO: &str = "quay.io/fedora/fedora-coreos";
 const OTHER_REPO: &str = "quay.io/someone/else";
+
+/// A repository as `--repo` gives it.
+fn repo_name(repo: &str) -> RepoName {
+    repo.parse().unwrap()
+}
 const TAGS: [&str; 3] = ["stable", "40.20261127.3.0", "latest"];
 const ARCHES: [&str; 3] = ["x86_64", "aarch64", "s390x"];
 const GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -154,7 +159,12 @@ fn single(tag: &str, d: &Desired) -> TagState {
 fn recorded_as(d: &Desired, repo: &str) -> Vec<(String, Option<ImageEntry>)> {
     d.images
         .iter()
-        .map(|i| (i.arch.clone(), d.entry_for(&i.arch, repo, &tags())))
+        .map(|i| {
+            (
+                i.arch.clone(),
+                d.entry_for(&i.arch, &repo_name(repo), &tags()),
+            )
+        })
         .collect()
 }
 
@@ -384,14 +394,14 @@ fn list_order_follows_image_order() {
 #[test]
 fn entry_for_records_the_arch_digest_and_the_list() {
     let d = desired(&build("new"), false).unwrap();
-    let e = d.entry_for("aarch64", REPO, &tags()).unwrap();
+    let e = d.entry_for("aarch64", &repo_name(REPO), &tags()).unwrap();
     assert_eq!(e.image, REPO);
     assert_eq!(e.digest.as_ref(), d.digest_of("aarch64"));
     assert_ne!(e.digest.as_ref(), Some(&d.list_digest));
     assert_eq!(e.manifest_list_digest.as_ref(), Some(&d.list_digest));
     assert_eq!(e.tags, tags());
     assert!(e.additional_images.is_empty());
-    assert_eq!(d.entry_for("ppc64le", REPO, &tags()), None);
+    assert_eq!(d.entry_for("ppc64le", &repo_name(REPO), &tags()), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -401,7 +411,7 @@ fn entry_for_records_the_arch_digest_and_the_list() {
 #[test]
 fn records_compares_image_digest_list_and_covers_tags() {
     let f = fixture(false);
-    let want = f.a.entry_for("x86_64", REPO, &tags()).unwrap();
+    let want = f.a.entry_for("x86_64", &repo_name(REPO), &tags()).unwrap();
     assert!(records(&want, &want));
     let mut reordered = want.clone();
     reordered.tags.reverse();
@@ -437,11 +447,13 @@ fn records_compares_image_digest_list_and_covers_tags() {
 #[test]
 fn records_finds_a_later_push_in_additional_images() {
     let f = fixture(false);
-    let want = f.a.entry_for("x86_64", REPO, &tags()).unwrap();
-    let mut old = f.b.entry_for("x86_64", REPO, &tags()).unwrap();
+    let want = f.a.entry_for("x86_64", &repo_name(REPO), &tags()).unwrap();
+    let mut old = f.b.entry_for("x86_64", &repo_name(REPO), &tags()).unwrap();
     assert!(!records(&old, &want));
-    old.additional_images
-        .push(f.b.entry_for("x86_64", OTHER_REPO, &tags()).unwrap());
+    old.additional_images.push(
+        f.b.entry_for("x86_64", &repo_name(OTHER_REPO), &tags())
+            .unwrap(),
+    );
     assert!(!records(&old, &want));
     old.additional_images.push(want.clone());
     assert!(records(&old, &want));
@@ -455,12 +467,17 @@ fn records_finds_a_later_push_in_additional_images() {
 fn quick_check_up_to_date_when_meta_and_every_tag_agree() {
     for v2s2 in [false, true] {
         let f = fixture(v2s2);
-        let reason = check_recorded(REPO, &recorded_as(&f.a, REPO), &all_serving(&f.a), false)
-            .expect("up to date");
+        let reason = check_recorded(
+            &repo_name(REPO),
+            &recorded_as(&f.a, REPO),
+            &all_serving(&f.a),
+            false,
+        )
+        .expect("up to date");
         assert!(reason.contains('3'), "{reason}");
         // what the quick check calls up to date, the full plan does too
         let p = plan(
-            REPO,
+            &repo_name(REPO),
             &all_serving(&f.a),
             &f.a,
             &recorded_as(&f.a, REPO),
@@ -487,10 +504,10 @@ fn a_tag_asked_for_but_not_recorded_is_recorded_even_if_the_registry_has_it() {
             (arch, Some(e))
         })
         .collect();
-    let err = check_recorded(REPO, &recorded, &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &recorded, &all_serving(&f.a), false).unwrap_err();
     assert!(err.contains("does not record tag"), "{err}");
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &all_serving(&f.a),
         &f.a,
         &recorded,
@@ -505,14 +522,20 @@ fn a_tag_asked_for_but_not_recorded_is_recorded_even_if_the_registry_has_it() {
 #[test]
 fn quick_check_refuses_with_force() {
     let f = fixture(false);
-    let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &all_serving(&f.a), true).unwrap_err();
+    let err = check_recorded(
+        &repo_name(REPO),
+        &recorded_as(&f.a, REPO),
+        &all_serving(&f.a),
+        true,
+    )
+    .unwrap_err();
     assert!(err.contains("--force"), "{err}");
 }
 
 #[test]
 fn quick_check_refuses_without_meta_json() {
     let f = fixture(false);
-    let err = check_recorded(REPO, &[], &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &[], &all_serving(&f.a), false).unwrap_err();
     assert!(!err.is_empty());
 }
 
@@ -522,10 +545,16 @@ fn quick_check_refuses_when_an_arch_lacks_the_key() {
     for i in 0..ARCHES.len() {
         let mut rec = recorded_as(&f.a, REPO);
         rec[i].1 = None;
-        let err = check_recorded(REPO, &rec, &all_serving(&f.a), false).unwrap_err();
+        let err = check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).unwrap_err();
         assert!(err.contains(ARCHES[i]), "{err}");
     }
-    let err = check_recorded(REPO, &nothing_recorded(), &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(
+        &repo_name(REPO),
+        &nothing_recorded(),
+        &all_serving(&f.a),
+        false,
+    )
+    .unwrap_err();
     assert!(err.contains("x86_64"), "{err}");
 }
 
@@ -533,8 +562,8 @@ fn quick_check_refuses_when_an_arch_lacks_the_key() {
 fn quick_check_refuses_an_entry_for_another_repo() {
     let f = fixture(false);
     let mut rec = recorded_as(&f.a, REPO);
-    rec[2].1 = f.a.entry_for("s390x", OTHER_REPO, &tags());
-    let err = check_recorded(REPO, &rec, &all_serving(&f.a), false).unwrap_err();
+    rec[2].1 = f.a.entry_for("s390x", &repo_name(OTHER_REPO), &tags());
+    let err = check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).unwrap_err();
     assert!(err.contains(OTHER_REPO) && err.contains("s390x"), "{err}");
 }
 
@@ -543,7 +572,7 @@ fn quick_check_refuses_an_entry_without_digest() {
     let f = fixture(false);
     let mut rec = recorded_as(&f.a, REPO);
     rec[1].1 = Some(entry(REPO, None, Some(&f.a.list_digest)));
-    let err = check_recorded(REPO, &rec, &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).unwrap_err();
     assert!(err.contains("aarch64"), "{err}");
 }
 
@@ -552,7 +581,7 @@ fn quick_check_refuses_two_arches_with_one_digest() {
     let f = fixture(false);
     let mut rec = recorded_as(&f.a, REPO);
     rec[1].1 = Some(entry(REPO, f.a.digest_of("x86_64"), Some(&f.a.list_digest)));
-    assert!(check_recorded(REPO, &rec, &all_serving(&f.a), false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).is_err());
     // even when the tags serve a list of exactly the two distinct digests
     let entries = vec![
         f.a.images[0].descriptor.clone(),
@@ -571,7 +600,7 @@ fn quick_check_refuses_two_arches_with_one_digest() {
             )
         })
         .collect();
-    assert!(check_recorded(REPO, &rec, &t, false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &rec, &t, false).is_err());
 }
 
 #[test]
@@ -580,7 +609,8 @@ fn quick_check_refuses_a_missing_tag() {
     for i in 0..TAGS.len() {
         let mut t = all_serving(&f.a);
         t[i] = missing(TAGS[i]);
-        let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).unwrap_err();
+        let err =
+            check_recorded(&repo_name(REPO), &recorded_as(&f.a, REPO), &t, false).unwrap_err();
         assert!(err.contains(TAGS[i]), "{err}");
     }
 }
@@ -591,7 +621,8 @@ fn quick_check_refuses_a_tag_on_another_list() {
     for i in 0..TAGS.len() {
         let mut t = all_serving(&f.a);
         t[i] = serving(TAGS[i], &f.b);
-        let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).unwrap_err();
+        let err =
+            check_recorded(&repo_name(REPO), &recorded_as(&f.a, REPO), &t, false).unwrap_err();
         assert!(err.contains(TAGS[i]), "{err}");
     }
 }
@@ -614,7 +645,7 @@ fn quick_check_refuses_a_list_with_the_same_digests_under_another_digest() {
             entries,
         },
     );
-    let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &recorded_as(&f.a, REPO), &t, false).unwrap_err();
     assert!(err.contains(TAGS[1]), "{err}");
 }
 
@@ -623,7 +654,7 @@ fn quick_check_refuses_a_single_image_tag() {
     let f = fixture(false);
     let mut t = all_serving(&f.a);
     t[0] = single(TAGS[0], &f.a);
-    let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &recorded_as(&f.a, REPO), &t, false).unwrap_err();
     assert!(err.contains(TAGS[0]), "{err}");
 
     // even when meta.json names no list digest to compare the tag's digest with
@@ -637,7 +668,7 @@ fn quick_check_refuses_a_single_image_tag() {
                 )
             })
             .collect();
-    let err = check_recorded(REPO, &rec, &t, false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &rec, &t, false).unwrap_err();
     assert!(
         err.contains(TAGS[0]) && err.contains("not a manifest list"),
         "{err}"
@@ -678,7 +709,8 @@ fn quick_check_refuses_lists_with_other_digests() {
                     entries: entries.clone(),
                 },
             );
-            let err = check_recorded(REPO, &recorded_as(&f.a, REPO), &t, false).expect_err(name);
+            let err = check_recorded(&repo_name(REPO), &recorded_as(&f.a, REPO), &t, false)
+                .expect_err(name);
             assert!(err.contains(TAGS[i]), "{name}: {err}");
         }
     }
@@ -689,7 +721,7 @@ fn quick_check_refuses_entries_naming_different_lists() {
     let f = fixture(false);
     let mut rec = recorded_as(&f.a, REPO);
     rec[2].1 = Some(entry(REPO, f.a.digest_of("s390x"), Some(&f.b.list_digest)));
-    let err = check_recorded(REPO, &rec, &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).unwrap_err();
     assert!(err.contains("different"), "{err}");
 }
 
@@ -700,41 +732,45 @@ fn quick_check_compares_the_newest_entry() {
     let a_after_b: Vec<_> = ARCHES
         .iter()
         .map(|arch| {
-            let mut e = f.b.entry_for(arch, REPO, &tags()).unwrap();
+            let mut e = f.b.entry_for(arch, &repo_name(REPO), &tags()).unwrap();
+            e.additional_images.push(
+                f.b.entry_for(arch, &repo_name(OTHER_REPO), &tags())
+                    .unwrap(),
+            );
             e.additional_images
-                .push(f.b.entry_for(arch, OTHER_REPO, &tags()).unwrap());
-            e.additional_images
-                .push(f.a.entry_for(arch, REPO, &tags()).unwrap());
+                .push(f.a.entry_for(arch, &repo_name(REPO), &tags()).unwrap());
             (arch.to_string(), Some(e))
         })
         .collect();
-    assert!(check_recorded(REPO, &a_after_b, &all_serving(&f.a), false).is_ok());
-    assert!(check_recorded(REPO, &a_after_b, &all_serving(&f.b), false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &a_after_b, &all_serving(&f.a), false).is_ok());
+    assert!(check_recorded(&repo_name(REPO), &a_after_b, &all_serving(&f.b), false).is_err());
 
     // pushed a, then b: b is what counts
     let b_after_a: Vec<_> = ARCHES
         .iter()
         .map(|arch| {
-            let mut e = f.a.entry_for(arch, REPO, &tags()).unwrap();
+            let mut e = f.a.entry_for(arch, &repo_name(REPO), &tags()).unwrap();
             e.additional_images
-                .push(f.b.entry_for(arch, REPO, &tags()).unwrap());
+                .push(f.b.entry_for(arch, &repo_name(REPO), &tags()).unwrap());
             (arch.to_string(), Some(e))
         })
         .collect();
-    assert!(check_recorded(REPO, &b_after_a, &all_serving(&f.b), false).is_ok());
-    assert!(check_recorded(REPO, &b_after_a, &all_serving(&f.a), false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &b_after_a, &all_serving(&f.b), false).is_ok());
+    assert!(check_recorded(&repo_name(REPO), &b_after_a, &all_serving(&f.a), false).is_err());
 
     // newest entry is for another repo: refused even if an older one matches
     let other_last: Vec<_> = ARCHES
         .iter()
         .map(|arch| {
-            let mut e = f.a.entry_for(arch, REPO, &tags()).unwrap();
-            e.additional_images
-                .push(f.a.entry_for(arch, OTHER_REPO, &tags()).unwrap());
+            let mut e = f.a.entry_for(arch, &repo_name(REPO), &tags()).unwrap();
+            e.additional_images.push(
+                f.a.entry_for(arch, &repo_name(OTHER_REPO), &tags())
+                    .unwrap(),
+            );
             (arch.to_string(), Some(e))
         })
         .collect();
-    let err = check_recorded(REPO, &other_last, &all_serving(&f.a), false).unwrap_err();
+    let err = check_recorded(&repo_name(REPO), &other_last, &all_serving(&f.a), false).unwrap_err();
     assert!(err.contains(OTHER_REPO), "{err}");
 }
 
@@ -743,14 +779,22 @@ fn quick_check_is_ok_for_a_subset_of_arches_when_lists_match_it() {
     // meta.json for two arches (the third lacks the artifact); tags list exactly those
     let images: Vec<SourceImage> = build("new").into_iter().take(2).collect();
     let d = desired(&images, false).unwrap();
-    assert!(check_recorded(REPO, &recorded_as(&d, REPO), &all_serving(&d), false).is_ok());
+    assert!(
+        check_recorded(
+            &repo_name(REPO),
+            &recorded_as(&d, REPO),
+            &all_serving(&d),
+            false
+        )
+        .is_ok()
+    );
     // the three-arch list is "more digests than meta.json records"
     let three = desired(&build("new"), false).unwrap();
     let t: Vec<_> = TAGS
         .iter()
         .map(|tag| at(tag, &d.list_digest, list_remote(&three)))
         .collect();
-    assert!(check_recorded(REPO, &recorded_as(&d, REPO), &t, false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &recorded_as(&d, REPO), &t, false).is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -767,9 +811,16 @@ fn record_only_when_registry_has_the_list_and_meta_lacks_the_key() {
             for &i in &lacking {
                 rec[i].1 = None;
             }
-            assert!(check_recorded(REPO, &rec, &all_serving(&f.a), false).is_err());
+            assert!(check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), false).is_err());
             for presence in [Presence::default(), all_present(&f.a)] {
-                let p = plan(REPO, &all_serving(&f.a), &f.a, &rec, &presence, false);
+                let p = plan(
+                    &repo_name(REPO),
+                    &all_serving(&f.a),
+                    &f.a,
+                    &rec,
+                    &presence,
+                    false,
+                );
                 assert_eq!(p.verdict, Verdict::RecordOnly, "{p:?}");
                 assert_uploads_nothing(&p);
                 let want: Vec<String> = lacking.iter().map(|&i| ARCHES[i].to_string()).collect();
@@ -787,7 +838,7 @@ fn record_only_when_meta_records_an_older_push_or_another_repo() {
     let f = fixture(false);
     for rec in [recorded_as(&f.b, REPO), recorded_as(&f.a, OTHER_REPO)] {
         let p = plan(
-            REPO,
+            &repo_name(REPO),
             &all_serving(&f.a),
             &f.a,
             &rec,
@@ -815,7 +866,14 @@ fn push_uploads_only_what_is_missing() {
         presence.blobs.insert(s390x.blobs[0].digest.clone());
         presence.manifests.insert(x86.descriptor.digest.clone());
         let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
-        let p = plan(REPO, &tags_now, &f.a, &nothing_recorded(), &presence, false);
+        let p = plan(
+            &repo_name(REPO),
+            &tags_now,
+            &f.a,
+            &nothing_recorded(),
+            &presence,
+            false,
+        );
         assert_eq!(p.verdict, Verdict::Push);
         assert_eq!(
             digests(&p.blobs),
@@ -857,7 +915,14 @@ fn a_blob_shared_by_two_arches_is_uploaded_once() {
             .count();
     assert_eq!(refs, 2, "the fixture shares a layer");
     let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
-    let p = plan(REPO, &tags_now, &f.a, &[], &Presence::default(), false);
+    let p = plan(
+        &repo_name(REPO),
+        &tags_now,
+        &f.a,
+        &[],
+        &Presence::default(),
+        false,
+    );
     assert_eq!(p.blobs.iter().filter(|b| b.digest == shared).count(), 1);
     assert_eq!(digests(&p.blobs), unique_blobs(&f.a));
     assert_eq!(p.blobs.len(), 8, "3 configs + 5 distinct layers");
@@ -870,7 +935,7 @@ fn only_the_list_and_tags_when_images_are_there() {
     let f = fixture(false);
     let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &tags_now,
         &f.a,
         &nothing_recorded(),
@@ -884,7 +949,7 @@ fn only_the_list_and_tags_when_images_are_there() {
 
     // the list is there too (say a run died before tagging): only tags
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &tags_now,
         &f.a,
         &nothing_recorded(),
@@ -909,8 +974,8 @@ fn a_tag_moved_by_someone_else_is_put_back() {
             let mut t = all_serving(&f.a);
             t[1] = moved_to;
             let rec = recorded_as(&f.a, REPO);
-            assert!(check_recorded(REPO, &rec, &t, false).is_err());
-            let p = plan(REPO, &t, &f.a, &rec, &all_present(&f.a), false);
+            assert!(check_recorded(&repo_name(REPO), &rec, &t, false).is_err());
+            let p = plan(&repo_name(REPO), &t, &f.a, &rec, &all_present(&f.a), false);
             assert_eq!(p.verdict, Verdict::Push, "{p:?}");
             assert_eq!(p.tags, vec![TAGS[1].to_string()]);
             assert!(p.blobs.is_empty() && p.manifests.is_empty() && !p.list);
@@ -926,9 +991,9 @@ fn force_pushes_and_records_even_when_up_to_date() {
     for v2s2 in [false, true] {
         let f = fixture(v2s2);
         let rec = recorded_as(&f.a, REPO);
-        assert!(check_recorded(REPO, &rec, &all_serving(&f.a), true).is_err());
+        assert!(check_recorded(&repo_name(REPO), &rec, &all_serving(&f.a), true).is_err());
         let p = plan(
-            REPO,
+            &repo_name(REPO),
             &all_serving(&f.a),
             &f.a,
             &rec,
@@ -947,7 +1012,14 @@ fn force_pushes_and_records_even_when_up_to_date() {
         let mut presence = all_present(&f.a);
         let gone = f.a.images[2].blobs[1].digest.clone();
         presence.blobs.remove(&gone);
-        let p = plan(REPO, &all_serving(&f.a), &f.a, &rec, &presence, true);
+        let p = plan(
+            &repo_name(REPO),
+            &all_serving(&f.a),
+            &f.a,
+            &rec,
+            &presence,
+            true,
+        );
         assert_eq!(digests(&p.blobs), vec![gone]);
     }
 }
@@ -955,10 +1027,10 @@ fn force_pushes_and_records_even_when_up_to_date() {
 #[test]
 fn image_mode_records_nothing() {
     let f = fixture(false);
-    assert!(check_recorded(REPO, &[], &all_serving(&f.a), false).is_err());
+    assert!(check_recorded(&repo_name(REPO), &[], &all_serving(&f.a), false).is_err());
 
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &all_serving(&f.a),
         &f.a,
         &[],
@@ -971,13 +1043,13 @@ fn image_mode_records_nothing() {
 
     let mut t = all_serving(&f.a);
     t[2] = serving(TAGS[2], &f.b);
-    let p = plan(REPO, &t, &f.a, &[], &all_present(&f.a), false);
+    let p = plan(&repo_name(REPO), &t, &f.a, &[], &all_present(&f.a), false);
     assert_eq!(p.verdict, Verdict::Push);
     assert_eq!(p.tags, vec![TAGS[2].to_string()]);
     assert!(p.record.is_empty());
 
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &all_serving(&f.a),
         &f.a,
         &[],
@@ -995,9 +1067,12 @@ fn plan_is_a_pure_function() {
     let mut t = all_serving(&f.a);
     t[0] = missing(TAGS[0]);
     let args = (t, recorded_as(&f.b, REPO), all_but_list(&f.b));
-    let first = plan(REPO, &args.0, &f.a, &args.1, &args.2, false);
+    let first = plan(&repo_name(REPO), &args.0, &f.a, &args.1, &args.2, false);
     for _ in 0..3 {
-        assert_eq!(plan(REPO, &args.0, &f.a, &args.1, &args.2, false), first);
+        assert_eq!(
+            plan(&repo_name(REPO), &args.0, &f.a, &args.1, &args.2, false),
+            first
+        );
     }
 }
 
@@ -1044,7 +1119,7 @@ impl Local {
         };
         match self {
             Local::AbsentSome => rec[0].1 = None,
-            Local::Mixed => rec[0].1 = f.b.entry_for("x86_64", REPO, &tags()),
+            Local::Mixed => rec[0].1 = f.b.entry_for("x86_64", &repo_name(REPO), &tags()),
             _ => {}
         }
         rec
@@ -1146,9 +1221,10 @@ fn every_combination_obeys_the_rules() {
                             "v2s2={v2s2} local={local:?} tags={kinds:?} held={held:?} force={force}"
                         );
                         check_combination(&f, local, &rec, kinds, &tag_states, &pres, force, &ctx);
-                        let p = plan(REPO, &tag_states, &f.a, &rec, &pres, force);
+                        let p = plan(&repo_name(REPO), &tag_states, &f.a, &rec, &pres, force);
                         verdicts[p.verdict as usize] += 1;
-                        quick_ok += check_recorded(REPO, &rec, &tag_states, force).is_ok() as usize;
+                        quick_ok += check_recorded(&repo_name(REPO), &rec, &tag_states, force)
+                            .is_ok() as usize;
                         cases += 1;
                     }
                 }
@@ -1172,7 +1248,7 @@ fn check_combination(
     force: bool,
     ctx: &str,
 ) {
-    let p = plan(REPO, tag_states, &f.a, rec, pres, force);
+    let p = plan(&repo_name(REPO), tag_states, &f.a, rec, pres, force);
     let ctx = format!("{ctx}\n{p:#?}");
 
     let all_tags_desired = kinds.iter().all(|&k| k == TagKind::Desired);
@@ -1271,7 +1347,7 @@ fn check_combination(
     }
 
     // the quick check
-    let quick = check_recorded(REPO, rec, tag_states, force);
+    let quick = check_recorded(&repo_name(REPO), rec, tag_states, force);
     let matching_state = match local {
         Local::Matching => Some((&f.a, TagKind::Desired)),
         Local::Older => Some((&f.b, TagKind::OtherList)),
@@ -1284,12 +1360,12 @@ fn check_combination(
         Ok(_) => {
             // Ok ⇒ the full plan over the recorded state finds nothing to do
             let (d, _) = matching_state.unwrap();
-            let p = plan(REPO, tag_states, d, rec, pres, false);
+            let p = plan(&repo_name(REPO), tag_states, d, rec, pres, false);
             assert_eq!(p.verdict, Verdict::UpToDate, "{ctx}");
             assert!(p.record.is_empty() && !p.writes_registry(), "{ctx}");
             if local == Local::Matching {
                 assert_eq!(
-                    plan(REPO, tag_states, &f.a, rec, pres, false).verdict,
+                    plan(&repo_name(REPO), tag_states, &f.a, rec, pres, false).verdict,
                     Verdict::UpToDate,
                     "{ctx}"
                 );
@@ -1340,11 +1416,18 @@ fn an_equivalent_list_at_every_tag_is_adopted() {
         // Adopted, the plan records it and writes nothing to the registry.
         let mut d = f.a.clone();
         d.adopt_list(other.clone(), Vec::new());
-        let p = plan(REPO, &t, &d, &nothing_recorded(), &all_present(&d), false);
+        let p = plan(
+            &repo_name(REPO),
+            &t,
+            &d,
+            &nothing_recorded(),
+            &all_present(&d),
+            false,
+        );
         assert_eq!(p.verdict, Verdict::RecordOnly, "{p:?}");
         assert_uploads_nothing(&p);
         assert_eq!(
-            d.entry_for(ARCHES[0], REPO, &tags())
+            d.entry_for(ARCHES[0], &repo_name(REPO), &tags())
                 .unwrap()
                 .manifest_list_digest,
             Some(other)
@@ -1413,7 +1496,7 @@ fn a_tag_serving_the_desired_list_vouches_for_all_it_names() {
     assert_eq!(vouched, Some(all_present(d)));
     // and the plan then only sets the missing tag
     let p = plan(
-        REPO,
+        &repo_name(REPO),
         &tags,
         d,
         &recorded_as(d, REPO),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::report::human_size;
+use crate::human::{self, clock};
 
 /// Whether progress should be drawn: a terminal, and not `--json` or `--quiet`.
 pub fn wanted(json: bool, quiet: bool) -> bool {
@@ -264,15 +264,15 @@ impl Row {
     fn fields(&self, level: usize) -> [String; 4] {
         let s = &self.snap;
         let bytes = if level >= 4 {
-            human_size(s.pos)
+            human::size(s.pos)
         } else {
-            format!("{}/{}", human_size(s.pos), human_size(s.len))
+            format!("{}/{}", human::size(s.pos), human::size(s.len))
         };
         let rate = |r: f64| {
             if level >= 3 || r < 1.0 {
                 String::new()
             } else {
-                format!("{}/s", human_size(r as u64))
+                format!("{}/s", human::size(r as u64))
             }
         };
         let when = if self.ended {
@@ -295,7 +295,7 @@ impl Row {
             Stage::Verifying => ["verifying".into(), bytes, rate(self.rate), when],
             Stage::Verified => [
                 "verified".into(),
-                human_size(s.len),
+                human::size(s.len),
                 String::new(),
                 String::new(),
             ],
@@ -397,17 +397,6 @@ fn shorten(label: &str) -> String {
 
 fn truncate(s: &str, width: usize) -> String {
     s.chars().take(width).collect()
-}
-
-/// Time left as a clock: `0:05`, `12:34`, `1:02:03`.
-fn clock(d: Duration) -> String {
-    let s = d.as_secs_f64().ceil() as u64;
-    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
 }
 
 /// How often the counters are read and the lines recomposed.
@@ -715,12 +704,5 @@ mod tests {
             lines[1].starts_with(&format!("{:20} [", "x86_64")),
             "{lines:#?}"
         );
-    }
-
-    #[test]
-    fn time_left_reads_as_a_clock() {
-        assert_eq!(clock(Duration::from_millis(4100)), "0:05");
-        assert_eq!(clock(Duration::from_secs(754)), "12:34");
-        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
     }
 }

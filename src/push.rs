@@ -9,14 +9,14 @@ use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
 use crate::decide::{self, Decided, PolicyChoice};
-use crate::decision_log::{self, DecisionLog, Trace};
+use crate::decision_log::{DecisionLog, LoggedPolicy, Subject, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
 use crate::plan::{self, Desired, Plan, Presence, TagState};
 use crate::progress::{Display, Phase, Progress};
 use crate::record;
-use crate::registry::{self, Repository};
+use crate::registry::{self, RepoName, Repository};
 use crate::report::{Outcome, Report};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
 use crate::{apply, manifest, observe};
@@ -26,7 +26,8 @@ use crate::{apply, manifest, observe};
 pub struct PushRequest {
     /// The container's name, for policies and reports (the meta.json key or the repo).
     pub container: String,
-    pub repo: String,
+    /// `--repo` (or a release container's `repo`), parsed once where it is read.
+    pub repo: RepoName,
     pub tags: Vec<String>,
     pub source: SourceSpec,
     pub v2s2: bool,
@@ -210,7 +211,7 @@ pub async fn facts(req: &PushRequest) -> Result<Facts> {
 pub async fn push(req: &PushRequest) -> Result<Report> {
     let mut trace = Trace::default();
     let result = push_traced(req, &mut trace).await;
-    decision_log::record(req, None, &trace, result.as_ref())?;
+    log(req, None, &trace, result.as_ref())?;
     result
 }
 
@@ -231,17 +232,38 @@ pub fn refuse(req: &PushRequest, policy: &str, error: &anyhow::Error) -> Result<
         decided: Some(decided),
         ..Trace::default()
     };
-    decision_log::record(req, Some(policy), &trace, Ok(&report))?;
+    log(req, Some(policy), &trace, Ok(&report))?;
     Ok(report)
 }
 
 /// Logs a container stopped by `error` before it could run (its policy did not
 /// load), and gives the error back; a log that cannot be written wins.
 pub fn log_stopped(req: &PushRequest, policy: &str, error: anyhow::Error) -> anyhow::Error {
-    match decision_log::record(req, Some(policy), &Trace::default(), Err(&error)) {
+    match log(req, Some(policy), &Trace::default(), Err(&error)) {
         Ok(()) => error,
         Err(e) => e,
     }
+}
+
+/// Appends the run's line to the decision log, if there is one. `unloaded` is
+/// the policy that was configured but could not be had.
+fn log(
+    req: &PushRequest,
+    unloaded: Option<&str>,
+    trace: &Trace,
+    result: Result<&Report, &anyhow::Error>,
+) -> Result<()> {
+    let Some(log) = &req.decision_log else {
+        return Ok(());
+    };
+    let subject = Subject {
+        container: &req.container,
+        repo: req.repo.as_str(),
+        tags: &req.tags,
+        dry_run: req.dry_run,
+        policy: LoggedPolicy::of(req.policy.as_ref().map(|c| &*c.policy), unloaded),
+    };
+    log.record(subject, trace, result.map(|r| r.outcome))
 }
 
 async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
@@ -310,7 +332,7 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
             sources::verify(&blob_sources, shown.clone()).await?;
         }
     }
-    let outcome_word = crate::release::decision_name(outcome, req.dry_run);
+    let outcome_word = outcome.decision_name(req.dry_run);
     if matches!(outcome, Outcome::Failed | Outcome::Skipped) || req.dry_run {
         if let Some(d) = display {
             d.finish(outcome_word);
@@ -377,7 +399,7 @@ fn gather_facts(req: &PushRequest, p: &Prepared) -> Facts {
     };
     facts::gather(&Known {
         container: &req.container,
-        repo: &req.repo,
+        repo: req.repo.as_str(),
         build_id: p.resolved.build_id.as_deref(),
         key: p.resolved.key.as_deref(),
         requested_arches: &p.resolved.requested_arches,

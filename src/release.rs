@@ -15,11 +15,11 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::decide::PolicyChoice;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, LoggedPolicy, Subject, Trace};
 use crate::policy::PolicyHost;
 use crate::policy::remote::{self, PolicySource};
 use crate::push::{PushRequest, push};
-use crate::registry;
+use crate::registry::{self, RepoName};
 use crate::report::{Outcome, Report};
 use crate::sources::SourceSpec;
 
@@ -180,10 +180,15 @@ async fn run_one(
     opts: &ReleaseOptions,
     fetches: &tokio::sync::Mutex<Fetches>,
 ) -> Result<Report> {
+    let tags: Vec<String> = c.tags.iter().map(|t| t.replace("{build}", build)).collect();
+    let repo = match c.repo.parse::<RepoName>() {
+        Ok(repo) => repo,
+        Err(e) => return Err(log_bad_repo(c, &tags, opts, e)),
+    };
     let mut req = PushRequest {
         container: c.name.clone(),
-        repo: c.repo.clone(),
-        tags: c.tags.iter().map(|t| t.replace("{build}", build)).collect(),
+        repo,
+        tags,
         source: SourceSpec::Artifact {
             workdir: cfg.workdir.clone(),
             artifact: c.artifact.clone(),
@@ -211,7 +216,7 @@ async fn run_one(
                     "policy {r} is not pinned by digest, and --require-pinned-policies \
                      refuses it: name it as oci://{}@sha256:… (`pushgate policy pull {r}` \
                      prints the digest)",
-                    r.repo
+                    r.repo()
                 );
                 return crate::push::refuse(&req, &source.to_string(), &e);
             }
@@ -254,6 +259,31 @@ async fn run_one(
         .with_context(|| format!("container {}", c.name))
 }
 
+/// Logs a container whose `repo` is not a repository as stopped before it
+/// ran (its policy not loaded), and gives the error back, naming the
+/// container; a log that cannot be written wins.
+fn log_bad_repo(
+    c: &ContainerConfig,
+    tags: &[String],
+    opts: &ReleaseOptions,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    if let Some(log) = &opts.decision_log {
+        let policy = c.policy_source.as_ref().map(ToString::to_string);
+        let subject = Subject {
+            container: &c.name,
+            repo: &c.repo,
+            tags,
+            dry_run: opts.dry_run,
+            policy: LoggedPolicy::of(None, policy.as_deref()),
+        };
+        if let Err(e) = log.record(subject, &Trace::default(), Err(&error)) {
+            return e;
+        }
+    }
+    error.context(format!("container {}", c.name))
+}
+
 /// The summary table printed at the end of a release.
 pub fn summary(results: &[ContainerResult]) -> String {
     let rows: Vec<[String; 4]> = results
@@ -272,7 +302,7 @@ pub fn summary(results: &[ContainerResult]) -> String {
                 };
                 [
                     r.name.clone(),
-                    decision_name(rep.outcome, rep.dry_run).to_string(),
+                    rep.outcome.decision_name(rep.dry_run).to_string(),
                     digest,
                     rep.reason.clone(),
                 ]
@@ -297,31 +327,6 @@ pub fn summary(results: &[ContainerResult]) -> String {
         ));
     }
     out
-}
-
-/// The DECISION column: what was done, or with `--dry-run` what would be done
-/// (never a past tense for what did not happen).
-pub fn decision_name(o: Outcome, dry_run: bool) -> &'static str {
-    if !dry_run {
-        return outcome_name(o);
-    }
-    match o {
-        Outcome::UpToDate => "up to date",
-        Outcome::Recorded => "would record",
-        Outcome::Pushed => "would push",
-        Outcome::Skipped => "would skip",
-        Outcome::Failed => "would fail",
-    }
-}
-
-pub fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::UpToDate => "up-to-date",
-        Outcome::Recorded => "recorded",
-        Outcome::Pushed => "pushed",
-        Outcome::Skipped => "skipped",
-        Outcome::Failed => "failed",
-    }
 }
 
 /// A map from container name to report, for `--json`.

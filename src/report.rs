@@ -11,8 +11,10 @@ use crate::apply::How;
 use crate::contract::Verdict;
 use crate::decide::Decided;
 use crate::digest::Digest;
+use crate::human;
 use crate::meta::ImageEntry;
 use crate::plan::{Desired, Plan, TagState};
+use crate::registry::RepoName;
 
 /// What happened to the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +31,35 @@ pub enum Outcome {
     /// A decision (or a policy that could not answer) refused the container;
     /// nothing was written.
     Failed,
+}
+
+impl Outcome {
+    /// How the JSON report and the decision log spell it (`up-to-date`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::UpToDate => "up-to-date",
+            Outcome::Recorded => "recorded",
+            Outcome::Pushed => "pushed",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// What was done, or with `--dry-run` what would be done (never a past
+    /// tense for what did not happen): a release summary's DECISION column, and
+    /// the last word of the progress lines.
+    pub fn decision_name(self, dry_run: bool) -> &'static str {
+        if !dry_run {
+            return self.name();
+        }
+        match self {
+            Outcome::UpToDate => "up to date",
+            Outcome::Recorded => "would record",
+            Outcome::Pushed => "would push",
+            Outcome::Skipped => "would skip",
+            Outcome::Failed => "would fail",
+        }
+    }
 }
 
 /// The policy that decided, as the report names it.
@@ -164,7 +195,7 @@ impl BlobCounts {
 }
 
 impl Report {
-    pub fn new(container: &str, repo: &str, tags: &[String], dry_run: bool) -> Report {
+    pub fn new(container: &str, repo: &RepoName, tags: &[String], dry_run: bool) -> Report {
         Report {
             container: container.to_string(),
             outcome: Outcome::UpToDate,
@@ -315,7 +346,7 @@ impl Report {
                 s,
                 "  plan: {} blob(s) ({}), manifests [{}], list: {}, tags [{}], record [{}]",
                 p.missing_blobs,
-                human_size(p.missing_bytes),
+                human::size(p.missing_bytes),
                 p.manifests.join(", "),
                 if p.list { "yes" } else { "no" },
                 p.tags.join(", "),
@@ -331,7 +362,7 @@ impl Report {
                 s,
                 "  uploaded {} blob(s), {}; tags set: [{tags}]",
                 self.uploaded_blobs,
-                human_size(self.uploaded_bytes)
+                human::size(self.uploaded_bytes)
             );
         }
         // Where blobs came from matters when a registry was the source.
@@ -356,45 +387,41 @@ impl Report {
     }
 }
 
-/// A size for a person: bytes below 1 KiB, else KiB, MiB or GiB with one decimal
-/// (`16.0 MiB`). Exact byte counts are in the JSON.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    // Move up a unit when the value would print as 1024.0 or more.
-    while unit + 1 < UNITS.len() && value >= 1023.95 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::Outcome;
+
+    const ALL: [Outcome; 5] = [
+        Outcome::UpToDate,
+        Outcome::Recorded,
+        Outcome::Pushed,
+        Outcome::Skipped,
+        Outcome::Failed,
+    ];
 
     #[test]
-    fn human_size_picks_the_unit_and_keeps_one_decimal() {
-        for (bytes, want) in [
-            (0, "0 B"),
-            (1, "1 B"),
-            (1023, "1023 B"),
-            (1024, "1.0 KiB"),
-            (1536, "1.5 KiB"),
-            (10 * 1024 + 100, "10.1 KiB"),
-            (1024 * 1024 - 1, "1.0 MiB"),
-            (1024 * 1024, "1.0 MiB"),
-            (16 * 1024 * 1024, "16.0 MiB"),
-            (256 * 1024 * 1024 + 50_000, "256.0 MiB"),
-            (3 * 1024 * 1024 * 1024 / 2, "1.5 GiB"),
-            (5000 * 1024 * 1024 * 1024, "5000.0 GiB"),
-            (u64::MAX, "17179869184.0 GiB"),
-        ] {
-            assert_eq!(human_size(bytes), want, "{bytes} bytes");
+    fn outcome_names_are_how_the_json_spells_them() {
+        for o in ALL {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::String(o.name().into())
+            );
+            assert_eq!(o.decision_name(false), o.name());
         }
+    }
+
+    #[test]
+    fn a_dry_run_says_what_would_be_done() {
+        let names: Vec<_> = ALL.iter().map(|o| o.decision_name(true)).collect();
+        assert_eq!(
+            names,
+            [
+                "up to date",
+                "would record",
+                "would push",
+                "would skip",
+                "would fail"
+            ]
+        );
     }
 }

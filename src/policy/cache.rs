@@ -14,13 +14,13 @@
 
 use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
 
 /// Where compiled modules are kept, if a private directory can be had.
@@ -87,19 +87,9 @@ pub fn compile(engine: &Engine, bytes: &[u8], sha256: &Digest) -> wasmtime::Resu
         let _ = fs::remove_file(&path);
     }
     let compiled = engine.precompile_component(bytes)?;
-    let _ = store(&dir, &path, &compiled);
+    let _ = atomic::write(&path, &compiled, PRIVATE);
     // SAFETY: these bytes come from precompile_component on this very engine.
     unsafe { Component::deserialize(engine, &compiled) }
-}
-
-fn store(dir: &Path, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::Builder::new().prefix(".cwasm").tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))?;
-    tmp.write_all(compiled)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -21,8 +21,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -30,9 +28,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{CONTRACT, PolicyInfo, cache};
+use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
-use crate::manifest::OCI_MANIFEST;
-use crate::registry::{self, Repository};
+use crate::manifest::{ImageManifest, OCI_MANIFEST};
+use crate::registry::{self, Reference, RepoName, Repository};
 
 /// The artifact type of a pushgate policy, and the media type of its config.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.pushgate.policy.config.v1+json";
@@ -51,14 +50,10 @@ const MAX_SMALL: usize = 256 << 10;
 
 const PREFIX: &str = "oci://";
 
-/// `oci://REGISTRY/REPO[:TAG][@sha256:…]`.
+/// `oci://REGISTRY/REPO[:TAG][@sha256:…]`: a [`Reference`] that names its
+/// registry, with the `oci://` scheme before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OciRef {
-    /// `REGISTRY/REPO`, as `--repo` would spell it.
-    pub repo: String,
-    pub tag: Option<String>,
-    pub digest: Option<Digest>,
-}
+pub struct OciRef(Reference);
 
 impl OciRef {
     /// Whether `s` is meant as a reference rather than a file path.
@@ -73,57 +68,39 @@ impl OciRef {
         let rest = s.strip_prefix(PREFIX).ok_or_else(|| {
             bad("expected oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:…")
         })?;
-        let (name, digest) = match rest.split_once('@') {
-            Some((n, d)) => (
-                n,
-                Some(d.parse::<Digest>().map_err(|e| bad(&e.to_string()))?),
-            ),
-            None => (rest, None),
-        };
-        // A tag is after the last '/', so a registry's port is not taken for one.
-        let (repo, tag) = match name.rsplit_once('/') {
-            Some((head, last)) => match last.split_once(':') {
-                Some((l, t)) => (format!("{head}/{l}"), Some(t.to_string())),
-                None => (name.to_string(), None),
-            },
-            None => (name.to_string(), None),
-        };
-        if !repo.contains('/') {
-            return Err(bad(
-                "name the registry and the repository: oci://REGISTRY/REPO",
-            ));
+        let mut r = Reference::parse_named(rest, bad)?;
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some("latest".to_string());
         }
-        registry::parse_repo(&repo).map_err(|e| bad(&format!("{e:#}")))?;
-        if let Some(t) = &tag {
-            registry::check_tag(t).map_err(|e| bad(&format!("{e:#}")))?;
-        }
-        let tag = match (&tag, &digest) {
-            (None, None) => Some("latest".to_string()),
-            _ => tag,
-        };
-        Ok(OciRef { repo, tag, digest })
+        Ok(OciRef(r))
+    }
+
+    /// `REGISTRY/REPO`, as `--repo` would spell it.
+    pub fn repo(&self) -> &RepoName {
+        &self.0.repo
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.0.tag.as_deref()
+    }
+
+    pub fn digest(&self) -> Option<&Digest> {
+        self.0.digest.as_ref()
     }
 
     /// The same artifact, pinned to `digest`: `oci://REGISTRY/REPO@sha256:…`.
     pub fn pinned(&self, digest: &Digest) -> String {
-        format!("{PREFIX}{}@{digest}", self.repo)
+        format!("{PREFIX}{}@{digest}", self.0.repo)
     }
 
     pub fn is_pinned(&self) -> bool {
-        self.digest.is_some()
+        self.0.digest.is_some()
     }
 }
 
 impl fmt::Display for OciRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}{}", self.repo)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
+        write!(f, "{PREFIX}{}", self.0)
     }
 }
 
@@ -250,28 +227,6 @@ pub struct Described {
     pub annotations: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestDoc {
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    artifact_type: Option<String>,
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-    #[serde(default)]
-    annotations: Map<String, Value>,
-}
-
 /// Checks that `bytes` is the manifest of a pushgate policy for this host's
 /// contract, and says where its config and module are.
 pub fn describe(bytes: &[u8]) -> Result<Described> {
@@ -281,15 +236,20 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
              {CONFIG_MEDIA_TYPE}; publish one with `pushgate policy push`)"
         )
     };
-    let doc: ManifestDoc = serde_json::from_slice(bytes)
+    let doc: Value = serde_json::from_slice(bytes)
         .map_err(|e| not_policy(format!("its manifest is not an OCI image manifest ({e})")))?;
-    let media_type = doc.media_type.as_deref().unwrap_or_default();
+    // The media type first, so that an index or a Docker manifest is named as
+    // such rather than as a malformed OCI manifest.
+    let media_type = doc
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if media_type != OCI_MANIFEST {
         return Err(not_policy(format!("it is a {media_type:?}")));
     }
-    let config = doc
-        .config
-        .ok_or_else(|| not_policy("its manifest has no config".into()))?;
+    let doc = ImageManifest::deserialize(doc)
+        .map_err(|e| not_policy(format!("its manifest is not an OCI image manifest ({e})")))?;
+    let config = &doc.config;
     if config.media_type != CONFIG_MEDIA_TYPE {
         return Err(not_policy(format!(
             "its config media type is {}",
@@ -328,10 +288,7 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
              {CONTRACT}: publish a build of the policy against {CONTRACT}"
         );
     }
-    let module: Digest = layer
-        .digest
-        .parse()
-        .map_err(|e| not_policy(format!("its layer's digest: {e}")))?;
+    let module = layer.digest.clone();
     if let Some(said) = doc
         .annotations
         .get(ANNOTATION_SHA256)
@@ -347,10 +304,7 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
         );
     }
     Ok(Described {
-        config: config
-            .digest
-            .parse()
-            .map_err(|e| not_policy(format!("its config digest: {e}")))?,
+        config: config.digest.clone(),
         module,
         module_size: layer.size,
         annotations: doc.annotations,
@@ -379,7 +333,7 @@ impl Fetched {
     /// How errors and reports name the module: the reference as given, with the
     /// digest it resolved to when that was a tag.
     pub fn label(&self) -> String {
-        match &self.requested.digest {
+        match self.requested.digest() {
             Some(_) => self.requested.to_string(),
             None => format!("{}@{}", self.requested, self.digest),
         }
@@ -411,16 +365,7 @@ fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".part")
-        .tempfile_in(dir)
-        .ok()?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o600))
-        .ok()?;
-    tmp.write_all(bytes).ok()?;
-    tmp.as_file().sync_all().ok()?;
-    tmp.persist(&path).ok()?;
+    atomic::write(&path, bytes, PRIVATE).ok()?;
     Some(path)
 }
 
@@ -434,7 +379,7 @@ struct Lazy<'a> {
 impl Lazy<'_> {
     fn get(&mut self) -> Result<&Repository> {
         if self.repo.is_none() {
-            self.repo = Some(Repository::new(&self.r.repo, self.opts)?);
+            self.repo = Some(Repository::new(self.r.repo(), self.opts)?);
         }
         Ok(self.repo.as_ref().expect("just made"))
     }
@@ -457,7 +402,7 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
         repo: None,
     };
     let mut from_cache = true;
-    let hit = match (&r.digest, &dir) {
+    let hit = match (r.digest(), &dir) {
         (Some(d), Some(dir)) => cached(dir, d).map(|b| (d.clone(), b)),
         _ => None,
     };
@@ -465,9 +410,9 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
         Some(hit) => hit,
         None => {
             from_cache = false;
-            let (reference, what) = match (&r.digest, &r.tag) {
+            let (reference, what) = match (r.digest(), r.tag()) {
                 (Some(d), _) => (d.to_string(), "manifest"),
-                (None, Some(t)) => (t.clone(), "tag"),
+                (None, Some(t)) => (t.to_string(), "tag"),
                 (None, None) => ("latest".to_string(), "tag"),
             };
             // Every manifest type, so that an image or an index at the reference
@@ -476,7 +421,7 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
                 bail!(
                     "the registry has no {what} {reference} in {}: check the reference \
                      (`pushgate policy push` publishes a policy)",
-                    r.repo
+                    r.repo()
                 );
             };
             (m.digest, m.bytes)
@@ -552,7 +497,7 @@ pub async fn publish(
     r: &OciRef,
     opts: &registry::Options,
 ) -> Result<Published> {
-    let (Some(tag), None) = (&r.tag, &r.digest) else {
+    let (Some(tag), None) = (r.tag(), r.digest()) else {
         bail!("policy push {r}: push to a tag (oci://REGISTRY/REPO:TAG); the digest is printed");
     };
     if module.len() > MAX_MODULE {
@@ -563,7 +508,7 @@ pub async fn publish(
     }
     let art = artifact(info);
     let run = async {
-        let repo = Repository::new(&r.repo, opts)?;
+        let repo = Repository::new(r.repo(), opts)?;
         repo.push_blob_bytes(&art.config).await?;
         repo.push_blob_bytes(module).await?;
         repo.put_manifest(tag, OCI_MANIFEST, &art.manifest).await?;
@@ -593,20 +538,18 @@ mod tests {
     fn references_parse_with_tags_digests_and_ports() {
         let d = "sha256:".to_string() + &"a".repeat(64);
         let r = OciRef::parse("oci://127.0.0.1:5000/policies/kv:1.0").unwrap();
-        assert_eq!(r.repo, "127.0.0.1:5000/policies/kv");
-        assert_eq!(r.tag.as_deref(), Some("1.0"));
+        assert_eq!(r.repo().as_str(), "127.0.0.1:5000/policies/kv");
+        assert_eq!(r.tag(), Some("1.0"));
         assert!(!r.is_pinned());
         let r = OciRef::parse(&format!("oci://quay.io/p/kv@{d}")).unwrap();
-        assert_eq!(r.tag, None);
-        assert_eq!(r.digest.as_ref().unwrap().as_str(), d);
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.digest().unwrap().as_str(), d);
         assert_eq!(r.to_string(), format!("oci://quay.io/p/kv@{d}"));
         let r = OciRef::parse("oci://localhost:5000/kv").unwrap();
-        assert_eq!(r.tag.as_deref(), Some("latest"));
+        assert_eq!(r.tag(), Some("latest"));
+        assert_eq!(r.to_string(), "oci://localhost:5000/kv:latest");
         let r = OciRef::parse(&format!("oci://r.io/kv:1@{d}")).unwrap();
-        assert_eq!(
-            r.pinned(r.digest.as_ref().unwrap()),
-            format!("oci://r.io/kv@{d}")
-        );
+        assert_eq!(r.pinned(r.digest().unwrap()), format!("oci://r.io/kv@{d}"));
         for bad in [
             "oci://kv:1",
             "oci://r.io/KV:1",
@@ -666,11 +609,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a pushgate policy"), "{e}");
+        let mut bad_digest: Value = serde_json::from_slice(&artifact(&info()).manifest).unwrap();
+        bad_digest["layers"][0]["digest"] = json!("sha256:00");
+        let e = describe(bad_digest.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a pushgate policy") && e.contains("sha256:00"),
+            "{e}"
+        );
         let index =
             json!({"schemaVersion": 2, "mediaType": crate::manifest::OCI_INDEX, "manifests": []});
         let e = describe(index.to_string().as_bytes())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("not a pushgate policy"), "{e}");
+        assert!(
+            e.contains("not a pushgate policy") && e.contains(crate::manifest::OCI_INDEX),
+            "{e}"
+        );
     }
 }

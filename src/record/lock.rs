@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
-use super::atomic::parent_dir;
+use crate::atomic::parent_dir;
 
 /// How long a lock we take stays valid before others may break it.
 ///

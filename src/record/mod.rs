@@ -2,9 +2,9 @@
 //!
 //! Everything here is built so that a SIGKILL at any instant leaves either the old or
 //! the new file on disk, never a torn one: new contents go to a temporary file in the
-//! same directory, which is written, fsynced, given the original's permissions and then
+//! same directory, which is given the original's permissions, written, fsynced and then
 //! renamed over the original, after which the directory itself is fsynced so the rename
-//! survives a power loss too.
+//! survives a power loss too ([`crate::atomic`]).
 //!
 //! `meta.json` has several writers (cosa commands, other pushgate runs for other keys),
 //! so [`record_entry`] serialises with them through cosa's own lock, `.meta.json.lock`
@@ -14,7 +14,6 @@
 //! kept; output uses cosa's format (`json.dump(..., indent=4)`), so a file cosa wrote is
 //! rewritten byte-for-byte except for the key pushgate changes.
 
-mod atomic;
 pub mod lock;
 mod pyjson;
 #[cfg(test)]
@@ -27,10 +26,10 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
+use crate::atomic::{self, SHARED, remove_dead_writers_temps};
 use crate::digest::Digest;
 use crate::meta::{ImageEntry, RecordChange, json_type, merge_entry};
 use crate::sources::cosa::{DELAYED_MERGE, META_STAMP, pending_path};
-use atomic::{remove_dead_writers_temps, write_atomically};
 use pyjson::{number_spellings, render};
 
 pub use lock::{MetaLock, lock_meta, lock_path_for};
@@ -85,7 +84,7 @@ pub fn record_entry(
         let text = std::str::from_utf8(&original).unwrap_or_default();
         let bytes = render(&doc, original.ends_with(b"\n"), &number_spellings(text))
             .with_context(|| format!("serializing {}", target.display()))?;
-        write_atomically(&target, &bytes)
+        atomic::write(&target, &bytes, SHARED)
             .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(change)
@@ -111,7 +110,7 @@ fn now_ns() -> u64 {
 /// Writes the manifest list digest to `path` atomically, as podman's `--digestfile`
 /// does: the digest string alone, no trailing newline.
 pub fn write_digest_file(path: &Path, digest: &Digest) -> Result<()> {
-    write_atomically(path, digest.as_str().as_bytes())
+    atomic::write(path, digest.as_str().as_bytes(), SHARED)
         .with_context(|| format!("writing digest file {}", path.display()))
 }
 
@@ -121,7 +120,7 @@ pub fn write_digest_file(path: &Path, digest: &Digest) -> Result<()> {
 pub fn write_json_atomically(path: &Path, value: &Value, trailing_newline: bool) -> Result<()> {
     let bytes = render(value, trailing_newline, &[])
         .with_context(|| format!("serializing {}", path.display()))?;
-    write_atomically(path, &bytes).with_context(|| format!("writing {}", path.display()))
+    atomic::write(path, &bytes, SHARED).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::repository::Repository;
 use super::request::Op;
 use super::transfer;
 use crate::digest::Digest;
-use crate::sources::archive::BlobRange;
+use crate::blob::BlobRange;
 
 /// Where the bytes of a blob to upload come from.
 pub enum BlobSource<'a> {

@@ -1,7 +1,8 @@
 //! The registry: the only code that speaks the distribution protocol, in
 //! layers (as regclient is):
 //!
-//! * names: [`reference`] (repository names, tags, image references);
+//! * names: [`reference`] (repository names, references and tags, parsed once
+//!   at the command line and carried as types after);
 //! * the wire: [`client`] (one HTTP client per registry: TLS trust from
 //!   [`tls`], mutual TLS, bounds), [`auth`] (which credentials apply, from auth
 //!   files and helpers), `token` (challenges as [`challenge`] parses them,
@@ -46,7 +47,7 @@ pub use explain::{Explained, Who};
 pub use manifests::{Fetched, MAX_MANIFEST};
 pub use observer::Observer;
 pub use options::{Clients, DEFAULT_CHUNK_SIZE, Options, parse_chunk_size};
-pub use reference::{ImageRef, Target, check_tag, parse_image, parse_repo};
+pub use reference::{Reference, RepoName, Target, check_tag};
 pub use repository::Repository;
 pub use retry::RetryPolicy;
 pub use token::MAX_TOKEN_LIFETIME;

@@ -10,7 +10,7 @@ use super::error::RegistryError;
 use super::executor::{Executor, connect};
 use super::explain::explain;
 use super::options::Options;
-use super::reference::parse_repo;
+use super::reference::RepoName;
 use super::request::{Op, Request, Target};
 
 /// One repository on one registry.
@@ -23,14 +23,13 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Parses `--repo` and finds credentials and an executor for its registry.
-    pub fn new(repo: &str, opts: &Options) -> Result<Repository> {
-        let (registry, repository) = parse_repo(repo)?;
-        let exec = connect(&registry, &repository, opts)?;
+    /// Finds credentials and an executor for `repo`'s registry.
+    pub fn new(repo: &RepoName, opts: &Options) -> Result<Repository> {
+        let exec = connect(repo.registry(), repo.path(), opts)?;
         Ok(Repository {
             exec,
-            registry,
-            repository,
+            registry: repo.registry().to_string(),
+            repository: repo.path().to_string(),
             name: repo.to_string(),
         })
     }
@@ -59,24 +58,5 @@ impl Repository {
     /// A failure of `op` here, explained for a person.
     pub(super) fn explain(&self, e: RegistryError, op: &Op) -> anyhow::Error {
         explain(e, &self.registry, &self.name, &self.exec.who(), op)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repo_must_not_carry_a_tag_or_digest() {
-        let opts = Options::default();
-        assert!(Repository::new("quay.io/fedora/fedora-coreos:stable", &opts).is_err());
-        assert!(Repository::new("localhost:5000/a@sha256:00", &opts).is_err());
-        assert!(
-            Repository::new("NOT VALID", &opts)
-                .err()
-                .expect("an invalid --repo is refused")
-                .to_string()
-                .contains("--repo")
-        );
     }
 }

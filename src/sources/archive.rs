@@ -16,19 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::blob::BlobRange;
 use crate::digest::{Digest, HashingReader};
 use crate::manifest::Descriptor;
 
 /// The largest manifest, config or index.json pushgate reads into memory.
 pub const MAX_JSON_BLOB: u64 = 4 * 1024 * 1024;
-
-/// Where a blob's bytes are: a file, from `offset`, `len` bytes long.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobRange {
-    pub file: PathBuf,
-    pub offset: u64,
-    pub len: u64,
-}
 
 #[derive(Debug)]
 enum Layout {

@@ -21,7 +21,7 @@ use crate::arch;
 use crate::manifest::{self, ImageConfig, ImageManifest, Platform, Remote};
 use crate::meta::ImageEntry;
 use crate::progress::Progress;
-use crate::registry::{self, MAX_MANIFEST, Repository};
+use crate::registry::{self, MAX_MANIFEST, Reference, Repository};
 use archive::{Expected, OciLayout};
 use cosa::{ArchMeta, Artifact, Workdir};
 
@@ -48,7 +48,7 @@ pub enum Origin {
     OciArchive(PathBuf),
     OciDir(PathBuf),
     /// An image in a registry: the reference after `docker://`.
-    Docker(String),
+    Docker(Reference),
 }
 
 impl Origin {
@@ -171,8 +171,7 @@ pub fn resolve(spec: &SourceSpec) -> Result<Resolved> {
                     } else if let Some(p) = src.strip_prefix("oci:") {
                         Origin::OciDir(PathBuf::from(p))
                     } else if let Some(r) = src.strip_prefix("docker://") {
-                        registry::parse_image(r, &format!("--image {src}"))?;
-                        Origin::Docker(r.to_string())
+                        Origin::Docker(Reference::parse(r, &format!("--image {src}"))?)
                     } else {
                         bail!("--image {src}: unknown transport; use oci-archive:PATH, oci:DIR or docker://REFERENCE")
                     };
@@ -286,7 +285,10 @@ impl ArchInput {
         let path = match &self.origin {
             Origin::Artifact(a) => &a.path,
             Origin::OciArchive(p) | Origin::OciDir(p) => p,
-            Origin::Docker(r) => return r.rsplit('/').next().unwrap_or(r).to_string(),
+            Origin::Docker(r) => {
+                let r = r.to_string();
+                return r.rsplit('/').next().unwrap_or(&r).to_string();
+            }
         };
         path.file_name()
             .unwrap_or(path.as_os_str())
@@ -339,22 +341,22 @@ fn load_layout(input: &ArchInput) -> Result<LoadedImage> {
 /// pushed.
 async fn load_docker(
     input: &ArchInput,
-    reference: &str,
+    r: &Reference,
     opts: &registry::Options,
 ) -> Result<LoadedImage> {
-    let label = format!("--image docker://{reference}");
-    let r = registry::parse_image(reference, &label)?;
+    let label = format!("--image docker://{r}");
     let repo = Repository::new(&r.repo, opts).with_context(|| label.clone())?;
+    let target = r.target();
     let fetched = repo
-        .get_manifest(r.target.as_str())
+        .get_manifest(target.as_str())
         .await
         .with_context(|| label.clone())?
         .with_context(|| {
             format!(
                 "{label}: no such image: {} has no manifest {} in {}",
-                r.registry,
-                r.target.as_str(),
-                r.repository
+                r.repo.registry(),
+                target.as_str(),
+                r.repo.path()
             )
         })?;
     if let Remote::List { entries, .. } =

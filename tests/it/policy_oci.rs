@@ -328,7 +328,7 @@ fn publish_raw(repo: &str, tag: &str, blobs: &[&[u8]], manifest: &Value) {
             plain_http: true,
             ..Default::default()
         };
-        let r = pushgate::registry::Repository::new(repo, &opts).unwrap();
+        let r = pushgate::registry::Repository::new(&repo.parse().unwrap(), &opts).unwrap();
         for b in blobs {
             r.push_blob_bytes(b).await.unwrap();
         }

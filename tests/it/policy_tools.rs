@@ -872,7 +872,7 @@ fn inspect_describes_a_module() {
         format!("module:    {}\n", p(&module)),
         format!(
             "size:      {} ({} bytes)\n",
-            pushgate::report::human_size(bytes.len() as u64),
+            pushgate::human::size(bytes.len() as u64),
             bytes.len()
         ),
         format!("sha256:    {}\n", sha256_digest(&bytes)),

@@ -720,6 +720,59 @@ fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_sto
     }
 }
 
+#[test]
+fn a_container_whose_repo_is_not_a_repository_fails_alone_and_is_logged() {
+    let p = Product::new();
+    let dir = p.wd();
+    let config = dir.join("bad-repo.toml");
+    let log = dir.join("decisions.jsonl");
+    fs::write(
+        &config,
+        format!(
+            "[[container]]\nname = \"bad\"\nartifact = \"ostree\"\nkey = \"bad\"\n\
+             repo = \"r.io/UPPER\"\ntags = [\"stable\"]\n\n\
+             [[container]]\nname = \"os\"\nartifact = \"ostree\"\nkey = \"{OS_KEY}\"\n\
+             repo = {}\ntags = [\"stable\"]\n",
+            toml_str(&p.repo(OS_REPO))
+        ),
+    )
+    .unwrap();
+    let run = p.release_with(&config, &["--json", "--decision-log", &path_str(&log)]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let bad = run.result("bad");
+    assert_eq!(bad["outcome"], "error", "{run:?}");
+    let error = bad["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("container bad: --repo r.io/UPPER: not a valid repository: "),
+        "{error}"
+    );
+    assert_eq!(run.outcome_of("os"), "pushed", "{run:?}");
+    let lines: Vec<Value> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bad = lines
+        .iter()
+        .find(|l| l["container"] == "bad")
+        .unwrap_or_else(|| panic!("no line for bad: {lines:?}"));
+    assert_eq!(
+        (&bad["repo"], &bad["outcome"], &bad["policy"]),
+        (&json!("r.io/UPPER"), &json!("error"), &json!("host"))
+    );
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("--repo r.io/UPPER: not a valid repository")),
+        "{bad}"
+    );
+    let os = lines.iter().find(|l| l["container"] == "os").unwrap();
+    assert_eq!(
+        (&os["repo"], &os["outcome"]),
+        (&json!(p.repo(OS_REPO)), &json!("pushed"))
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // hostile policies in a release
 

@@ -344,7 +344,7 @@ impl PushArgs {
         };
         let req = PushRequest {
             container,
-            repo: self.repo,
+            repo: self.repo.parse()?,
             tags: self.tags,
             source,
             v2s2: self.v2s2,

@@ -473,7 +473,7 @@ fn inspect(a: &InspectArgs, modules: &Modules) -> Result<ExitCode> {
         let _ = writeln!(
             t,
             "size:      {} ({} bytes)",
-            pushgate::report::human_size(i.size),
+            pushgate::human::size(i.size),
             i.size
         );
         let _ = writeln!(t, "sha256:    {}", i.sha256);
