@@ -13,7 +13,9 @@ use pushgate::policy::{Limits, Policy, PolicyHost};
 
 use std::fmt::Write as _;
 
-use crate::{PolicyLimitArgs, RegistryArgs, out};
+use crate::cli::heading::{OUTPUT, POLICY, TARGET};
+use crate::cli::{self, PolicyLimitArgs, RegistryArgs};
+use crate::out;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -43,15 +45,16 @@ pub enum PolicyCommand {
 #[derive(Args)]
 pub struct TestArgs {
     /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
+    #[arg(value_parser = cli::policy_module)]
     module: String,
     /// Case files, or directories searched for *.json
     #[arg(required = true, value_name = "CASE")]
     cases: Vec<PathBuf>,
     /// Print one JSON object instead of pass/FAIL lines
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     /// Also write JUnit XML to FILE
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
     junit: Option<PathBuf>,
     #[command(flatten)]
     limits: PolicyLimitArgs,
@@ -62,11 +65,13 @@ pub struct TestArgs {
 #[derive(Args)]
 pub struct CheckArgs {
     /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
+    #[arg(value_parser = cli::policy_module)]
     module: String,
     /// Settings to check with (JSON or @FILE) [default: the module's sample settings]
-    #[arg(long, value_name = "JSON|@FILE")]
+    #[arg(long, value_name = "JSON|@FILE", help_heading = POLICY)]
     settings: Option<String>,
-    #[arg(long)]
+    /// Print one JSON object, {"ok", "report"}, instead of the report
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     #[command(flatten)]
     limits: PolicyLimitArgs,
@@ -77,20 +82,40 @@ pub struct CheckArgs {
 #[derive(Args)]
 pub struct DiffArgs {
     /// The old module: a .wasm file or an oci:// reference
+    #[arg(value_parser = cli::policy_module)]
     old: String,
     /// The new module: a .wasm file or an oci:// reference
+    #[arg(value_parser = cli::policy_module)]
     new: String,
+    /// Case files, or directories searched for *.json
     #[arg(required = true, value_name = "CASE")]
     cases: Vec<PathBuf>,
-    #[arg(long)]
+    /// Print one JSON object (old, new, cases, changed) instead of the changes
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     /// Exit 1 when any decision changed (for CI gates that want a reviewer)
-    #[arg(long)]
+    #[arg(long, help_heading = OUTPUT)]
     fail_on_change: bool,
     #[command(flatten)]
     limits: PolicyLimitArgs,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+/// What `policy facts` observes: a push as push's flags describe it, minus what
+/// only a push does (writing the digest, the decision log, --json).
+#[derive(Args)]
+pub struct ObserveArgs {
+    #[command(flatten)]
+    target: cli::TargetArgs,
+    #[command(flatten, next_help_heading = TARGET)]
+    run: cli::RunArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    transfers: cli::TransferArgs,
+    #[command(flatten)]
+    policy: cli::PolicyArgs,
 }
 
 #[derive(Args)]
@@ -103,30 +128,49 @@ replays them.",
     mut_arg("repo", |a| a.required(false).required_unless_present("from_log")),
     mut_arg("tags", |a| a.required(false).required_unless_present("from_log")),
     mut_group("source", |g| g.arg("from_log")),
+    // In facts, --force and --dry-run say what push is observed: the facts'
+    // `force` and `dry-run` (and --force's verdict) are theirs.
+    mut_arg("force", |a| a.help("Observe a push with --force: the facts say `force`, and the verdict is push")),
+    mut_arg("dry_run", |a| a.help("Observe a push with --dry-run: the facts say `dry-run`")),
     // clap leaves the group of a struct with flattened parts empty; `push` is
     // Some when these are given (and one of them is, unless --from-log is).
-    mut_group("PushArgs", |g| g.args(["repo", "tags", "image", "artifact"])),
+    mut_group("ObserveArgs", |g| g.args(["repo", "tags", "image", "artifact", "force", "dry_run", "policy"])),
 )]
 pub struct FactsArgs {
     /// Push's flags: the push whose facts are wanted (not with --from-log)
     #[command(flatten)]
-    push: Option<crate::PushArgs>,
+    push: Option<ObserveArgs>,
+    /// Do not draw progress lines (they are drawn only on a terminal anyway)
+    #[arg(long, short, help_heading = OUTPUT)]
+    quiet: bool,
     /// Write the case here [default: stdout]; with --from-log, the directory the cases go
     /// to (created if missing)
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", help_heading = OUTPUT)]
     out: Option<PathBuf>,
     /// Instead of push's flags: the cases of a decision log written with
     /// --decision-log-facts
-    #[arg(long, value_name = "LOG", conflicts_with = "PushArgs")]
+    #[arg(
+        long,
+        value_name = "LOG",
+        conflicts_with = "ObserveArgs",
+        help_heading = "Replaying a decision log"
+    )]
     from_log: Option<PathBuf>,
     /// With --from-log: only the line with this decision id
-    #[arg(long, value_name = "ID", requires = "from_log")]
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "from_log",
+        help_heading = "Replaying a decision log"
+    )]
     decision_id: Option<String>,
 }
 
 #[derive(Args)]
 pub struct NewArgs {
-    /// The policy's name (a crate is created in a directory of that name)
+    /// The policy's name (a crate is created in a directory of that name): lowercase
+    /// letters, digits, '-' and '_', starting with a letter
+    #[arg(value_parser = cli::policy_name)]
     name: String,
     /// Create it under DIR
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -136,8 +180,10 @@ pub struct NewArgs {
 #[derive(Args)]
 pub struct InspectArgs {
     /// The policy module: a .wasm file, or oci://REGISTRY/REPO[:TAG|@sha256:…]
+    #[arg(value_parser = cli::policy_module)]
     module: String,
-    #[arg(long)]
+    /// Print one JSON object (the module's metadata, sha256, imports, ...)
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -148,9 +194,10 @@ pub struct PushArgs {
     /// The policy module (.wasm) to publish; it must load
     module: PathBuf,
     /// Where: oci://REGISTRY/REPO:TAG
+    #[arg(value_parser = cli::policy_reference)]
     reference: String,
-    /// Print one JSON object
-    #[arg(long)]
+    /// Print one JSON object, {"ok", "published"}
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -159,12 +206,36 @@ pub struct PushArgs {
 #[derive(Args)]
 pub struct PullArgs {
     /// oci://REGISTRY/REPO[:TAG|@sha256:…] (without either, :latest)
+    #[arg(value_parser = cli::policy_reference)]
     reference: String,
-    /// Print one JSON object
-    #[arg(long)]
+    /// Print one JSON object (reference, digest, pinned, policy, cached)
+    #[arg(long, help_heading = OUTPUT)]
     json: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+impl PolicyCommand {
+    /// Whether the command was asked for JSON (for the failure object).
+    pub fn json(&self) -> bool {
+        match self {
+            PolicyCommand::Test(a) => a.json,
+            PolicyCommand::Check(a) => a.json,
+            PolicyCommand::Diff(a) => a.json,
+            PolicyCommand::Inspect(a) => a.json,
+            PolicyCommand::Push(a) => a.json,
+            PolicyCommand::Pull(a) => a.json,
+            PolicyCommand::Facts(_) | PolicyCommand::New(_) => false,
+        }
+    }
+
+    /// The repository and tags asked for, where there are some (`policy facts`).
+    pub fn target(&self) -> Option<&cli::TargetArgs> {
+        match self {
+            PolicyCommand::Facts(a) => a.push.as_ref().map(|p| &p.target),
+            _ => None,
+        }
+    }
 }
 
 fn host(limits: &PolicyLimitArgs) -> Result<PolicyHost> {
@@ -348,7 +419,10 @@ fn facts(
     }
     // clap holds push's flags required unless --from-log is given.
     let push = a.push.expect("push's flags or --from-log");
-    let (mut req, policy) = push.request()?;
+    let registry = push.registry.with_transfers(&push.transfers);
+    let progress = pushgate::progress::wanted(false, a.quiet);
+    let (mut req, policy) =
+        crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,
