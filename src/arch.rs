@@ -33,7 +33,7 @@ mod tests {
 
     #[test]
     fn every_basearch_round_trips() {
-        for a in BASEARCHES {
+        for &a in BASEARCHES {
             assert_eq!(basearch(oci_arch(a).unwrap()), Some(a));
         }
         assert_eq!(oci_arch("amd64"), None);

@@ -119,7 +119,8 @@ impl Asked {
         let (json, target) = match &cli.command {
             Command::Push(a) => (a.output.json, Some(&a.target)),
             Command::Release(a) => (a.output.json, None),
-            Command::Policy(p) => (p.json(), p.target()),
+            // `policy facts`, the one with push's repository and tags, has no --json.
+            Command::Policy(p) => (p.json(), None),
             Command::Completions { .. } | Command::Man(_) => (false, None),
         };
         Asked {

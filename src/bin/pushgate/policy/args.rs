@@ -219,12 +219,4 @@ impl PolicyCommand {
             PolicyCommand::Facts(_) | PolicyCommand::New(_) => false,
         }
     }
-
-    /// The repository and tags asked for, where there are some (`policy facts`).
-    pub fn target(&self) -> Option<&cli::TargetArgs> {
-        match self {
-            PolicyCommand::Facts(a) => a.push.as_ref().map(|p| &p.target),
-            _ => None,
-        }
-    }
 }
