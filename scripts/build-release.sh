@@ -2,7 +2,9 @@
 # Builds a release of pushgate for CI pods: a static binary (musl, no libc to
 # find at run time), the shipped policy modules beside it, CA roots for the
 # image, and a SHA256SUMS over them, in dist/ARCH/. That directory is also the
-# build context of the Containerfile (pushgate's own image).
+# build context of the Containerfile (pushgate's own image). The man pages,
+# one per command (pushgate.1, pushgate-push.1, pushgate-policy-test.1, ...),
+# go to dist/man/, written by the binary itself (`pushgate man --out-dir`).
 #
 #   scripts/build-release.sh [--target TRIPLE] [--out DIR]
 #
@@ -36,7 +38,7 @@ usage: scripts/build-release.sh [--target TRIPLE] [--out DIR]
         (e.g. a musl-cross-make aarch64-linux-musl-gcc) is taken from
         CC_aarch64_unknown_linux_musl and CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER
         (or build natively on an arm64 machine, with its musl-tools).
-  --out DIR   where dist/ARCH/ goes (default dist)
+  --out DIR   where dist/ARCH/ and dist/man/ go (default dist)
 EOF
 }
 while (($#)); do
@@ -111,8 +113,18 @@ cp /etc/ssl/certs/ca-certificates.crt "$dir/ca-certificates.crt"
 (cd "$dir" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort |
     xargs sha256sum >SHA256SUMS)
 
+# The man pages are the same for every arch, written by the binary just built,
+# or for a cross build (which would not run here) by a debug build for this host.
+rm -rf "$out/man"
+if [ "$arch" = "$(uname -m)" ]; then
+    "$bin" man --out-dir "$out/man" >/dev/null
+else
+    cargo run --locked --quiet --bin pushgate -- man --out-dir "$out/man" >/dev/null
+fi
+
 echo "$dir:"
 (cd "$dir" && cat SHA256SUMS)
+echo "$out/man: $(cd "$out/man" && ls | tr '\n' ' ')"
 case "$arch" in x86_64) platform=linux/amd64 ;; aarch64) platform=linux/arm64 ;; esac
 cat <<EOF
 

@@ -1,5 +1,8 @@
 //! Arch names: cosa basearches (x86_64, aarch64, ...) and OCI platforms (amd64, arm64, ...).
 
+/// Every cosa basearch pushgate knows, as `--arch` takes them.
+pub const BASEARCHES: &[&str] = &["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"];
+
 /// The OCI `platform.architecture` for a cosa basearch, or `None` if unknown.
 pub fn oci_arch(basearch: &str) -> Option<&'static str> {
     Some(match basearch {
@@ -30,7 +33,7 @@ mod tests {
 
     #[test]
     fn every_basearch_round_trips() {
-        for a in ["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"] {
+        for &a in BASEARCHES {
             assert_eq!(basearch(oci_arch(a).unwrap()), Some(a));
         }
         assert_eq!(oci_arch("amd64"), None);

@@ -13,7 +13,9 @@ pub fn crate_name(name: &str) -> String {
     format!("{}_policy", name.replace('-', "_"))
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Checks a policy name (what `policy new` takes): lowercase letters, digits,
+/// '-' and '_', starting with a letter.
+pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())

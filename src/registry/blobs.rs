@@ -19,8 +19,8 @@ use super::manifests::MAX_MANIFEST;
 use super::repository::Repository;
 use super::request::Op;
 use super::transfer;
-use crate::digest::Digest;
 use crate::blob::BlobRange;
+use crate::digest::Digest;
 
 /// Where the bytes of a blob to upload come from.
 pub enum BlobSource<'a> {

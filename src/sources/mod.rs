@@ -99,6 +99,22 @@ impl Resolved {
     }
 }
 
+/// An `--image` source as given: `oci-archive:PATH`, `oci:DIR` or `docker://REF`
+/// (its reference checked, not looked up).
+pub fn parse_origin(src: &str) -> Result<Origin> {
+    Ok(if let Some(p) = src.strip_prefix("oci-archive:") {
+        Origin::OciArchive(PathBuf::from(p))
+    } else if let Some(p) = src.strip_prefix("oci:") {
+        Origin::OciDir(PathBuf::from(p))
+    } else if let Some(r) = src.strip_prefix("docker://") {
+        Origin::Docker(Reference::parse(r, &format!("--image {src}"))?)
+    } else {
+        bail!(
+            "--image {src}: unknown transport; use oci-archive:PATH, oci:DIR or docker://REFERENCE"
+        )
+    })
+}
+
 /// Resolves the sources without reading any archive.
 pub fn resolve(spec: &SourceSpec) -> Result<Resolved> {
     match spec {
@@ -166,16 +182,11 @@ pub fn resolve(spec: &SourceSpec) -> Result<Resolved> {
             let inputs = images
                 .iter()
                 .map(|src| {
-                    let origin = if let Some(p) = src.strip_prefix("oci-archive:") {
-                        Origin::OciArchive(PathBuf::from(p))
-                    } else if let Some(p) = src.strip_prefix("oci:") {
-                        Origin::OciDir(PathBuf::from(p))
-                    } else if let Some(r) = src.strip_prefix("docker://") {
-                        Origin::Docker(Reference::parse(r, &format!("--image {src}"))?)
-                    } else {
-                        bail!("--image {src}: unknown transport; use oci-archive:PATH, oci:DIR or docker://REFERENCE")
-                    };
-                    Ok(ArchInput { arch: None, origin, meta: None })
+                    Ok(ArchInput {
+                        arch: None,
+                        origin: parse_origin(src)?,
+                        meta: None,
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Resolved {

@@ -409,19 +409,22 @@ fn artifact_absent_on_a_requested_arch_is_refused() {
 }
 
 // ---------------------------------------------------------------- flags
+//
+// A malformed flag value is a usage error (2); what the values point at (a
+// build, an arch of it, an image) is looked at by the run (1).
 
 #[test]
 fn tag_with_a_space_is_refused() {
     let mut c = Case::new();
     let out = c.push(&["--tag", "bad tag"]);
-    c.assert_refused_untouched(&out, 1, &["--tag", "bad tag"]);
+    c.assert_refused_untouched(&out, 2, &["--tag", "bad tag"]);
 }
 
 #[test]
 fn tag_starting_with_a_dot_is_refused() {
     let mut c = Case::new();
     let out = c.push(&["--tag", "stable", "--tag", ".x"]);
-    c.assert_refused_untouched(&out, 1, &["--tag", ".x"]);
+    c.assert_refused_untouched(&out, 2, &["--tag", ".x"]);
 }
 
 #[test]
@@ -429,7 +432,7 @@ fn repo_with_a_tag_is_refused() {
     let mut c = Case::new();
     let repo = format!("{}:stable", c.registry.repo("fcos"));
     let out = c.push_to(&repo, &[]);
-    c.assert_refused_untouched(&out, 1, &["--repo", &repo]);
+    c.assert_refused_untouched(&out, 2, &["--repo", &repo]);
 }
 
 #[test]
@@ -437,7 +440,7 @@ fn image_with_an_unknown_transport_is_refused() {
     let mut c = Case::new();
     let src = format!("dir:{}", c.archive("ostree", "x86_64").display());
     let out = c.push(&["--image", &src]);
-    c.assert_refused_untouched(&out, 1, &["--image", &src]);
+    c.assert_refused_untouched(&out, 2, &["--image", &src]);
 }
 
 #[test]

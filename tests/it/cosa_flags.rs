@@ -262,13 +262,15 @@ fn ambiguous_prefix_is_a_usage_error_naming_the_candidates() {
 
 #[test]
 fn values_and_arguments_after_double_dash_are_not_expanded() {
-    // `--tag=--aut` keeps its value; clap then refuses the stray `--auth` after `--`
-    // as an unexpected positional argument, proving it was left alone.
+    // `--metajsonname=--aut` keeps its value (a tag could not be one: it is
+    // checked as a tag); clap then refuses the stray `--auth` after `--` as an
+    // unexpected positional argument, proving it was left alone.
     let r = run(&[
         s("push"),
         s("--repo=r"),
-        s("--tag=--aut"),
-        s("--image=oci:x"),
+        s("--tag=t"),
+        s("--artifact=ostree"),
+        s("--metajsonname=--aut"),
         s("--"),
         s("--auth"),
     ]);

@@ -1,4 +1,4 @@
-//! Completion scripts and the man page, made from the clap definitions; the
+//! Completion scripts and the man pages, made from the clap definitions; the
 //! pipeline recipe (docs/pipeline.md), whose every command line uses only flags
 //! pushgate has.
 
@@ -47,9 +47,8 @@ fn completions_for_three_shells_name_the_subcommands() {
     assert_eq!(unknown.code, 2);
 }
 
-#[test]
-fn the_man_page_renders() {
-    let page = output(&["man"]);
+/// `page` as `man -l -` renders it for an 80-column terminal.
+fn render(page: &str) -> String {
     let mut man = Command::new("man")
         .args(["-l", "-"])
         .env("MANPAGER", "cat")
@@ -70,13 +69,103 @@ fn the_man_page_renders() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_man_pages_render() {
+    let text = render(&output(&["man"]));
     for needle in ["NAME", "SYNOPSIS", "pushgate", "push", "release", "policy"] {
         assert!(
             text.contains(needle),
             "the rendered page has {needle}: {text}"
         );
     }
+    // A subcommand's page: its flags under push's headings, its parent under SEE ALSO.
+    let text = render(&output(&["man", "push"]));
+    for needle in [
+        "pushgate-push",
+        "WHAT TO PUSH",
+        "REGISTRY AND CREDENTIALS",
+        "RETRIES AND TRANSFERS",
+        "POLICY",
+        "OUTPUT",
+        "--write-digest-to-file",
+        "SEE ALSO",
+        "pushgate(1)",
+    ] {
+        assert!(
+            text.contains(needle),
+            "pushgate man push has {needle}: {text}"
+        );
+    }
+    assert_eq!(
+        output(&["man", "push-container-manifest"]),
+        output(&["man", "push"])
+    );
+    let text = render(&output(&["man", "policy", "test"]));
+    assert!(text.contains("pushgate policy test"), "{text}");
+    assert!(text.contains("pushgate-policy(1)"), "{text}");
+    // Not a subcommand: a usage error naming it.
+    for path in [&["nope"][..], &["policy", "nope"], &["push", "x"]] {
+        let mut args = vec!["man"];
+        args.extend(path);
+        let r = Run::of(support::pushgate().args(&args));
+        assert_eq!(r.code, 2, "{}", r.context());
+        assert!(r.stderr.contains(path.last().unwrap()), "{}", r.context());
+    }
+}
+
+#[test]
+fn every_page_a_page_refers_to_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("man");
+    let listed = output(&["man", "--out-dir", out_dir.to_str().unwrap()]);
+    let mut files: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(listed.lines().count(), files.len(), "{listed}");
+    for want in [
+        "pushgate.1",
+        "pushgate-push.1",
+        "pushgate-release.1",
+        "pushgate-policy.1",
+        "pushgate-policy-test.1",
+        "pushgate-policy-facts.1",
+        "pushgate-completions.1",
+        "pushgate-man.1",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} in {files:?}");
+    }
+    // Every NAME(1) a rendered page names (SUBCOMMANDS, SEE ALSO) is a file here.
+    let reference = regex::Regex::new(r"(pushgate[a-z-]*)\(1\)").unwrap();
+    let mut referred = 0;
+    for f in &files {
+        let page = std::fs::read_to_string(out_dir.join(f)).unwrap();
+        let text = render(&page);
+        // man joins a word hyphenated at the end of a line; roff's \- is a hyphen
+        let joined = text.replace("\u{2010}\n", "").replace('\u{2010}', "-");
+        for c in reference.captures_iter(&joined) {
+            let name = format!("{}.1", &c[1]);
+            assert!(
+                files.contains(&name),
+                "{f} refers to {name}, not written: {files:?}"
+            );
+            referred += 1;
+        }
+        // written pages are the printed ones
+        let page_name = f.trim_end_matches(".1");
+        let path: Vec<&str> = page_name.split('-').skip(1).collect();
+        let mut args = vec!["man"];
+        args.extend(&path);
+        assert_eq!(output(&args), page, "{f}");
+    }
+    assert!(
+        referred >= files.len(),
+        "pages refer to one another: {referred}"
+    );
 }
 
 /// Every `pushgate ...` command line of `md`, as words: inline code spans, and in

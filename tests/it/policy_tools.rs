@@ -1050,7 +1050,8 @@ fn a_new_policy_builds_passes_its_case_and_checks_as_generated() {
             "--dir".into(),
             p(dir.path()),
         ]);
-        out.exits(1);
+        // a usage error, refused before anything is looked at
+        out.exits(2);
         assert!(
             out.stderr.contains("policy name"),
             "{bad}: {}",

@@ -47,10 +47,25 @@ impl fmt::Display for Ambiguous {
 
 impl std::error::Error for Ambiguous {}
 
+/// argv with its long options expanded, and what the expansion learnt on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The whole argv, program name first, every unique prefix replaced by its
+    /// option's long name; an ambiguous one is left as it was.
+    pub args: Vec<OsString>,
+    /// The subcommand names leading to the command whose options were matched,
+    /// e.g. `["policy", "facts"]` (canonical names, not aliases).
+    pub path: Vec<String>,
+    /// The first prefix that matched several options, if any: a usage error.
+    pub ambiguous: Option<Ambiguous>,
+}
+
 /// Rewrites abbreviated long options of `args` (a whole argv, program name first) to
 /// their full names, per the command definition `cmd`. `cmd` should have been
 /// [`Command::build`]t so that `--help` and `--version` are among its options.
-pub fn expand(cmd: &Command, args: &[OsString]) -> Result<Vec<OsString>, Ambiguous> {
+/// An ambiguous prefix does not stop the rewrite of the rest (so that the failure
+/// path reads the same argv as a parse would): it is kept and reported.
+pub fn expand(cmd: &Command, args: &[OsString]) -> Expanded {
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.iter();
     if let Some(program) = iter.next() {
@@ -58,6 +73,7 @@ pub fn expand(cmd: &Command, args: &[OsString]) -> Result<Vec<OsString>, Ambiguo
     }
     let mut current = cmd;
     let mut path = Vec::new();
+    let mut ambiguous = None;
     // Once a positional argument that is not a subcommand has been seen at a level with
     // subcommands, nothing further is a subcommand.
     let mut descend = true;
@@ -83,8 +99,9 @@ pub fn expand(cmd: &Command, args: &[OsString]) -> Result<Vec<OsString>, Ambiguo
                     None => format!("--{long}").into(),
                 }),
                 Resolved::Ambiguous(candidates) => {
-                    return Err(Ambiguous {
-                        path,
+                    out.push(arg.clone());
+                    ambiguous.get_or_insert_with(|| Ambiguous {
+                        path: path.clone(),
                         option: format!("--{name}"),
                         candidates: candidates.into_iter().map(|c| format!("--{c}")).collect(),
                     });
@@ -103,7 +120,11 @@ pub fn expand(cmd: &Command, args: &[OsString]) -> Result<Vec<OsString>, Ambiguo
             }
         }
     }
-    Ok(out)
+    Expanded {
+        args: out,
+        path,
+        ambiguous,
+    }
 }
 
 enum Resolved<'a> {
@@ -222,8 +243,11 @@ mod tests {
     }
 
     fn ok(args: &[&str]) -> Vec<String> {
-        expand(&cli(), &argv(args))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        let e = expand(&cli(), &argv(args));
+        if let Some(a) = e.ambiguous {
+            panic!("{args:?}: {a}");
+        }
+        e.args
             .into_iter()
             .skip(1)
             .map(|a| a.into_string().unwrap())
@@ -231,10 +255,9 @@ mod tests {
     }
 
     fn err(args: &[&str]) -> Ambiguous {
-        match expand(&cli(), &argv(args)) {
-            Ok(out) => panic!("{args:?} expanded to {out:?}"),
-            Err(e) => e,
-        }
+        let e = expand(&cli(), &argv(args));
+        e.ambiguous
+            .unwrap_or_else(|| panic!("{args:?} expanded to {:?}", e.args))
     }
 
     #[test]
@@ -363,6 +386,23 @@ mod tests {
     }
 
     #[test]
+    fn an_ambiguous_prefix_leaves_the_rest_expanded() {
+        let e = expand(&cli(), &argv(&["push", "--poli", "x", "--ta", "T"]));
+        assert_eq!(e.ambiguous.unwrap().option, "--poli");
+        let words: Vec<_> = e.args.iter().skip(1).map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(words, ["push", "--poli", "x", "--tag", "T"]);
+        assert_eq!(e.path, ["push"]);
+    }
+
+    #[test]
+    fn the_path_names_subcommands_canonically() {
+        let e = expand(&cli(), &argv(&["push-container-manifest", "--r", "R"]));
+        assert_eq!(e.path, ["push"]);
+        let e = expand(&cli(), &argv(&["policy", "test", "m.wasm"]));
+        assert_eq!(e.path, ["policy", "test"]);
+    }
+
+    #[test]
     fn subcommand_alias_uses_the_subcommand_options() {
         assert_eq!(
             ok(&["push-container-manifest", "--auth=F"]),
@@ -404,14 +444,14 @@ mod tests {
             let odd = OsString::from_vec(vec![b'-', b'-', 0xff]);
             let mut args = argv(&["push"]);
             args.push(odd.clone());
-            let out = expand(&cli(), &args).unwrap();
+            let out = expand(&cli(), &args).args;
             assert_eq!(out.last(), Some(&odd));
         }
     }
 
     #[test]
     fn empty_argv() {
-        assert_eq!(expand(&cli(), &[]).unwrap(), Vec::<OsString>::new());
+        assert_eq!(expand(&cli(), &[]).args, Vec::<OsString>::new());
         assert_eq!(ok(&[]), Vec::<String>::new());
     }
 }
@@ -425,18 +465,22 @@ mod cli_tests {
     use clap::CommandFactory;
 
     fn expand_real(args: &[&str]) -> Result<Vec<String>, Ambiguous> {
-        let mut cmd = crate::Cli::command();
+        let mut cmd = crate::cli::Cli::command();
         cmd.build();
         let argv: Vec<OsString> = std::iter::once("pushgate")
             .chain(args.iter().copied())
             .map(OsString::from)
             .collect();
-        expand(&cmd, &argv).map(|out| {
-            out.into_iter()
+        let e = expand(&cmd, &argv);
+        match e.ambiguous {
+            Some(a) => Err(a),
+            None => Ok(e
+                .args
+                .into_iter()
                 .skip(1)
                 .map(|a| a.into_string().unwrap())
-                .collect()
-        })
+                .collect()),
+        }
     }
 
     #[test]

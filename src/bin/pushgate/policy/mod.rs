@@ -1,10 +1,9 @@
 //! `pushgate policy ...`: tools for policy authors and for CI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
 
 use pushgate::cases::{self, Kind};
 use pushgate::contract::Decision;
@@ -13,159 +12,11 @@ use pushgate::policy::{Limits, Policy, PolicyHost};
 
 use std::fmt::Write as _;
 
-use crate::{PolicyLimitArgs, RegistryArgs, out};
+use crate::cli::{PolicyLimitArgs, RegistryArgs};
+use crate::out;
 
-#[derive(Subcommand)]
-pub enum PolicyCommand {
-    /// Run case files (facts, settings, expected decision) against a module, offline
-    Test(TestArgs),
-    /// Check that a module is fit for a release: contract, imports, metadata,
-    /// settings, answers within the caps, same answer twice
-    Check(CheckArgs),
-    /// Show every case whose decision changes between two versions of a module
-    Diff(DiffArgs),
-    /// Observe a real build and registry (push's flags) and write the facts as a
-    /// case file, without pushing anything
-    Facts(Box<FactsArgs>),
-    /// Create a policy crate: Cargo.toml, src with the contract wired, a passing case
-    New(NewArgs),
-    /// Show a module's metadata, contract version, size, sha256 and imports
-    /// (a file, or oci://REF and the artifact it came in)
-    Inspect(InspectArgs),
-    /// Publish a module to a registry as an OCI artifact (oci://REGISTRY/REPO:TAG)
-    /// and print its digest
-    Push(PushArgs),
-    /// Fetch a published module (oci://REGISTRY/REPO[:TAG|@sha256:…]) into the
-    /// local cache, verified, and print the digest it resolved to
-    Pull(PullArgs),
-}
-
-#[derive(Args)]
-pub struct TestArgs {
-    /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
-    module: String,
-    /// Case files, or directories searched for *.json
-    #[arg(required = true, value_name = "CASE")]
-    cases: Vec<PathBuf>,
-    /// Print one JSON object instead of pass/FAIL lines
-    #[arg(long)]
-    json: bool,
-    /// Also write JUnit XML to FILE
-    #[arg(long, value_name = "FILE")]
-    junit: Option<PathBuf>,
-    #[command(flatten)]
-    limits: PolicyLimitArgs,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Args)]
-pub struct CheckArgs {
-    /// The policy module: a .wasm file, or oci://REGISTRY/REPO@sha256:… (or :TAG)
-    module: String,
-    /// Settings to check with (JSON or @FILE) [default: the module's sample settings]
-    #[arg(long, value_name = "JSON|@FILE")]
-    settings: Option<String>,
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    limits: PolicyLimitArgs,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Args)]
-pub struct DiffArgs {
-    /// The old module: a .wasm file or an oci:// reference
-    old: String,
-    /// The new module: a .wasm file or an oci:// reference
-    new: String,
-    #[arg(required = true, value_name = "CASE")]
-    cases: Vec<PathBuf>,
-    #[arg(long)]
-    json: bool,
-    /// Exit 1 when any decision changed (for CI gates that want a reviewer)
-    #[arg(long)]
-    fail_on_change: bool,
-    #[command(flatten)]
-    limits: PolicyLimitArgs,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Args)]
-#[command(
-    after_help = "With --from-log LOG instead of push's flags: every line of a decision log \
-that holds facts (logged with --decision-log-facts) becomes a case, expecting the decision \
-logged; with --out DIR they are written there, and `pushgate policy test MODULE DIR` \
-replays them.",
-    // --from-log stands for all of push's flags: what they require, it gives.
-    mut_arg("repo", |a| a.required(false).required_unless_present("from_log")),
-    mut_arg("tags", |a| a.required(false).required_unless_present("from_log")),
-    mut_group("source", |g| g.arg("from_log")),
-    // clap leaves the group of a struct with flattened parts empty; `push` is
-    // Some when these are given (and one of them is, unless --from-log is).
-    mut_group("PushArgs", |g| g.args(["repo", "tags", "image", "artifact"])),
-)]
-pub struct FactsArgs {
-    /// Push's flags: the push whose facts are wanted (not with --from-log)
-    #[command(flatten)]
-    push: Option<crate::PushArgs>,
-    /// Write the case here [default: stdout]; with --from-log, the directory the cases go
-    /// to (created if missing)
-    #[arg(long, short, value_name = "FILE")]
-    out: Option<PathBuf>,
-    /// Instead of push's flags: the cases of a decision log written with
-    /// --decision-log-facts
-    #[arg(long, value_name = "LOG", conflicts_with = "PushArgs")]
-    from_log: Option<PathBuf>,
-    /// With --from-log: only the line with this decision id
-    #[arg(long, value_name = "ID", requires = "from_log")]
-    decision_id: Option<String>,
-}
-
-#[derive(Args)]
-pub struct NewArgs {
-    /// The policy's name (a crate is created in a directory of that name)
-    name: String,
-    /// Create it under DIR
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    dir: PathBuf,
-}
-
-#[derive(Args)]
-pub struct InspectArgs {
-    /// The policy module: a .wasm file, or oci://REGISTRY/REPO[:TAG|@sha256:…]
-    module: String,
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Args)]
-pub struct PushArgs {
-    /// The policy module (.wasm) to publish; it must load
-    module: PathBuf,
-    /// Where: oci://REGISTRY/REPO:TAG
-    reference: String,
-    /// Print one JSON object
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
-
-#[derive(Args)]
-pub struct PullArgs {
-    /// oci://REGISTRY/REPO[:TAG|@sha256:…] (without either, :latest)
-    reference: String,
-    /// Print one JSON object
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    registry: RegistryArgs,
-}
+mod args;
+pub use args::*;
 
 fn host(limits: &PolicyLimitArgs) -> Result<PolicyHost> {
     PolicyHost::new(limits.limits())
@@ -348,7 +199,10 @@ fn facts(
     }
     // clap holds push's flags required unless --from-log is given.
     let push = a.push.expect("push's flags or --from-log");
-    let (mut req, policy) = push.request()?;
+    let registry = push.registry.with_transfers(&push.transfers);
+    let progress = pushgate::progress::wanted(false, a.quiet);
+    let (mut req, policy) =
+        crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,
