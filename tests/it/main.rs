@@ -31,4 +31,5 @@ mod registry_auth_tls;
 mod release;
 mod signals;
 mod token_tls;
+mod usage;
 mod version;

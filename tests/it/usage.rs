@@ -2,11 +2,9 @@
 //! malformed value is a usage error (exit 2) in every subcommand, and `--help`
 //! groups push's thirty-odd flags under headings, every flag kept.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use support::run::{Run, run, s};
+use crate::support::run::{Run, run, s};
 
 fn words(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| s(a)).collect()
