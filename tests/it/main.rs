@@ -31,5 +31,6 @@ mod registry_auth_tls;
 mod release;
 mod signals;
 mod token_tls;
+mod transfers;
 mod usage;
 mod version;

@@ -210,6 +210,11 @@ pub struct Faults {
     pub random: Option<RandomFaults>,
     /// Added before forwarding every request (not recorded as a fault).
     pub latency: Duration,
+    /// Requests whose body is longer than this are answered 413 (after the body is
+    /// read away) and the connection closed, as nginx does with its
+    /// `client_max_body_size` (1 MiB by default); recorded as the fault
+    /// `Status { code: 413 }`.
+    pub max_body: Option<u64>,
 }
 
 impl Faults {
@@ -236,6 +241,12 @@ impl Faults {
 
     pub fn latency(mut self, latency: Duration) -> Faults {
         self.latency = latency;
+        self
+    }
+
+    /// Refuse request bodies longer than `bytes` with 413, as nginx does.
+    pub fn max_body(mut self, bytes: u64) -> Faults {
+        self.max_body = Some(bytes);
         self
     }
 }
@@ -293,6 +304,11 @@ impl Decider {
     /// The latency added to every request.
     pub fn latency(&self) -> Duration {
         self.faults.latency
+    }
+
+    /// The largest request body forwarded, if bodies are capped.
+    pub fn max_body(&self) -> Option<u64> {
+        self.faults.max_body
     }
 }
 
@@ -504,7 +520,12 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
         let (seq, action, latency) = {
             let mut decider = shared.decider.lock().unwrap();
             let seq = decider.next;
-            let action = decider.decide(&req.method, &req.target);
+            let mut action = decider.decide(&req.method, &req.target);
+            if let (Some(max), Framing::Length(len)) = (decider.max_body(), req.framing)
+                && len > max
+            {
+                action = Some(Action::status(413));
+            }
             (seq, action, decider.latency())
         };
         let exchange = Exchange {
@@ -611,7 +632,8 @@ impl Exchange<'_> {
         // A client waiting for "100 Continue" sends no body: the connection's state is
         // then unclear, close it after the answer. Otherwise read the body away so the
         // next request on the connection is parsed from its start.
-        let keep = !self.req.expect_continue && !self.req.close;
+        // nginx closes the connection after refusing a body as too large.
+        let keep = !self.req.expect_continue && !self.req.close && code != 413;
         if !self.req.expect_continue
             && copy_body(client_r, &mut Discard, self.req.framing, false)
                 .await
@@ -848,6 +870,7 @@ async fn trickle(w: &mut OwnedWriteHalf, bytes: &[u8], rate: u64) -> io::Result<
 /// An answer of the proxy's own, in the registry's JSON error format.
 fn status_answer(code: u16, retry_after: Option<&RetryAfter>, close: bool) -> Vec<u8> {
     let (reason, error_code) = match code {
+        413 => ("Request Entity Too Large", "SIZE_INVALID"),
         429 => ("Too Many Requests", "TOOMANYREQUESTS"),
         502 => ("Bad Gateway", "UNAVAILABLE"),
         503 => ("Service Unavailable", "UNAVAILABLE"),
