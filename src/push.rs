@@ -68,8 +68,11 @@ struct Prepared {
     /// container up to date without reading them.
     full: Option<(Vec<LoadedImage>, Desired)>,
     plan: Plan,
-    /// The executor's retry count when this container began (it is shared).
+    /// The run's retry count when this container began (executors are
+    /// shared by the run's containers, and a source registry's retries count
+    /// for the container that reads it).
     retries_before: u64,
+    clients: registry::Clients,
     /// Progress on the terminal, from the moment sources are read.
     display: Option<Display>,
 }
@@ -77,7 +80,7 @@ struct Prepared {
 impl Prepared {
     /// Requests retried since this container began.
     fn retries(&self) -> u64 {
-        self.repo.executor().retries() - self.retries_before
+        self.clients.retries() - self.retries_before
     }
 
     fn desired(&self) -> Option<&Desired> {
@@ -109,7 +112,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     let resolved = sources::resolve(&req.source)?;
     let recorded = resolved.recorded()?;
     let repo = Repository::new(&req.repo, &req.registry)?;
-    let retries_before = repo.executor().retries();
+    let retries_before = req.registry.clients.retries();
 
     // observe the tags: when meta.json and registry agree, the archives are not read
     let tag_states = observe::tags(&repo, &tags).await?;
@@ -128,6 +131,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             full: None,
             plan,
             retries_before,
+            clients: req.registry.clients.clone(),
             display: None,
         });
     }
@@ -178,6 +182,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         full: Some((loaded, desired)),
         plan,
         retries_before,
+        clients: req.registry.clients.clone(),
         display,
     })
 }

@@ -64,6 +64,8 @@ pub struct Executor {
     debug: bool,
     observer: Shared,
     retries: AtomicU64,
+    /// The run's count, over every executor.
+    run_retries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -125,6 +127,7 @@ impl Executor {
             debug: opts.debug,
             observer: opts.observer.clone(),
             retries: AtomicU64::new(0),
+            run_retries: opts.clients.retries.clone(),
         })
     }
 
@@ -268,6 +271,7 @@ impl Executor {
         };
         self.host.pace.hold(Instant::now(), wait);
         self.retries.fetch_add(1, Ordering::Relaxed);
+        self.run_retries.fetch_add(1, Ordering::Relaxed);
         self.say(&observer::retry_line(
             &self.registry,
             op,

@@ -92,6 +92,9 @@ pub struct Clients {
     pub(super) hosts: Arc<Mutex<HashMap<String, Arc<HostState>>>>,
     /// The run's blob transfers: `--jobs` at a time over every container.
     uploads: Arc<OnceLock<Arc<tokio::sync::Semaphore>>>,
+    /// Retries made by every executor of the run (a container's own count is
+    /// the difference over its time: its sources' registries count too).
+    pub(super) retries: Arc<AtomicU64>,
 }
 
 /// A registry and the user whose credentials its executor carries.
@@ -104,6 +107,11 @@ impl Clients {
         self.uploads
             .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(jobs.max(1))))
             .clone()
+    }
+
+    /// Retries made so far in the run, on every registry.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The state of `registry`'s host, made on first use.

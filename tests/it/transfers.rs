@@ -71,8 +71,14 @@ fn a_registry_that_caps_bodies_gets_halved_chunks_without_a_flag() {
         "the halving is said: {}",
         run.stderr
     );
-    let list = run.ok()["manifest_list_digest"].as_str().unwrap().to_string();
-    assert_eq!(digest_at(&format!("{}:stable", registry.repo("fcos"))), list);
+    let list = run.ok()["manifest_list_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        digest_at(&format!("{}:stable", registry.repo("fcos"))),
+        list
+    );
     let again = Run::of(&mut push(&proxy.repo("fcos"), wd.path(), &[]));
     assert_eq!(again.outcome(), "up-to-date", "{}", again.context());
 }
@@ -144,7 +150,12 @@ fn a_429_with_retry_after_holds_back_the_next_request_to_that_host() {
     let registry = Registry::start();
     let proxy = Proxy::start(
         registry.addr(),
-        Faults::none().rule(Rule::nth(1, "HEAD", "/blobs/", Action::status_retry_after(429, 2))),
+        Faults::none().rule(Rule::nth(
+            1,
+            "HEAD",
+            "/blobs/",
+            Action::status_retry_after(429, 2),
+        )),
     );
     let lines = Arc::new(Lines::default());
     let opts = registry::Options {
@@ -188,7 +199,12 @@ fn a_lost_answer_is_looked_for_once_not_written_again() {
     let registry = Registry::start();
     let proxy = Proxy::start(
         registry.addr(),
-        Faults::none().rule(Rule::nth(1, "PUT", "/manifests/", Action::ResetAfterUpstream)),
+        Faults::none().rule(Rule::nth(
+            1,
+            "PUT",
+            "/manifests/",
+            Action::ResetAfterUpstream,
+        )),
     );
     let opts = registry::Options {
         plain_http: true,
@@ -255,7 +271,10 @@ fn a_big_layer_lands_in_one_run_through_a_link_that_fails_often() {
         assert_eq!(run.code, 0, "seed {seed}: {}", run.context());
         let faults = proxy.log().iter().filter(|e| e.fault.is_some()).count();
         assert!(faults > 5, "seed {seed}: only {faults} faults");
-        let list = run.ok()["manifest_list_digest"].as_str().unwrap().to_string();
+        let list = run.ok()["manifest_list_digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(
             digest_at(&format!("{}:stable", registry.repo("fcos"))),
             list,

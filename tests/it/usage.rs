@@ -73,6 +73,7 @@ fn push_help_groups_every_flag_under_a_heading() {
                 "--stall-timeout",
                 "--debug",
                 "--jobs",
+                "--chunk-size",
             ],
         ),
         (
