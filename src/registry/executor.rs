@@ -141,6 +141,7 @@ impl Executor {
             user: self.creds.as_ref().map(|c| c.username.clone()),
             token_auth: self.token_auth(),
             attempts: self.retry.times + 1,
+            plain_http: self.plain.load(Ordering::Relaxed),
         }
     }
 

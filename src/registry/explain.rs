@@ -16,6 +16,8 @@ pub struct Who {
     pub token_auth: bool,
     /// How many times a request that fails transiently is sent in all.
     pub attempts: u32,
+    /// Requests go over plain HTTP (asked for, or fallen back to).
+    pub plain_http: bool,
 }
 
 /// A registry error with its explanation: displayed as the explanation alone,
@@ -66,6 +68,16 @@ pub(crate) fn explain(
                 .to_string()
         }
         (RegistryError::Token { .. }, _) => String::new(),
+        // A TLS server's answer to plain HTTP is a bare 400 (Go's net/http:
+        // "client sent an HTTP request to an HTTPS server"), not a registry's
+        // JSON error.
+        (RegistryError::Status { codes, .. }, Some(400)) if who.plain_http && codes.is_empty() => {
+            format!(
+                "{reg} answered plain HTTP with a bare 400, as a TLS server does: if it \
+                 speaks HTTPS, drop --plain-http (and give --cert-dir, or --tls-verify=false \
+                 for a test registry)"
+            )
+        }
         (_, Some(401 | 403)) if who.user.is_none() => format!(
             "no credentials for {reg} were found and the registry refuses anonymous \
              {rights} access (HTTP {}): give --authfile, or set REGISTRY_AUTH_FILE",
@@ -183,6 +195,7 @@ mod tests {
             user: user.map(str::to_string),
             token_auth,
             attempts: 6,
+            plain_http: false,
         }
     }
 

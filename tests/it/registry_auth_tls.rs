@@ -434,3 +434,54 @@ fn anonymous_pull_and_authenticated_push() {
         "anonymous tokens: {asked:?}"
     );
 }
+
+/// Talking TLS to a plain-HTTP registry, or plain HTTP to a TLS one, is not a
+/// bad patch that retries cure: one attempt, and an error naming the flag that
+/// fixes it.
+#[test]
+fn a_tls_mismatch_is_not_retried_and_names_the_fix() {
+    let wd = workdir();
+    let plain = Registry::start();
+    let run = Run::of(&mut push(&plain.repo("fcos"), wd.path(), &["--debug"]));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let error = run.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not speak TLS") && error.contains("--plain-http"),
+        "{error}"
+    );
+    let attempts = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("pushgate: debug: "))
+        .count();
+    assert_eq!(attempts, 1, "one attempt: {}", run.stderr);
+    assert!(!run.stderr.contains("; retry "), "{}", run.stderr);
+
+    let pki = TestPki::new();
+    let tls = Registry::start_tls(&pki);
+    let run = Run::of(&mut push(&tls.repo("fcos"), wd.path(), &["--plain-http"]));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let error = run.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("HTTP 400") && error.contains("drop --plain-http"),
+        "{error}"
+    );
+    assert!(!run.stderr.contains("; retry "), "{}", run.stderr);
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_not_retried() {
+    let wd = workdir();
+    let run = Run::of(&mut push(
+        "registry.invalid/fcos",
+        wd.path(),
+        &["--retry-delay", "2s"],
+    ));
+    assert_eq!(run.code, 1, "{}", run.context());
+    let error = run.json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not resolve") && error.contains("--repo"),
+        "{error}"
+    );
+    assert!(!run.stderr.contains("; retry "), "{}", run.stderr);
+}
