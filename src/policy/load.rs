@@ -116,9 +116,7 @@ impl PolicyHost {
             component,
             label,
         };
-        let meta = self
-            .call(&policy, "metadata", |p, s| metadata::call(p, s))?
-            .0;
+        let meta = self.call(&policy, "metadata", metadata::call)?.0;
         if meta.name.trim().is_empty() {
             return Err(PolicyError::Contract {
                 module: policy.label,
