@@ -186,14 +186,26 @@ pub fn check_loaded(
         ("version", &info.version),
         ("description", &info.description),
     ] {
-        let ok = !value.trim().is_empty();
+        let flagged = format!("metadata {field} ");
+        let ok = !value.trim().is_empty()
+            && !info
+                .metadata_problems
+                .iter()
+                .any(|p| p.starts_with(&flagged));
         note(
             ok,
             format!(
                 "metadata {field}: {value:?}{}",
-                if ok { "" } else { " is empty" }
+                if value.trim().is_empty() {
+                    " is empty"
+                } else {
+                    ""
+                }
             ),
         );
+    }
+    for problem in &info.metadata_problems {
+        note(false, problem.clone());
     }
     let settings = settings.unwrap_or(&info.sample_settings).to_string();
     match serde_json::from_str::<serde_json::Value>(&settings) {

@@ -107,6 +107,15 @@ fn time_cap(limits: &Limits, module: String, what: &'static str) -> PolicyError 
     }
 }
 
+/// `n` bytes, in the largest unit that divides it.
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 fn classify(
     limits: &Limits,
     e: wasmtime::Error,
@@ -121,6 +130,13 @@ fn classify(
             cap: format!("fuel ({} units)", limits.fuel),
         },
         Some(wasmtime::Trap::Interrupt) => time_cap(limits, module, what),
+        // wasmtime's own words when an answer is larger than the store's
+        // hostcall fuel ([`sandbox::HOSTCALL_BYTES`], less for metadata).
+        _ if format!("{e:#}").contains("fuel allocated for hostcalls") => PolicyError::Cap {
+            module,
+            what,
+            cap: format!("answer size ({})", bytes(store.hostcall_fuel())),
+        },
         _ => {
             if store.data().limits.memory_refused {
                 PolicyError::Cap {

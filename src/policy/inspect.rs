@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
 
+use super::convert::inert;
 use super::{NOT_WASM, PolicyError, PolicyHost, PolicyInfo, remote};
 use crate::digest::Digest;
 
@@ -54,6 +55,30 @@ mod result_as_object {
     }
 }
 
+/// The most characters kept of an annotation's key, and of its value.
+const MAX_ANNOTATION_KEY_CHARS: usize = 128;
+const MAX_ANNOTATION_VALUE_CHARS: usize = 4096;
+
+/// A manifest's annotations as `policy inspect` shows them: what a registry
+/// says is held to the rule for what a module says ([`inert`]), keys and string
+/// values alike (other values are shown as JSON, which escapes what it holds).
+fn inert_annotations(
+    annotations: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    annotations
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => {
+                    serde_json::Value::String(inert(s, MAX_ANNOTATION_VALUE_CHARS))
+                }
+                other => other.clone(),
+            };
+            (inert(k, MAX_ANNOTATION_KEY_CHARS), v)
+        })
+        .collect()
+}
+
 impl PolicyHost {
     /// Describes a module file: its imports and exports, and whether it loads.
     pub fn inspect(&self, path: &Path) -> Result<Inspection, PolicyError> {
@@ -72,7 +97,7 @@ impl PolicyHost {
             reference: f.requested.to_string(),
             pinned: f.pinned.clone(),
             digest: f.digest.clone(),
-            annotations: f.described.annotations.clone(),
+            annotations: inert_annotations(&f.described.annotations),
             from_cache: f.from_cache,
         };
         self.describe(
@@ -124,5 +149,25 @@ impl PolicyHost {
             loaded: loaded.map(|p| p.info.clone()).map_err(|e| e.to_string()),
             artifact,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotations_from_a_registry_are_shown_inert_and_bounded() {
+        let mut a = serde_json::Map::new();
+        a.insert(
+            "org.example.\x1b[31mkey\n".into(),
+            serde_json::Value::String(format!("v\x1b]0;T\x07\npushgate: x{}", "y".repeat(10_000))),
+        );
+        a.insert("n".into(), serde_json::json!(3));
+        let shown = inert_annotations(&a);
+        let v = shown["org.example.[31mkey "].as_str().unwrap();
+        assert!(v.starts_with("v]0;T pushgate: xyyy"), "{v}");
+        assert_eq!(v.chars().count(), MAX_ANNOTATION_VALUE_CHARS + 1);
+        assert_eq!(shown["n"], 3);
     }
 }

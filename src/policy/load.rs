@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::bindings;
-use super::{CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache, remote};
+use super::{
+    CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache, metadata, remote,
+};
 use crate::digest::Digest;
 
 impl PolicyHost {
@@ -98,6 +100,7 @@ impl PolicyHost {
                 description: String::new(),
                 settings_help: String::new(),
                 sample_settings: String::new(),
+                metadata_problems: Vec::new(),
                 sha256: sha256.clone(),
                 path: path.to_path_buf(),
                 size: bytes.len() as u64,
@@ -113,7 +116,7 @@ impl PolicyHost {
             component,
             label,
         };
-        let meta = self.call(&policy, "metadata", |p, s| p.call_metadata(s))?.0;
+        let meta = self.call(&policy, "metadata", metadata::call)?.0;
         if meta.name.trim().is_empty() {
             return Err(PolicyError::Contract {
                 module: policy.label,
@@ -125,6 +128,7 @@ impl PolicyHost {
         policy.info.description = meta.description;
         policy.info.settings_help = meta.settings_help;
         policy.info.sample_settings = meta.sample_settings;
+        policy.info.metadata_problems = meta.problems;
         let policy = Arc::new(policy);
         self.cache
             .lock()

@@ -20,6 +20,7 @@
 //! * [`sandbox`]: the sealed WASI, the caps and the engine that enforces them;
 //! * [`load`] and [`cache`]: compiling a module once, checking the contract;
 //! * [`call`]: one capped call, on a thread of its own;
+//! * [`metadata`]: what a module says about itself, read bounded and inert;
 //! * [`convert`]: the contract's plain data to and from the generated bindings;
 //! * [`inspect`]: describing a module file for `policy inspect`;
 //! * [`remote`]: modules published to and fetched from registries as OCI
@@ -41,6 +42,7 @@ mod call;
 mod convert;
 mod inspect;
 mod load;
+mod metadata;
 pub mod remote;
 mod sandbox;
 
@@ -90,6 +92,10 @@ pub struct PolicyInfo {
     pub description: String,
     pub settings_help: String,
     pub sample_settings: String,
+    /// What was wrong with the metadata as the module gave it (a field over its
+    /// bound, control characters): `policy check` reports each as a problem.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata_problems: Vec<String>,
     pub sha256: Digest,
     pub path: PathBuf,
     pub size: u64,

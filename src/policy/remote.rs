@@ -569,6 +569,7 @@ mod tests {
             description: "d".into(),
             settings_help: String::new(),
             sample_settings: String::new(),
+            metadata_problems: Vec::new(),
             sha256: Digest::of(b"module"),
             path: PathBuf::from("kv.wasm"),
             size: 6,

@@ -297,6 +297,14 @@ pub(crate) fn engine() -> anyhow::Result<(Engine, Linker<State>, Arc<AtomicBool>
     Ok((engine, linker, ticker_stop))
 }
 
+/// The most bytes of strings and lists wasmtime lifts out of a module for one
+/// answer (the result of a call, or the arguments of one host call), counted
+/// over every string, aliases of one region included: the host's copy of what a
+/// module says is bounded by this whatever the module's memory cap. A larger
+/// answer fails the call. (wasmtime's default, set here so that it is ours; the
+/// metadata call gets far less, [`super::metadata::METADATA_BYTES`].)
+pub(crate) const HOSTCALL_BYTES: usize = 128 << 20;
+
 /// A fresh store for one call, with its caps set.
 pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     let state = State {
@@ -308,6 +316,7 @@ pub(crate) fn store(engine: &Engine, limits: &Limits) -> Store<State> {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store.set_fuel(limits.fuel).expect("fuel is enabled");
+    store.set_hostcall_fuel(HOSTCALL_BYTES);
     let ticks = (limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();

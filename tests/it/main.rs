@@ -22,6 +22,8 @@ mod image;
 mod json_failures;
 mod pipes;
 mod policy;
+mod policy_cache;
+mod policy_metadata;
 mod policy_oci;
 mod policy_tools;
 mod progress;

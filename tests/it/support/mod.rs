@@ -764,7 +764,9 @@ pub fn policy_module(name: &str) -> PathBuf {
     let file = name.replace('-', "_");
     let workspace = match file.as_str() {
         "default" | "kubevirt" | "release_tags" => "policies",
-        "hostile" | "wrong_version" => "tests/policies",
+        "hostile" | "hostile_metadata" | "hostile_metadata_huge" | "wrong_version" => {
+            "tests/policies"
+        }
         other => panic!("no policy module named {other:?}"),
     };
     let path = root
