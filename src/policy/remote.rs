@@ -252,14 +252,14 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
     let config = &doc.config;
     if config.media_type != CONFIG_MEDIA_TYPE {
         return Err(not_policy(format!(
-            "its config media type is {}",
+            "its config media type is {:?}",
             config.media_type
         )));
     }
     if let Some(t) = doc.artifact_type.as_deref()
         && t != CONFIG_MEDIA_TYPE
     {
-        return Err(not_policy(format!("its artifact type is {t}")));
+        return Err(not_policy(format!("its artifact type is {t:?}")));
     }
     let [layer] = doc.layers.as_slice() else {
         return Err(not_policy(format!(
@@ -269,7 +269,7 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
     };
     if layer.media_type != MODULE_MEDIA_TYPE {
         return Err(not_policy(format!(
-            "its layer's media type is {}",
+            "its layer's media type is {:?}",
             layer.media_type
         )));
     }
@@ -295,7 +295,8 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
         .and_then(Value::as_str)
         && said != module.as_str()
     {
-        bail!("its annotation {ANNOTATION_SHA256} is {said}, but its module layer is {module}");
+        // Quoted: what a registry says reaches a terminal inert.
+        bail!("its annotation {ANNOTATION_SHA256} is {said:?}, but its module layer is {module}");
     }
     if layer.size > MAX_MODULE as u64 {
         bail!(
