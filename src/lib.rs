@@ -24,7 +24,8 @@
 //! them for a product's containers; the binary only parses arguments and prints
 //! the [`report`]; [`decision_log`] appends each decision to an audit log.
 //! [`cases`], [`check`] and [`scaffold`] are the policy authoring
-//! tools.
+//! tools. [`sign`] makes and checks Sigstore signatures and the attestation of
+//! each decision.
 
 pub mod apply;
 pub mod arch;
@@ -47,4 +48,5 @@ pub mod registry;
 pub mod release;
 pub mod report;
 pub mod scaffold;
+pub mod sign;
 pub mod sources;
