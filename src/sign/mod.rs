@@ -19,5 +19,6 @@
 
 pub mod key;
 pub mod oci;
+pub mod simple;
 
 pub use key::{PublicKey, SigningKey, read_passphrase_file};
