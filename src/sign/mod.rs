@@ -17,6 +17,7 @@
 //! * [`oci`] holds the OCI 1.1 artifact shapes those share (descriptors with
 //!   annotations and artifactType, manifests with a subject).
 
+pub mod cosign;
 pub mod key;
 pub mod oci;
 pub mod simple;
