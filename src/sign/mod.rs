@@ -18,6 +18,7 @@
 //!   annotations and artifactType, manifests with a subject).
 
 pub mod cosign;
+pub mod dsse;
 pub mod key;
 pub mod oci;
 pub mod simple;
