@@ -17,10 +17,12 @@
 //! * [`oci`] holds the OCI 1.1 artifact shapes those share (descriptors with
 //!   annotations and artifactType, manifests with a subject).
 
+pub mod attest;
 pub mod cosign;
 pub mod dsse;
 pub mod key;
 pub mod oci;
+pub mod referrers;
 pub mod simple;
 
 pub use key::{PublicKey, SigningKey, read_passphrase_file};
