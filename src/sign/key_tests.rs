@@ -101,9 +101,12 @@ fn a_file_that_is_no_key_says_what_it_is() {
     assert!(err.contains("malformed encrypted key"), "{err}");
 }
 
+/// An edit of a key file's JSON, and what the error it causes says.
+type Case = (fn(&mut serde_json::Value), &'static str);
+
 #[test]
 fn malformed_fields_are_named() {
-    let cases: [(fn(&mut serde_json::Value), &str); 5] = [
+    let cases: [Case; 5] = [
         (
             |d| d["kdf"]["salt"] = "%%%".into(),
             "kdf.salt is not base64",
