@@ -182,6 +182,24 @@ fn hostile_scrypt_parameters_are_refused_before_any_work() {
 const ED25519_PKCS8_PREFIX: &str = "302e020100300506032b657004220420";
 const ED25519_SPKI_PREFIX: &str = "302a300506032b6570032100";
 
+/// A PKCS#8 and a SubjectPublicKeyInfo that name ECDSA on P-384 (their key
+/// bytes are placeholders: the algorithm is refused before they are read).
+const P384_PKCS8: &str = "301c020100301006072a8648ce3d020106052b8104002204053003020101";
+const P384_SPKI: &str = "3016301006072a8648ce3d020106052b8104002203020004";
+
+#[test]
+fn keys_on_other_curves_are_named() {
+    let der = hex::decode(P384_PKCS8).unwrap();
+    let pem = encrypt_pem(&der, b"pw", 10, SIGSTORE_PRIVATE_KEY_LABEL);
+    let err = load_err(&pem, b"pw");
+    assert!(err.contains("an ECDSA key on P-384"), "{err}");
+    let der = hex::decode(P384_SPKI).unwrap();
+    let err = PublicKey::from_pem(&pem_block("PUBLIC KEY", &der), "p384.pub")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("an ECDSA key on P-384"), "{err}");
+}
+
 #[test]
 fn keys_of_other_algorithms_are_named() {
     let der = hex::decode(format!("{ED25519_PKCS8_PREFIX}{}", "11".repeat(32))).unwrap();
