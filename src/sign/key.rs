@@ -47,7 +47,7 @@ const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 /// The most memory scrypt may be asked for (128·r·N bytes, plus 128·r·p).
 /// cosign writes N = 32768 or 65536 with r = 8: 32 or 64 MiB. The parameters
 /// come from the key file, so a hostile file must not make pushgate allocate
-/// gigabytes: four times cosign's largest is the limit.
+/// gigabytes: up to N = 131072 at r = 8 (twice cosign's largest) fits.
 pub const MAX_SCRYPT_MEMORY: u64 = 256 << 20;
 /// The most work scrypt may be asked for (N·r·p, its running time): sixteen
 /// times cosign's largest (a few seconds here), so a file cannot make the run

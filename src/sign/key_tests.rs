@@ -70,6 +70,12 @@ fn an_encrypted_key_loads_under_either_label_and_signs() {
 }
 
 #[test]
+fn cosigns_largest_scrypt_parameters_are_within_the_limits() {
+    let pem = encrypt_pem(&test_key_der(4), b"pw", 16, SIGSTORE_PRIVATE_KEY_LABEL);
+    assert!(SigningKey::from_encrypted_pem(pem.as_bytes(), b"pw", "k").is_ok());
+}
+
+#[test]
 fn an_empty_passphrase_is_a_passphrase_like_any_other() {
     let pem = encrypt_pem(&test_key_der(2), b"", 10, SIGSTORE_PRIVATE_KEY_LABEL);
     assert!(SigningKey::from_encrypted_pem(pem.as_bytes(), b"", "k").is_ok());
@@ -172,6 +178,12 @@ fn hostile_scrypt_parameters_are_refused_before_any_work() {
         b"pw",
     );
     assert!(err.contains("rounds of work"), "{err}");
+    // The first N over the limit at cosign's r = 8.
+    let err = load_err(
+        &edited(|d| d["kdf"]["params"]["N"] = (1u64 << 18).into()),
+        b"pw",
+    );
+    assert!(err.contains("MiB of memory"), "{err}");
     let err = load_err(&edited(|d| d["kdf"]["params"]["N"] = 1000u64.into()), b"pw");
     assert!(err.contains("not a power of two"), "{err}");
     let err = load_err(&edited(|d| d["kdf"]["params"]["p"] = 0u64.into()), b"pw");
