@@ -57,6 +57,8 @@ impl Default for SigManifest {
 pub enum LayerError {
     #[error("layer of media type {0}, not a simple-signing signature")]
     NotSimpleSigning(String),
+    #[error("layer of a digest algorithm other than sha256")]
+    Unreadable,
     #[error("layer without the {SIGNATURE_ANNOTATION} annotation")]
     NoSignature,
     #[error("the payload blob {0} was not given")]
@@ -96,9 +98,10 @@ impl SigManifest {
         Ok(SigManifest { doc })
     }
 
-    /// The layers, in order.
+    /// The layers, in order (those of a digest other than sha256, which
+    /// pushgate cannot read, are kept in the manifest but not listed).
     pub fn layers(&self) -> Vec<Descriptor> {
-        self.doc.entries()
+        self.doc.entries().into_iter().flatten().collect()
     }
 
     /// Adds `signatures` after every existing layer; one whose payload and
@@ -122,7 +125,7 @@ impl SigManifest {
 
     /// The config blob for the current layers.
     pub fn config(&self) -> Vec<u8> {
-        let diff_ids: Vec<String> = self.layers().iter().map(|l| l.digest.to_string()).collect();
+        let diff_ids = self.doc.digests();
         let config = json!({
             "architecture": "",
             "os": "",
@@ -153,7 +156,7 @@ impl SigManifest {
         doc.to_bytes()
     }
 
-    /// Checks every layer: is it `key`'s signature over a payload for exactly
+    /// Checks every layer (index as in the manifest): is it `key`'s signature over a payload for exactly
     /// `reference` and `digest`? `blob` gives a layer's payload by digest (the
     /// caller fetched them). Returns each layer's index and verdict.
     pub fn check(
@@ -163,10 +166,17 @@ impl SigManifest {
         reference: &str,
         digest: &Digest,
     ) -> Vec<(usize, Result<Verified, LayerError>)> {
-        self.layers()
+        self.doc
+            .entries()
             .iter()
             .enumerate()
-            .map(|(i, l)| (i, check_layer(l, &blob, key, reference, digest)))
+            .map(|(i, l)| {
+                let result = match l {
+                    Some(l) => check_layer(l, &blob, key, reference, digest),
+                    None => Err(LayerError::Unreadable),
+                };
+                (i, result)
+            })
             .collect()
     }
 

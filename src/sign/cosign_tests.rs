@@ -175,12 +175,18 @@ fn foreign_layers_are_not_signatures() {
     "layers": [
         {"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": 1,
          "digest": Digest::of(b"x").to_string()},
-        {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": 1, "digest": Digest::of(b"y").to_string()}
+        {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": 1, "digest": Digest::of(b"y").to_string()},
+        {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": 1, "digest": format!("sha512:{}", "ab".repeat(64))}
     ]});
     let m = SigManifest::parse(&serde_json::to_vec(&raw).unwrap(), "t").unwrap();
     let check = m.check(|_| None, key(1).public_key(), REF, &d);
     assert!(matches!(check[0].1, Err(LayerError::NotSimpleSigning(_))));
     assert_eq!(check[1].1, Err(LayerError::NoSignature));
+    assert_eq!((check[2].0, &check[2].1), (2, &Err(LayerError::Unreadable)));
+    // Kept, and counted in the config's diff_ids like any layer.
+    let config: Value = serde_json::from_slice(&m.config()).unwrap();
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(m.layers().len(), 2);
 }
 
 #[test]

@@ -166,7 +166,8 @@ impl Doc {
     }
 
     /// Parses `bytes`, which must be a JSON object whose `list_key` is absent
-    /// or a list of descriptors; `label` names the source in errors.
+    /// or a list of descriptors; `label` names the source in errors. Entries
+    /// pushgate cannot model (a digest other than sha256) are kept, unread.
     pub(crate) fn parse(bytes: &[u8], list_key: &'static str, label: &str) -> Result<Doc> {
         let mut fields: Map<String, Value> = serde_json::from_slice(bytes)
             .with_context(|| format!("{label}: malformed JSON document"))?;
@@ -177,8 +178,12 @@ impl Doc {
             bail!("{label}: {list_key} is not a list");
         };
         for (i, e) in entries.iter().enumerate() {
-            serde_json::from_value::<Descriptor>(e.clone())
-                .with_context(|| format!("{label}: {list_key}[{i}] is not a descriptor"))?;
+            let is_descriptor = e.get("mediaType").is_some_and(Value::is_string)
+                && e.get("digest").is_some_and(Value::is_string)
+                && e.get("size").is_some_and(Value::is_u64);
+            if !is_descriptor {
+                bail!("{label}: {list_key}[{i}] is not a descriptor");
+            }
         }
         Ok(Doc { fields, list_key })
     }
@@ -200,12 +205,17 @@ impl Doc {
         }
     }
 
-    /// The descriptors, in order.
-    pub(crate) fn entries(&self) -> Vec<Descriptor> {
+    /// The descriptors, in order; `None` for one pushgate cannot model.
+    pub(crate) fn entries(&self) -> Vec<Option<Descriptor>> {
         self.list()
             .iter()
-            .map(|e| serde_json::from_value(e.clone()).expect("checked when parsed"))
+            .map(|e| serde_json::from_value(e.clone()).ok())
             .collect()
+    }
+
+    /// Every entry's digest as written, in order.
+    pub(crate) fn digests(&self) -> Vec<Value> {
+        self.list().iter().map(|e| e["digest"].clone()).collect()
     }
 
     /// Appends `entry` unless `same` holds for an existing one; returns whether
@@ -215,7 +225,7 @@ impl Doc {
         entry: &Descriptor,
         same: impl Fn(&Descriptor) -> bool,
     ) -> bool {
-        if self.entries().iter().any(same) {
+        if self.entries().iter().flatten().any(same) {
             return false;
         }
         match self.fields.get_mut(self.list_key) {
@@ -265,6 +275,19 @@ mod tests {
         assert_eq!(out["manifests"][0]["platform"]["os"], "linux");
         assert_eq!(out["manifests"][0]["data"], "e30=");
         assert_eq!(out["manifests"][1]["digest"], new.digest.as_str());
+        assert_eq!(doc.entries().len(), 2);
+    }
+
+    #[test]
+    fn entries_of_other_digest_algorithms_are_kept_unread() {
+        let sha512 = format!("sha512:{}", "ab".repeat(64));
+        let raw = serde_json::to_vec(&serde_json::json!({"layers": [
+            {"mediaType": "m", "digest": sha512, "size": 1}]}))
+        .unwrap();
+        let mut doc = Doc::parse(&raw, "layers", "t").unwrap();
+        assert_eq!(doc.entries(), vec![None]);
+        assert!(doc.add_unless(&Descriptor::of("n", b"x"), |_| true));
+        assert_eq!(doc.digests()[0], sha512.as_str());
         assert_eq!(doc.entries().len(), 2);
     }
 

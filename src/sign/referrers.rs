@@ -54,9 +54,10 @@ impl ReferrersIndex {
         Ok(ReferrersIndex { doc })
     }
 
-    /// The referrers, in order.
+    /// The referrers, in order (entries of a digest other than sha256 are
+    /// kept in the index but not listed).
     pub fn manifests(&self) -> Vec<Descriptor> {
-        self.doc.entries()
+        self.doc.entries().into_iter().flatten().collect()
     }
 
     /// The referrers of `artifact_type` (what `?artifactType=` asks a registry
