@@ -17,6 +17,9 @@
 //!   `org.opencontainers.image.created` (the decision's time), which a
 //!   referrers index repeats, so a client can find pushgate's decisions among
 //!   other referrers without fetching any.
+//!
+//! docker-registry 2.8 stores such a manifest (by digest) but has no referrers
+//! API (404): there the referrers tag schema ([`super::referrers`]) applies.
 
 use std::collections::BTreeMap;
 
