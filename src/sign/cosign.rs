@@ -17,8 +17,8 @@
 //!
 //! What to sign: containers/image (podman, CRI-O, rpm-ostree) checks the
 //! signature of the per-architecture manifest it pulls out of a list, not the
-//! list's (containers/image#1953; skopeo 1.9 here looked for
-//! `sha256-<instance>.sig` and found the list's signature irrelevant), while
+//! list's (containers/image#1953; skopeo 1.9 here, with only the list signed,
+//! refused the copy for want of `sha256-<instance>.sig`), while
 //! cosign verifies the digest it is given. So each tag's reference is signed
 //! for the list digest and for every per-arch digest, as the pipeline's GPG
 //! signing does today. docker-registry 2.8 accepts these manifests as written
