@@ -5,7 +5,7 @@
 //! [`crate::manifest`] models what pushgate publishes (images and lists), whose
 //! descriptors carry neither field; these are the artifact side of the same
 //! format, converting from its [`manifest::Descriptor`]. Documents other tools
-//! wrote are rewritten through [`Doc`], which keeps every field and entry it
+//! wrote are rewritten through `Doc`, which keeps every field and entry it
 //! does not itself change, so a `.sig` manifest or a referrers index written by
 //! cosign or oras loses nothing when pushgate adds to it.
 
