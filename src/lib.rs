@@ -24,7 +24,8 @@
 //! them for a product's containers; the binary only parses arguments and prints
 //! the [`report`]; [`decision_log`] appends each decision to an audit log.
 //! [`cases`], [`check`] and [`scaffold`] are the policy authoring
-//! tools.
+//! tools. [`sign`] makes and checks Sigstore signatures and the attestation of
+//! each decision.
 //!
 //! Beside the pipeline, and depending on none of it: [`human`] writes sizes and
 //! times for a person, [`atomic`] replaces a file so that a crash leaves the old
@@ -54,4 +55,5 @@ pub mod registry;
 pub mod release;
 pub mod report;
 pub mod scaffold;
+pub mod sign;
 pub mod sources;

@@ -11,8 +11,8 @@
 //!   body, what to do if its answer is lost); the `executor` sends it and owns
 //!   auth, retries with per-host backoff ([`retry`]), redirects, lost-answer
 //!   checks and the `--debug` trace; [`observer`] is how it talks to its caller;
-//! * operations: `manifests` (tags and manifests), `blobs` (checks, reads,
-//!   mounts) and `transfer` (one upload: chunks, resumption, 413 halving), on a
+//! * operations: `manifests` (tags and manifests), `referrers` (OCI 1.1),
+//!   `blobs` (checks, reads, mounts) and `transfer` (one upload: chunks, resumption, 413 halving), on a
 //!   `repository`; they build requests and never loop on their own;
 //! * failures: [`error`] as data, `explain` as messages that name the
 //!   registry and the way out; credentials never appear in either.
@@ -34,6 +34,7 @@ mod manifests;
 pub mod observer;
 mod options;
 pub mod reference;
+mod referrers;
 mod repository;
 pub mod request;
 pub mod retry;

@@ -40,6 +40,8 @@ pub enum Op {
         digest: Digest,
         from: String,
     },
+    /// The referrers API's list of what refers to a manifest (OCI 1.1).
+    ListReferrers(Digest),
     /// The token request for a registry's token auth.
     Token,
 }
@@ -68,6 +70,7 @@ impl fmt::Display for Op {
             Op::MountBlob { digest, from } => write!(f, "mounting blob {digest} from {from}"),
             Op::UploadBlob(d) => write!(f, "uploading blob {d}"),
             Op::CopyBlob { digest, from } => write!(f, "copying blob {digest} from {from}"),
+            Op::ListReferrers(d) => write!(f, "listing the referrers of {d}"),
             Op::Token => f.write_str("getting a token"),
         }
     }

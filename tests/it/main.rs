@@ -31,6 +31,7 @@ mod proxy;
 mod push;
 mod registry_auth_tls;
 mod release;
+mod sign_interop;
 mod signals;
 mod token_tls;
 mod transfers;
