@@ -431,6 +431,17 @@ impl Executor {
             if status.is_success() {
                 return Ok(Attempt::Done(resp));
             }
+            if status == StatusCode::UNAUTHORIZED && Origin::of(&url) != authority {
+                // Not the registry's refusal of its credentials (which it
+                // never saw): another origin asking for some of its own.
+                return Ok(Attempt::Failed(RegistryError::Invalid(format!(
+                    "{} asked for credentials (HTTP 401), but it is not registry {} \
+                     (a redirect or an upload Location sent the request there): \
+                     the registry's credentials go to the registry alone, so none were sent",
+                    url.origin().ascii_serialization(),
+                    self.registry
+                ))));
+            }
             return Ok(Attempt::Failed(error_from(resp).await));
         }
         Err(RegistryError::Invalid(format!(
