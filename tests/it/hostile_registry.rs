@@ -8,8 +8,9 @@
 //! credentials belong to its origin (scheme, host, port). An upload `Location`
 //! or a redirect to another origin gets none, over http and over https, and
 //! https never turns into http; another origin answering 401 with a realm of
-//! its own is not handed the password. Each run ends with exit 1, one JSON
-//! object on stdout and its line in the decision log.
+//! its own is not handed the password. A token server may claim any
+//! `expires_in`, u64::MAX and beyond: no panic. Each run ends with its exit
+//! status (never 101), one JSON object on stdout and its line in the decision log.
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use crate::support::hostile::{Hostile, Role, Seen};
 use crate::support::liar::{Liar, Lie};
 use crate::support::run::Run;
 use crate::support::tls::{ClientCert, TestPki};
+use crate::support::token::TokenServer;
 use pushgate_sample::{SampleBuild, write_build};
 
 const BUILD: &str = "41.20261127.1.0";
@@ -297,4 +299,75 @@ fn a_redirect_to_an_origin_with_its_own_realm_gets_no_credentials_over_http() {
 #[test]
 fn a_redirect_to_an_origin_with_its_own_realm_gets_no_credentials_over_https() {
     reads_redirected_to_an_attackers_realm(Some(&TestPki::new()));
+}
+
+#[test]
+fn a_token_said_to_live_u64_max_seconds_is_clamped_and_the_push_works() {
+    let tokens = TokenServer::builder()
+        .user("pusher", PASSWORD)
+        .grant("pusher", "fcos*", &["pull", "push"])
+        .expires_in(u64::MAX)
+        .start();
+    let registry = support::Registry::start_with_token(&tokens);
+    let wd = workdir();
+    let dir = wd.path().join("auth");
+    std::fs::create_dir(&dir).unwrap();
+    let auth = support::write_authfile(&dir, registry.addr(), "pusher", PASSWORD);
+    let log = wd.path().join("decisions.jsonl");
+    let run = push(
+        &registry.repo("fcos"),
+        wd.path(),
+        &[
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--json",
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.ok()["outcome"], "pushed", "{}", run.context());
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let entry: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    assert_eq!(entry["outcome"], "pushed", "{lines}");
+    // Clamped to a day, not wrapped to nothing: the tokens are reused (one per
+    // action set), not fetched again for every request.
+    let fetched = tokens.token_requests();
+    assert!(
+        (1..=2).contains(&fetched.len()) && fetched.iter().all(|r| r.status == 200),
+        "{fetched:?}"
+    );
+}
+
+#[test]
+fn no_expires_in_a_token_server_says_makes_pushgate_panic() {
+    for (expires_in, token_refused) in [
+        ("18446744073709551615", false),
+        ("18446744073709551616", true),
+        ("1e999", true),
+        ("-1", true),
+        ("\"forever\"", true),
+    ] {
+        let body = format!(r#"{{"token":"t0ken","expires_in":{expires_in}}}"#);
+        let registry = Hostile::start(Role::TokenAnswer(body), None);
+        let stderr = push_with_credentials(&registry, None);
+        let seen = registry.seen();
+        assert!(
+            seen.iter().any(|s| s.path == "/token" && s.authorization),
+            "{expires_in}: the token was asked for with the credentials: {seen:?}"
+        );
+        let realm = format!("token server {}", registry.url("/token"));
+        assert_eq!(
+            stderr.contains(&realm) && stderr.contains("not a token"),
+            token_refused,
+            "{expires_in}: {stderr}"
+        );
+        if !token_refused {
+            assert!(
+                seen.iter()
+                    .any(|s| s.path.starts_with("/v2/fcos/") && s.authorization),
+                "{expires_in}: the token was used: {seen:?}"
+            );
+        }
+    }
 }

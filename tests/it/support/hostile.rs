@@ -8,6 +8,9 @@
 //!   everything with `401` and a Bearer challenge whose realm is its own
 //!   `/token`, hoping to be handed the password for a token.
 //!
+//! * a registry whose token realm answers what it likes ([`Role::TokenAnswer`]),
+//!   `expires_in` = u64::MAX and beyond included.
+//!
 //! Each records every request: method, path, and whether it carried an
 //! `Authorization` header. Plain std threads and sockets (rustls's blocking
 //! API for TLS): one thread accepts, one per connection.
@@ -30,6 +33,10 @@ pub enum Role {
     /// A registry wanting Basic credentials whose manifest reads are
     /// redirected (`307`) to `URL`.
     RedirectReadsTo(String),
+    /// A registry with token auth whose realm is its own `/token`, answered
+    /// with this body (any `expires_in` it likes); with a token, reads are
+    /// 404 and writes refused.
+    TokenAnswer(String),
     /// Another origin: `401` with `Bearer realm="<own origin>/token"` to every
     /// request but the realm's, which hands out a token to anyone.
     Attacker,
@@ -231,6 +238,14 @@ fn answer(role: &Role, method: &str, path: &str, authorization: bool, origin: &s
         Role::Attacker => empty(
             "401 Unauthorized",
             &format!("WWW-Authenticate: Bearer realm=\"{origin}/token\",service=\"attacker\"\r\n"),
+        ),
+        Role::TokenAnswer(body) if path == "/token" => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        Role::TokenAnswer(_) if !authorization => empty(
+            "401 Unauthorized",
+            &format!("WWW-Authenticate: Bearer realm=\"{origin}/token\",service=\"hostile\"\r\n"),
         ),
         _ if !authorization => empty(
             "401 Unauthorized",
