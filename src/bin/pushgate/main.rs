@@ -276,7 +276,7 @@ fn main() -> ExitCode {
 /// What the panic hook records a run with: its JSON failure object, and the
 /// decision-log line of the push (or of the release as a whole).
 fn last_words(cli: &Cli, asked: &Asked) -> panic::LastWords {
-    let json: Option<Box<dyn Fn(&str) -> String + Send + Sync>> = if asked.json {
+    let json: Option<panic::FailureJson> = if asked.json {
         let asked = asked.clone();
         Some(Box::new(move |message| asked.failure_json(message, false)))
     } else {

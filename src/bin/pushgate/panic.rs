@@ -16,11 +16,14 @@ use pushgate::decision_log::{self, DecisionLog, Entry, LoggedPolicy};
 
 use crate::out;
 
+/// Makes the JSON failure object of the run for an error message.
+pub(crate) type FailureJson = Box<dyn Fn(&str) -> String + Send + Sync>;
+
 /// What the hook needs to record the run, taken from the command line before
 /// the run starts.
 pub(crate) struct LastWords {
     /// The JSON failure object for an error message, when `--json` was given.
-    pub(crate) json: Option<Box<dyn Fn(&str) -> String + Send + Sync>>,
+    pub(crate) json: Option<FailureJson>,
     pub(crate) log: Option<LogLine>,
 }
 
