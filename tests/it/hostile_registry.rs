@@ -302,6 +302,21 @@ fn a_redirect_to_an_origin_with_its_own_realm_gets_no_credentials_over_https() {
 }
 
 #[test]
+fn a_redirect_from_https_down_to_http_is_refused_naming_the_registry() {
+    let pki = TestPki::new();
+    let attacker = Hostile::start(Role::Attacker, None);
+    let target = attacker.url("/v2/fcos/manifests/stable");
+    let registry = Hostile::start(Role::RedirectReadsTo(target), Some(&pki));
+    let stderr = push_with_credentials(&registry, Some(&pki));
+    nothing_for(&attacker, false);
+    assert!(
+        stderr.contains(&format!("registry {}", registry.addr()))
+            && stderr.contains("from https to plain http"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_token_said_to_live_u64_max_seconds_is_clamped_and_the_push_works() {
     let tokens = TokenServer::builder()
         .user("pusher", PASSWORD)
