@@ -196,6 +196,26 @@ impl Executor {
         here == *origin && (here.scheme == "https" || self.plain_asked || here.is_loopback())
     }
 
+    /// The Authorization a request to `url` carries, authenticated as
+    /// `authority`: Basic credentials for the token request (`realm`), else
+    /// what the registry's challenge asks (Basic, or a token for `scopes`).
+    /// None wherever [`Executor::may_authenticate`] says no, tokens included.
+    async fn header_for(
+        &self,
+        url: &Url,
+        authority: &Origin,
+        realm: bool,
+        scopes: &[String],
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        if !self.may_authenticate(url, authority) {
+            Ok(None)
+        } else if realm {
+            Ok(self.basic_header())
+        } else {
+            self.auth_header(scopes).await
+        }
+    }
+
     /// Sends `req`: a 2xx answer, or what went wrong once the retries are
     /// spent (or at once for a failure that is not transient).
     pub(super) async fn send(&self, req: &Request<'_>) -> Result<Response, RegistryError> {
@@ -341,13 +361,9 @@ impl Executor {
             if !pace.is_zero() {
                 tokio::time::sleep(pace).await;
             }
-            let header = if !self.may_authenticate(&url, &authority) {
-                None
-            } else if realm {
-                self.basic_header()
-            } else {
-                self.auth_header(&req.scopes()).await?
-            };
+            let header = self
+                .header_for(&url, &authority, realm, &req.scopes())
+                .await?;
             let carried = header
                 .as_ref()
                 .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
@@ -431,6 +447,17 @@ impl Executor {
             }
             if status.is_success() {
                 return Ok(Attempt::Done(resp));
+            }
+            if status == StatusCode::UNAUTHORIZED && Origin::of(&url) != authority {
+                // Not the registry's refusal of its credentials (which it
+                // never saw): another origin asking for some of its own.
+                return Ok(Attempt::Failed(RegistryError::Invalid(format!(
+                    "{} asked for credentials (HTTP 401), but it is not registry {} \
+                     (a redirect or an upload Location sent the request there): \
+                     the registry's credentials go to the registry alone, so none were sent",
+                    url.origin().ascii_serialization(),
+                    self.registry
+                ))));
             }
             return Ok(Attempt::Failed(error_from(resp).await));
         }
@@ -607,6 +634,79 @@ mod tests {
         let local = Executor::new("127.0.0.1:5000", None, &Options::default()).unwrap();
         local.plain.store(true, Ordering::Relaxed);
         assert!(local.may_authenticate(&u("http://127.0.0.1:5000/v2/"), &local.origin()));
+    }
+
+    fn creds() -> Option<Credentials> {
+        Some(Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        })
+    }
+
+    /// What `t` sends to `url` as the registry (or, with `realm`, as the
+    /// token request to the realm at `url`).
+    fn sent(t: &Executor, url: &str, realm: bool) -> Option<String> {
+        let url = Url::parse(url).unwrap();
+        let authority = if realm { Origin::of(&url) } else { t.origin() };
+        let scopes = ["repository:a:pull".to_string()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(t.header_for(&url, &authority, realm, &scopes))
+            .unwrap()
+            .map(|h| h.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn bearer_tokens_follow_the_plain_http_rule_of_basic_credentials() {
+        let scopes = ["repository:a:pull".to_string()];
+        let realm = "https://auth.example/token";
+        let t = Executor::new("r.example:5000", creds(), &Options::default()).unwrap();
+        t.learnt_token(realm, &scopes, "t0ken");
+        let token = Some("Bearer t0ken".to_string());
+        assert_eq!(
+            sent(&t, "https://r.example:5000/v2/a/manifests/1", false),
+            token
+        );
+        assert_eq!(
+            sent(&t, "https://cdn.example/v2/a/manifests/1", false),
+            None
+        );
+        // --tls-verify=false fell back to plain HTTP: the token, like the
+        // password, does not cross the network in clear.
+        t.plain.store(true, Ordering::Relaxed);
+        assert_eq!(
+            sent(&t, "http://r.example:5000/v2/a/manifests/1", false),
+            None
+        );
+        // On this machine it may.
+        let local = Executor::new("127.0.0.1:5000", creds(), &Options::default()).unwrap();
+        local.learnt_token(realm, &scopes, "t0ken");
+        local.plain.store(true, Ordering::Relaxed);
+        assert_eq!(
+            sent(&local, "http://127.0.0.1:5000/v2/a/manifests/1", false),
+            token
+        );
+        // So may it when plain HTTP was asked for (--plain-http).
+        let asked = Options {
+            plain_http: true,
+            ..Options::default()
+        };
+        let plain = Executor::new("r.example:5000", creds(), &asked).unwrap();
+        plain.learnt_token(realm, &scopes, "t0ken");
+        assert_eq!(
+            sent(&plain, "http://r.example:5000/v2/a/manifests/1", false),
+            token
+        );
+    }
+
+    #[test]
+    fn the_token_request_gets_the_password_only_over_https_or_on_this_machine() {
+        let t = Executor::new("r.example", creds(), &Options::default()).unwrap();
+        let basic = sent(&t, "https://auth.example/token", true);
+        assert!(basic.is_some_and(|h| h.starts_with("Basic ")));
+        assert_eq!(sent(&t, "http://auth.example/token", true), None);
+        assert!(sent(&t, "http://127.0.0.1:5001/token", true).is_some());
     }
 
     #[test]

@@ -207,6 +207,24 @@ impl Executor {
         }
     }
 
+    /// Makes the executor as it is once the registry's challenge named
+    /// `realm` and `token` was fetched for `scopes` (for an hour).
+    #[cfg(test)]
+    pub(super) fn learnt_token(&self, realm: &str, scopes: &[String], token: &str) {
+        let mut st = self.auth.lock().expect("auth state");
+        st.mode = Mode::Bearer {
+            realm: realm.to_string(),
+            service: None,
+        };
+        st.tokens.insert(
+            scopes.join(" "),
+            (
+                token.to_string(),
+                Instant::now() + Duration::from_secs(3600),
+            ),
+        );
+    }
+
     /// Whether credentials may cross to `url` in clear text or encrypted:
     /// https, a loopback host, or plain HTTP the user asked for.
     fn may_carry_credentials(&self, url: &Url) -> bool {

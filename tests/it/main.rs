@@ -20,6 +20,7 @@ mod harness;
 mod hostile_registry;
 mod image;
 mod json_failures;
+mod panics;
 mod pipes;
 mod policy;
 mod policy_cache;

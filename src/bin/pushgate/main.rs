@@ -5,6 +5,7 @@ mod argparse;
 mod cli;
 mod man;
 mod out;
+mod panic;
 mod policy;
 mod signals;
 
@@ -106,6 +107,7 @@ pub(crate) fn push_request(
 /// What was asked, as the JSON object of a run that failed before it had a
 /// report names it; from the parsed command line, or from the expanded argv
 /// when clap refused it.
+#[derive(Clone)]
 struct Asked {
     /// The subcommand path: `push`, `release`, `policy NAME`.
     command: String,
@@ -238,6 +240,7 @@ fn subcommand<'a>(cmd: &'a mut clap::Command, path: &[String]) -> &'a mut clap::
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let (cli, asked) = parse_args(&args);
+    panic::install(last_words(&cli, &asked));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -270,6 +273,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the panic hook records a run with: its JSON failure object, and the
+/// decision-log line of the push (or of the release as a whole).
+fn last_words(cli: &Cli, asked: &Asked) -> panic::LastWords {
+    let json: Option<panic::FailureJson> = if asked.json {
+        let asked = asked.clone();
+        Some(Box::new(move |message| asked.failure_json(message, false)))
+    } else {
+        None
+    };
+    let log = match &cli.command {
+        Command::Push(a) => a.log.decision_log.as_ref().map(|path| panic::LogLine {
+            path: path.clone(),
+            container: a
+                .target
+                .metajsonname
+                .clone()
+                .unwrap_or_else(|| a.target.repo.to_string()),
+            repo: a.target.repo.to_string(),
+            tags: a.target.tags.clone(),
+            dry_run: a.run.dry_run,
+            policy: a.policy.policy.clone(),
+        }),
+        Command::Release(a) => a.log.decision_log.as_ref().map(|path| panic::LogLine {
+            path: path.clone(),
+            container: "release".into(),
+            repo: a.config.display().to_string(),
+            tags: Vec::new(),
+            dry_run: a.run.dry_run,
+            policy: None,
+        }),
+        Command::Policy(_) | Command::Completions { .. } | Command::Man(_) => None,
+    };
+    panic::LastWords { json, log }
+}
+
 fn run_push(
     runtime: &tokio::runtime::Runtime,
     signals: &tokio::sync::watch::Receiver<i32>,
@@ -282,6 +320,7 @@ fn run_push(
     req.digest_file = args.write_digest_to_file;
     req.decision_log = args.log.open()?;
     let run = async {
+        panic::debug_panic().await;
         if let Some(pending) = &policy {
             match pending.resolve(&req.registry).await {
                 Ok(choice) => req.policy = Some(choice),
@@ -330,7 +369,11 @@ fn run_release(
         require_pinned_policies: args.require_pinned_policies,
         decision_log: args.log.open()?,
     };
-    let results = signals::run(runtime, signals, release::release(&cfg, &opts))?;
+    let run = async {
+        panic::debug_panic().await;
+        release::release(&cfg, &opts).await
+    };
+    let results = signals::run(runtime, signals, run)?;
     if args.output.json {
         out::println(&release::json(&results).to_string())?;
     } else {

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+pub mod hostile;
 pub mod liar;
 pub mod proxy;
 pub mod run;

@@ -86,6 +86,8 @@ pub struct TokenServerBuilder {
     grants: Vec<Grant>,
     lifetime: Duration,
     strict_expiry: bool,
+    /// What `expires_in` says instead of the lifetime, when set.
+    told_expires_in: Option<u64>,
 }
 
 impl TokenServerBuilder {
@@ -123,6 +125,13 @@ impl TokenServerBuilder {
     /// How long tokens live: `expires_in` and `exp - iat`. Default 300 s.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
+        self
+    }
+
+    /// Makes the answer say `expires_in: seconds` (the JWT still lives the
+    /// lifetime): a token server that claims what it likes, up to u64::MAX.
+    pub fn expires_in(mut self, seconds: u64) -> Self {
+        self.told_expires_in = Some(seconds);
         self
     }
 
@@ -168,6 +177,7 @@ impl TokenServer {
             grants: Vec::new(),
             lifetime: DEFAULT_LIFETIME,
             strict_expiry: false,
+            told_expires_in: None,
         }
     }
 
@@ -349,7 +359,10 @@ impl State {
                     json!({
                         "token": token,
                         "access_token": token,
-                        "expires_in": self.config.lifetime.as_secs(),
+                        "expires_in": self
+                            .config
+                            .told_expires_in
+                            .unwrap_or(self.config.lifetime.as_secs()),
                         "issued_at": rfc3339(now),
                     }),
                 )
