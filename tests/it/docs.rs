@@ -1,8 +1,14 @@
-//! Completion scripts and the man pages, made from the clap definitions; the
-//! pipeline recipe (docs/pipeline.md), whose every command line uses only flags
-//! pushgate has.
+//! The documentation kept true: completion scripts and man pages made from the
+//! clap definitions; the pipeline recipe (docs/pipeline.md), whose every command
+//! line uses only flags pushgate has; every relative link of the README,
+//! POLICIES.md and docs/ (and its anchor) resolves; the README's first commands are
+//! the scripts that exist; and every command block runs ([`examples`]).
+
+mod examples;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support;
@@ -295,4 +301,155 @@ fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
             );
         }
     }
+}
+
+/// The repository's root.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The documents kept true: the README, POLICIES.md and every `docs/*.md`.
+pub(crate) fn documents() -> Vec<PathBuf> {
+    let mut docs = vec![root().join("README.md"), root().join("POLICIES.md")];
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 4, "docs/ holds the reference: {pages:?}");
+    docs.extend(pages);
+    docs
+}
+
+/// `md` without its fenced code blocks and inline code spans: where links are.
+fn prose(md: &str) -> String {
+    let mut out = String::new();
+    let mut fence: Option<&str> = None;
+    for line in md.lines() {
+        let t = line.trim_start();
+        match fence {
+            Some(f) if t.starts_with(f) => fence = None,
+            Some(_) => {}
+            None if t.starts_with("```") => fence = Some("```"),
+            None => {
+                // Odd parts of a split on backticks are code spans.
+                for (i, part) in line.split('`').enumerate() {
+                    if i % 2 == 0 {
+                        out.push_str(part);
+                    }
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The anchors GitHub gives the headings of `md`: lowercased, punctuation other than
+/// `-` and `_` dropped, spaces made hyphens.
+fn anchors(md: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        found.push(slug);
+    }
+    found
+}
+
+#[test]
+fn every_relative_link_of_the_docs_points_at_a_file_and_anchor_that_exist() {
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let name = doc.strip_prefix(root()).unwrap().display().to_string();
+        for c in link.captures_iter(&prose(&text)) {
+            let target = &c[1];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            checked += 1;
+            if !file.exists() {
+                broken.push(format!("{name}: {target}: no such file"));
+            } else if !anchor.is_empty() {
+                let page = std::fs::read_to_string(&file).unwrap_or_default();
+                if !anchors(&page).iter().any(|a| a == anchor) {
+                    broken.push(format!(
+                        "{name}: {target}: no heading with that anchor in {}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(checked >= 30, "the docs link one another: {checked} links");
+    // The README is the map: it links every page of the reference.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for page in documents().iter().skip(1) {
+        let rel = page.strip_prefix(root()).unwrap().display().to_string();
+        assert!(
+            readme.contains(&format!("]({rel})")),
+            "the README links {rel}"
+        );
+    }
+    assert!(
+        readme.contains("[Security](SECURITY.md)"),
+        "the README links SECURITY.md"
+    );
+}
+
+#[test]
+fn the_readme_opens_with_the_two_commands_for_a_fresh_machine_and_both_are_scripts() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let first_block = readme
+        .split("```")
+        .nth(1)
+        .expect("the README has a code block");
+    let before = readme.split("```").next().unwrap();
+    assert!(
+        !before.contains("\n## "),
+        "the commands come before any section: {before}"
+    );
+    let commands: Vec<&str> = first_block
+        .lines()
+        .skip(1) // the info string
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["scripts/demo.sh", "scripts/test.sh"]);
+    for script in commands {
+        let meta =
+            std::fs::metadata(root().join(script)).unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(
+            meta.is_file() && meta.permissions().mode() & 0o111 != 0,
+            "{script} is an executable file"
+        );
+    }
+    // And the pipeline's own push line follows, as cosa is called.
+    assert!(
+        readme.contains("pushgate push-container-manifest --auth="),
+        "the README shows the pipeline's push command line"
+    );
 }
