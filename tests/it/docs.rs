@@ -1,8 +1,9 @@
 //! The documentation kept true: completion scripts and man pages made from the
-//! clap definitions; the pipeline recipe (docs/pipeline.md), whose every command
-//! line uses only flags pushgate has; every relative link of the README,
-//! POLICIES.md and docs/ (and its anchor) resolves; the README's first commands are
-//! the scripts that exist; and every command block runs ([`examples`]).
+//! clap definitions; every `pushgate` command line of the README, POLICIES.md and
+//! docs/ (prose, synopses, the pipeline recipe's YAML and Groovy) uses only flags
+//! its command has; every relative link there (and its anchor) resolves; the
+//! README's first commands are the scripts that exist; and every command block runs
+//! ([`examples`]).
 
 mod examples;
 
@@ -239,21 +240,6 @@ fn command_lines(md: &str) -> Vec<Vec<String>> {
     found
 }
 
-/// The long flags `pushgate SUBCOMMAND... --help` lists.
-fn flags_of(path: &[String]) -> Vec<String> {
-    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
-    args.push("--help");
-    let help = output(&args);
-    let re = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
-    let mut flags: Vec<String> = re
-        .find_iter(&help)
-        .map(|m| m.as_str().to_string())
-        .collect();
-    flags.sort();
-    flags.dedup();
-    flags
-}
-
 #[test]
 fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pipeline.md"))
@@ -282,25 +268,92 @@ fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
             "a command line with {needle} among {joined:#?}"
         );
     }
-    for words in &commands {
-        let line = words.join(" ");
-        let path: Vec<String> = words[1..]
-            .iter()
-            .take_while(|w| !w.starts_with('-'))
-            .cloned()
-            .collect();
-        let flags = flags_of(&path);
-        for word in words.iter().filter(|w| w.starts_with("--")) {
-            let name = word.split('=').next().unwrap();
-            // As pushgate reads them: an exact name, or a unique prefix of one.
-            let matches: Vec<&String> = flags.iter().filter(|f| f.starts_with(name)).collect();
-            assert!(
-                flags.iter().any(|f| f == name) || matches.len() == 1,
-                "{name} is not a flag of `pushgate {}` (it has {flags:?}), in: {line}",
-                path.join(" ")
-            );
+    let mut helps = Helps::default();
+    let unreal = helps.unreal_flags(&commands);
+    assert!(unreal.is_empty(), "{}", unreal.join("\n"));
+}
+
+/// The long flags each command's `--help` lists, asked once per command.
+#[derive(Default)]
+struct Helps(std::collections::HashMap<Vec<String>, Option<Vec<String>>>);
+
+impl Helps {
+    /// The flags of `pushgate PATH...`, or None when that is not a command.
+    fn of(&mut self, path: &[String]) -> Option<&Vec<String>> {
+        self.0
+            .entry(path.to_vec())
+            .or_insert_with(|| {
+                let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+                args.push("--help");
+                let run = Run::of(support::pushgate().args(&args));
+                (run.code == 0).then(|| {
+                    let re = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
+                    let mut flags: Vec<String> = re
+                        .find_iter(&run.stdout)
+                        .map(|m| m.as_str().to_string())
+                        .collect();
+                    flags.sort();
+                    flags.dedup();
+                    flags
+                })
+            })
+            .as_ref()
+    }
+
+    /// Each `--flag` of `commands` that its command does not have, as pushgate reads
+    /// flags (an exact name, or a unique prefix of one). A command is the longest run
+    /// of words after `pushgate` that `--help` knows (`policy test`, not `policy`).
+    fn unreal_flags(&mut self, commands: &[Vec<String>]) -> Vec<String> {
+        let word = regex::Regex::new(r"^[a-z][a-z-]*$").unwrap();
+        let mut unreal = Vec::new();
+        for words in commands {
+            let line = words.join(" ");
+            let mut path: Vec<String> = Vec::new();
+            for w in &words[1..] {
+                let mut longer = path.clone();
+                longer.push(w.clone());
+                if !word.is_match(w) || self.of(&longer).is_none() {
+                    break;
+                }
+                path = longer;
+            }
+            let flags = self.of(&path).cloned().unwrap_or_default();
+            for w in words.iter() {
+                // `[--json]`, `--json,` in synopses and prose are flags too.
+                let w = w
+                    .trim_start_matches('[')
+                    .trim_end_matches([']', ',', ';', ')', '.']);
+                if !w.starts_with("--") || w == "--" {
+                    continue;
+                }
+                let name = w.split('=').next().unwrap();
+                let matches = flags.iter().filter(|f| f.starts_with(name)).count();
+                if !flags.iter().any(|f| f == name) && matches != 1 {
+                    unreal.push(format!(
+                        "{name} is not a flag of `pushgate {}` (it has {flags:?}), in: {line}",
+                        path.join(" ")
+                    ));
+                }
+            }
+        }
+        unreal
+    }
+}
+
+#[test]
+fn every_pushgate_command_line_of_the_docs_uses_real_flags() {
+    let mut helps = Helps::default();
+    let mut checked = 0;
+    let mut unreal = Vec::new();
+    for doc in documents() {
+        let commands = command_lines(&std::fs::read_to_string(&doc).unwrap());
+        checked += commands.len();
+        for problem in helps.unreal_flags(&commands) {
+            unreal.push(format!("{}: {problem}", doc.display()));
         }
     }
+    assert!(checked >= 60, "the docs' command lines are read: {checked}");
+    assert!(unreal.is_empty(), "{}", unreal.join("\n"));
 }
 
 /// The repository's root.
