@@ -14,8 +14,9 @@ use anyhow::Context;
 use clap::Parser;
 use pushgate_sample::{SampleBuild, write_build};
 
-/// Generate a sample cosa build with OCI archives (ostree on every arch, kubevirt
-/// on the first arch only).
+/// Generate a sample cosa build with OCI archives (ostree and extensions-container on
+/// every arch, kubevirt on the first arch only): every artifact examples/release.toml
+/// names.
 #[derive(Parser)]
 struct Args {
     /// The cosa workdir to write (`builds/` goes inside it; earlier builds are kept).
@@ -37,7 +38,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let arches: Vec<&str> = args.arches.iter().map(String::as_str).collect();
-    let mut build = SampleBuild::small(&args.build_id, &arches);
+    let mut build = SampleBuild::product(&args.build_id, &arches);
     build.layers = args.layers;
     build.layer_size = args.layer_size;
     write_build(&args.workdir, &build)?;

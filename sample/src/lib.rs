@@ -115,6 +115,18 @@ impl SampleBuild {
             seed: 0,
         }
     }
+
+    /// [`SampleBuild::small`] plus `extensions-container` on every arch (one layer):
+    /// every artifact `examples/release.toml` names, as a release job's build has them.
+    pub fn product(build_id: &str, arches: &[&str]) -> SampleBuild {
+        let mut build = SampleBuild::small(build_id, arches);
+        build.containers.push(SampleContainer {
+            artifact: "extensions-container".to_string(),
+            arches: None,
+            layers: Some(1),
+        });
+        build
+    }
 }
 
 /// The file name cosa gives a container archive: `fedora-coreos-<id>-<artifact>.<arch>.ociarchive`.
@@ -875,6 +887,23 @@ mod tests {
             meta("41.1")["images"]["ostree"]["sha256"],
             meta("41.2")["images"]["ostree"]["sha256"]
         );
+    }
+
+    #[test]
+    fn a_product_build_has_extensions_on_every_arch_and_kubevirt_on_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        write_build(
+            dir.path(),
+            &SampleBuild::product("41.1", &["x86_64", "s390x"]),
+        )
+        .unwrap();
+        for arch in ["x86_64", "s390x"] {
+            let meta = read_json(&dir.path().join("builds/41.1").join(arch).join("meta.json"));
+            let images = meta["images"].as_object().unwrap();
+            assert!(images.contains_key("ostree"), "{arch}");
+            assert!(images.contains_key("extensions-container"), "{arch}");
+            assert_eq!(images.contains_key("kubevirt"), arch == "x86_64");
+        }
     }
 
     #[test]

@@ -1,8 +1,15 @@
-//! Completion scripts and the man pages, made from the clap definitions; the
-//! pipeline recipe (docs/pipeline.md), whose every command line uses only flags
-//! pushgate has.
+//! The documentation kept true: completion scripts and man pages made from the
+//! clap definitions; every `pushgate` command line of the README, POLICIES.md and
+//! docs/ (prose, synopses, the pipeline recipe's YAML and Groovy) uses only flags
+//! its command has; every relative link there (and its anchor) resolves; the
+//! README's first commands are the scripts that exist; and every command block runs
+//! ([`examples`]).
+
+mod examples;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support;
@@ -233,21 +240,6 @@ fn command_lines(md: &str) -> Vec<Vec<String>> {
     found
 }
 
-/// The long flags `pushgate SUBCOMMAND... --help` lists.
-fn flags_of(path: &[String]) -> Vec<String> {
-    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
-    args.push("--help");
-    let help = output(&args);
-    let re = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
-    let mut flags: Vec<String> = re
-        .find_iter(&help)
-        .map(|m| m.as_str().to_string())
-        .collect();
-    flags.sort();
-    flags.dedup();
-    flags
-}
-
 #[test]
 fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pipeline.md"))
@@ -276,23 +268,241 @@ fn every_command_line_of_the_pipeline_recipe_uses_real_flags() {
             "a command line with {needle} among {joined:#?}"
         );
     }
-    for words in &commands {
-        let line = words.join(" ");
-        let path: Vec<String> = words[1..]
-            .iter()
-            .take_while(|w| !w.starts_with('-'))
-            .cloned()
-            .collect();
-        let flags = flags_of(&path);
-        for word in words.iter().filter(|w| w.starts_with("--")) {
-            let name = word.split('=').next().unwrap();
-            // As pushgate reads them: an exact name, or a unique prefix of one.
-            let matches: Vec<&String> = flags.iter().filter(|f| f.starts_with(name)).collect();
-            assert!(
-                flags.iter().any(|f| f == name) || matches.len() == 1,
-                "{name} is not a flag of `pushgate {}` (it has {flags:?}), in: {line}",
-                path.join(" ")
-            );
+    let mut helps = Helps::default();
+    let unreal = helps.unreal_flags(&commands);
+    assert!(unreal.is_empty(), "{}", unreal.join("\n"));
+}
+
+/// The long flags each command's `--help` lists, asked once per command.
+#[derive(Default)]
+struct Helps(std::collections::HashMap<Vec<String>, Option<Vec<String>>>);
+
+impl Helps {
+    /// The flags of `pushgate PATH...`, or None when that is not a command.
+    fn of(&mut self, path: &[String]) -> Option<&Vec<String>> {
+        self.0
+            .entry(path.to_vec())
+            .or_insert_with(|| {
+                let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+                args.push("--help");
+                let run = Run::of(support::pushgate().args(&args));
+                (run.code == 0).then(|| {
+                    let re = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
+                    let mut flags: Vec<String> = re
+                        .find_iter(&run.stdout)
+                        .map(|m| m.as_str().to_string())
+                        .collect();
+                    flags.sort();
+                    flags.dedup();
+                    flags
+                })
+            })
+            .as_ref()
+    }
+
+    /// Each `--flag` of `commands` that its command does not have, as pushgate reads
+    /// flags (an exact name, or a unique prefix of one). A command is the longest run
+    /// of words after `pushgate` that `--help` knows (`policy test`, not `policy`).
+    fn unreal_flags(&mut self, commands: &[Vec<String>]) -> Vec<String> {
+        let word = regex::Regex::new(r"^[a-z][a-z-]*$").unwrap();
+        let mut unreal = Vec::new();
+        for words in commands {
+            let line = words.join(" ");
+            let mut path: Vec<String> = Vec::new();
+            for w in &words[1..] {
+                let mut longer = path.clone();
+                longer.push(w.clone());
+                if !word.is_match(w) || self.of(&longer).is_none() {
+                    break;
+                }
+                path = longer;
+            }
+            let flags = self.of(&path).cloned().unwrap_or_default();
+            for w in words.iter() {
+                // `[--json]`, `--json,` in synopses and prose are flags too.
+                let w = w
+                    .trim_start_matches('[')
+                    .trim_end_matches([']', ',', ';', ')', '.']);
+                if !w.starts_with("--") || w == "--" {
+                    continue;
+                }
+                let name = w.split('=').next().unwrap();
+                let matches = flags.iter().filter(|f| f.starts_with(name)).count();
+                if !flags.iter().any(|f| f == name) && matches != 1 {
+                    unreal.push(format!(
+                        "{name} is not a flag of `pushgate {}` (it has {flags:?}), in: {line}",
+                        path.join(" ")
+                    ));
+                }
+            }
+        }
+        unreal
+    }
+}
+
+#[test]
+fn every_pushgate_command_line_of_the_docs_uses_real_flags() {
+    let mut helps = Helps::default();
+    let mut checked = 0;
+    let mut unreal = Vec::new();
+    for doc in documents() {
+        let commands = command_lines(&std::fs::read_to_string(&doc).unwrap());
+        checked += commands.len();
+        for problem in helps.unreal_flags(&commands) {
+            unreal.push(format!("{}: {problem}", doc.display()));
         }
     }
+    assert!(checked >= 60, "the docs' command lines are read: {checked}");
+    assert!(unreal.is_empty(), "{}", unreal.join("\n"));
+}
+
+/// The repository's root.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The documents kept true: the README, POLICIES.md and every `docs/*.md`.
+pub(crate) fn documents() -> Vec<PathBuf> {
+    let mut docs = vec![root().join("README.md"), root().join("POLICIES.md")];
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 4, "docs/ holds the reference: {pages:?}");
+    docs.extend(pages);
+    docs
+}
+
+/// `md` without its fenced code blocks and inline code spans: where links are.
+fn prose(md: &str) -> String {
+    let mut out = String::new();
+    let mut fence: Option<&str> = None;
+    for line in md.lines() {
+        let t = line.trim_start();
+        match fence {
+            Some(f) if t.starts_with(f) => fence = None,
+            Some(_) => {}
+            None if t.starts_with("```") => fence = Some("```"),
+            None => {
+                // Odd parts of a split on backticks are code spans.
+                for (i, part) in line.split('`').enumerate() {
+                    if i % 2 == 0 {
+                        out.push_str(part);
+                    }
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The anchors GitHub gives the headings of `md`: lowercased, punctuation other than
+/// `-` and `_` dropped, spaces made hyphens.
+fn anchors(md: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        found.push(slug);
+    }
+    found
+}
+
+#[test]
+fn every_relative_link_of_the_docs_points_at_a_file_and_anchor_that_exist() {
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let name = doc.strip_prefix(root()).unwrap().display().to_string();
+        for c in link.captures_iter(&prose(&text)) {
+            let target = &c[1];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                doc.clone()
+            } else {
+                doc.parent().unwrap().join(path)
+            };
+            checked += 1;
+            if !file.exists() {
+                broken.push(format!("{name}: {target}: no such file"));
+            } else if !anchor.is_empty() {
+                let page = std::fs::read_to_string(&file).unwrap_or_default();
+                if !anchors(&page).iter().any(|a| a == anchor) {
+                    broken.push(format!(
+                        "{name}: {target}: no heading with that anchor in {}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(checked >= 30, "the docs link one another: {checked} links");
+    // The README is the map: it links every page of the reference.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for page in documents().iter().skip(1) {
+        let rel = page.strip_prefix(root()).unwrap().display().to_string();
+        assert!(
+            readme.contains(&format!("]({rel})")),
+            "the README links {rel}"
+        );
+    }
+    assert!(
+        readme.contains("[Security](SECURITY.md)"),
+        "the README links SECURITY.md"
+    );
+}
+
+#[test]
+fn the_readme_opens_with_the_two_commands_for_a_fresh_machine_and_both_are_scripts() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let first_block = readme
+        .split("```")
+        .nth(1)
+        .expect("the README has a code block");
+    let before = readme.split("```").next().unwrap();
+    assert!(
+        !before.contains("\n## "),
+        "the commands come before any section: {before}"
+    );
+    let commands: Vec<&str> = first_block
+        .lines()
+        .skip(1) // the info string
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["scripts/demo.sh", "scripts/test.sh"]);
+    for script in commands {
+        let meta =
+            std::fs::metadata(root().join(script)).unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(
+            meta.is_file() && meta.permissions().mode() & 0o111 != 0,
+            "{script} is an executable file"
+        );
+    }
+    // And the pipeline's own push line follows, as cosa is called.
+    assert!(
+        readme.contains("pushgate push-container-manifest --auth="),
+        "the README shows the pipeline's push command line"
+    );
 }
