@@ -1,8 +1,10 @@
 //! Apply: upload exactly what the plan says is missing, in crash-safe order.
 //!
 //! Blobs, then per-arch manifests (by digest), then the list (by digest), then
-//! each tag. Whatever instant a run is killed at, the registry never serves a tag
-//! whose content is incomplete, and the next run's plan picks up from there.
+//! a signed run's evidence (signatures, the decision's attestation), then each
+//! tag. Whatever instant a run is killed at, the registry never serves a tag
+//! whose content is incomplete or unsigned, and the next run's plan picks up
+//! from there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::digest::Digest;
+use crate::evidence::{self, Gap, Observed};
 use crate::plan::{Desired, DesiredImage, Plan};
 use crate::progress::{Phase, Progress};
 use crate::registry::{BlobSource, Explained, Repository};
@@ -38,6 +41,16 @@ pub struct Applied {
     pub tags: Vec<String>,
     /// How each blob the plan named got there.
     pub blobs: HashMap<Digest, How>,
+    /// The evidence written.
+    pub evidence: evidence::apply::Written,
+}
+
+/// A signed run's evidence to write: what is missing, the attestation (if
+/// this decision has none yet), and what was observed.
+pub struct EvidenceWork<'a> {
+    pub gap: &'a Gap,
+    pub attestation: Option<&'a crate::sign::attest::Attestation>,
+    pub observed: &'a Observed,
 }
 
 /// Carries out `plan`. `sources` maps each arch to where its blobs are read from;
@@ -51,6 +64,7 @@ pub async fn apply(
     slots: &tokio::sync::Semaphore,
     jobs: usize,
     progress: Option<Arc<Progress>>,
+    evidence: Option<EvidenceWork<'_>>,
 ) -> Result<Applied> {
     // A blob may be shared by several arches; the first arch that has it uploads
     // it, from its source.
@@ -152,6 +166,14 @@ pub async fn apply(
         )
         .await?;
     }
+    // The evidence before any tag: no tag serves a list unsigned.
+    let written = match evidence {
+        Some(e) => {
+            evidence::apply::apply(repo, e.gap, e.attestation, e.observed, &desired.list_digest)
+                .await?
+        }
+        None => evidence::apply::Written::default(),
+    };
     for tag in &plan.tags {
         heal.put(tag, desired.list_media_type, &desired.list_bytes, None)
             .await?;
@@ -163,6 +185,7 @@ pub async fn apply(
         manifests: manifests.len() + usize::from(plan.list),
         tags: plan.tags.clone(),
         blobs: hows.into_iter().collect(),
+        evidence: written,
     })
 }
 

@@ -91,6 +91,10 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub dry_run: bool,
+    /// The digest of the signed attestation of this decision, when the run
+    /// published one (a referrer of the list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Digest>,
 }
 
 impl DecisionLog {
@@ -144,6 +148,10 @@ pub(crate) struct Trace {
     pub(crate) decided: Option<Decided>,
     pub(crate) facts: Option<Facts>,
     pub(crate) build_id: Option<String>,
+    /// The line's id and time, when they were fixed before the line is
+    /// written (an attestation of the decision names them).
+    pub(crate) id: Option<(String, String)>,
+    pub(crate) attestation: Option<Digest>,
 }
 
 /// What a logged run was about, as plain data (the caller's request says it).
@@ -190,37 +198,51 @@ impl DecisionLog {
         trace: &Trace,
         result: Result<Outcome, &anyhow::Error>,
     ) -> Result<()> {
-        let facts = trace.facts.as_ref().map(facts_doc);
-        let (outcome, error) = match result {
-            Ok(o) => (o.name().to_string(), None),
-            Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
-        };
-        let entry = Entry {
-            time: now(),
-            decision_id: new_id(),
-            container: subject.container.to_string(),
-            repo: subject.repo.to_string(),
-            tags: subject.tags.to_vec(),
-            build_id: trace.build_id.clone(),
-            policy: subject.policy,
-            verdict: trace.verdict.as_ref().map(|(v, _)| *v),
-            verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
-            decision: trace
-                .decided
-                .as_ref()
-                .map(|d| d.decision.kind().to_string()),
-            reason: trace
-                .decided
-                .as_ref()
-                .map(|d| d.decision.reason().to_string()),
-            decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
-            facts_sha256: facts.as_ref().map(facts_sha256),
-            facts: facts.filter(|_| self.with_facts()),
-            outcome,
-            error,
-            dry_run: subject.dry_run,
-        };
+        let entry = entry(subject, trace, result, self.with_facts());
         self.append(&entry)
+    }
+}
+
+/// The line of a run about `subject`, whatever its end: an outcome, or the
+/// error that stopped it (`with_facts`: the facts themselves, not only their
+/// digest).
+pub(crate) fn entry(
+    subject: Subject<'_>,
+    trace: &Trace,
+    result: Result<Outcome, &anyhow::Error>,
+    with_facts: bool,
+) -> Entry {
+    let facts = trace.facts.as_ref().map(facts_doc);
+    let (outcome, error) = match result {
+        Ok(o) => (o.name().to_string(), None),
+        Err(e) => ("error".to_string(), Some(format!("{e:#}"))),
+    };
+    let (decision_id, time) = trace.id.clone().unwrap_or_else(|| (new_id(), now()));
+    Entry {
+        time,
+        decision_id,
+        container: subject.container.to_string(),
+        repo: subject.repo.to_string(),
+        tags: subject.tags.to_vec(),
+        build_id: trace.build_id.clone(),
+        policy: subject.policy,
+        verdict: trace.verdict.as_ref().map(|(v, _)| *v),
+        verdict_reason: trace.verdict.as_ref().map(|(_, r)| r.clone()),
+        decision: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.kind().to_string()),
+        reason: trace
+            .decided
+            .as_ref()
+            .map(|d| d.decision.reason().to_string()),
+        decided_by: trace.decided.as_ref().map(|d| d.by.clone()),
+        facts_sha256: facts.as_ref().map(facts_sha256),
+        facts: facts.filter(|_| with_facts),
+        outcome,
+        error,
+        dry_run: subject.dry_run,
+        attestation: trace.attestation.clone(),
     }
 }
 
@@ -367,6 +389,7 @@ mod tests {
             outcome: "pushed".into(),
             error: None,
             dry_run: false,
+            attestation: None,
         }
     }
 

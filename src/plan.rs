@@ -180,6 +180,22 @@ impl Plan {
         }
     }
 
+    /// The plan of a signed run whose evidence is incomplete (`signatures`
+    /// missing, or no attestation yet): a run that is up to date otherwise
+    /// becomes a push of the evidence alone, and says so; one that writes
+    /// anyway keeps its verdict and adds the evidence to what it writes.
+    pub fn with_evidence_missing(mut self, signatures: usize, unattested: bool) -> Plan {
+        if self.verdict != Verdict::UpToDate || (signatures == 0 && !unattested) {
+            return self;
+        }
+        self.verdict = Verdict::Push;
+        self.reason = match (signatures, unattested) {
+            (0, _) => "the decision attestation is missing (signing asked for)".to_string(),
+            (n, _) => format!("{n} signatures are missing (signing asked for)"),
+        };
+        self
+    }
+
     pub fn writes_registry(&self) -> bool {
         !self.blobs.is_empty() || !self.manifests.is_empty() || self.list || !self.tags.is_empty()
     }

@@ -1519,3 +1519,22 @@ fn nothing_is_vouched_for_without_the_list_at_a_tag_or_under_force() {
     assert_eq!(Presence::vouched_for(d, &tags, false), None);
     assert_eq!(Presence::vouched_for(d, &all_serving(d), true), None);
 }
+
+#[test]
+fn missing_evidence_turns_an_up_to_date_plan_into_a_push_of_it_alone() {
+    let up = Plan::nothing(Verdict::UpToDate, "all there".into());
+    assert_eq!(up.clone().with_evidence_missing(0, false), up);
+    let signs = up.clone().with_evidence_missing(3, true);
+    assert_eq!(signs.verdict, Verdict::Push);
+    assert!(signs.reason.contains("3 signatures"), "{}", signs.reason);
+    assert!(!signs.writes_registry(), "nothing else is written");
+    let attest = up.with_evidence_missing(0, true);
+    assert_eq!(attest.verdict, Verdict::Push);
+    assert!(attest.reason.contains("attestation"), "{}", attest.reason);
+    let record = Plan::nothing(Verdict::RecordOnly, "meta.json lacks it".into());
+    assert_eq!(
+        record.clone().with_evidence_missing(3, true),
+        record,
+        "a plan that writes keeps its verdict"
+    );
+}

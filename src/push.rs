@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use crate::contract::{Decision, Facts, Verdict};
 use crate::decide::{self, Decided, PolicyChoice};
-use crate::decision_log::{DecisionLog, LoggedPolicy, Subject, Trace};
+use crate::decision_log::{self, DecisionLog, LoggedPolicy, Subject, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
@@ -17,9 +17,11 @@ use crate::plan::{self, Desired, Plan, Presence, TagState};
 use crate::progress::{Display, Phase, Progress};
 use crate::record;
 use crate::registry::{self, RepoName, Repository};
+use crate::report::Signatures;
 use crate::report::{Outcome, Report};
+use crate::sign::attest::{self, Attestation, DecisionPredicate};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
-use crate::{apply, manifest, observe};
+use crate::{apply, evidence, manifest, observe};
 
 /// Everything `pushgate push` was asked to do for one container.
 #[derive(Clone)]
@@ -40,6 +42,9 @@ pub struct PushRequest {
     pub progress: bool,
     /// Where the decision is logged (`--decision-log`), if anywhere.
     pub decision_log: Option<Arc<DecisionLog>>,
+    /// Sign what is published and attest the decision
+    /// (`--sign-by-sigstore-private-key`), if asked.
+    pub signer: Option<evidence::Signer>,
 }
 
 /// Checks and de-duplicates `--tag`s, keeping their order.
@@ -75,6 +80,44 @@ struct Prepared {
     clients: registry::Clients,
     /// Progress on the terminal, from the moment sources are read.
     display: Option<Display>,
+    /// A signed run's evidence: wanted, observed, and what is missing.
+    evidence: Option<Evidence>,
+}
+
+/// A signed container's evidence as observed and planned.
+struct Evidence {
+    observed: evidence::Observed,
+    gap: evidence::Gap,
+}
+
+/// Observes and plans the evidence `signer` wants for `wanted`.
+async fn evidence_of(
+    repo: &Repository,
+    signer: &evidence::Signer,
+    wanted: evidence::Wanted,
+) -> Result<Evidence> {
+    let observed = evidence::observe::observe(repo, &wanted, signer.public_key().key_id()).await?;
+    let gap = evidence::plan(signer, &wanted, &observed);
+    Ok(Evidence { observed, gap })
+}
+
+/// What the tags serve, as the evidence wants it: the list (the first tag's)
+/// and its per-arch manifests; `None` when a tag serves no list.
+fn wanted_from_tags(
+    req: &PushRequest,
+    tags: &[String],
+    states: &[TagState],
+) -> Option<evidence::Wanted> {
+    let (list, manifest::Remote::List { entries, .. }) = states.first()?.current.as_ref()? else {
+        return None;
+    };
+    let arches: Vec<Digest> = entries.iter().map(|e| e.digest.clone()).collect();
+    Some(evidence::Wanted::new(
+        req.repo.as_str(),
+        tags,
+        list,
+        &arches,
+    ))
 }
 
 impl Prepared {
@@ -120,7 +163,18 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         plan::check_recorded(&req.repo, &recorded, &tag_states, req.force).and_then(|reason| {
             plan::check_format(&tag_states, manifest::list_media_type(req.v2s2)).map(|()| reason)
         });
-    if let Ok(reason) = quick {
+    // A signed run is up to date only with its evidence complete; otherwise it
+    // goes the full way, and its plan says what is missing.
+    let quick_evidence = match (&quick, &req.signer) {
+        (Ok(_), Some(signer)) => match wanted_from_tags(req, &tags, &tag_states) {
+            Some(wanted) => Some(evidence_of(&repo, signer, wanted).await?),
+            None => None,
+        },
+        _ => None,
+    };
+    let complete =
+        req.signer.is_none() || quick_evidence.as_ref().is_some_and(|e| e.gap.is_closed());
+    if let (Ok(reason), true) = (quick, complete) {
         let plan = Plan::nothing(Verdict::UpToDate, reason);
         return Ok(Prepared {
             tags,
@@ -133,6 +187,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             retries_before,
             clients: req.registry.clients.clone(),
             display: None,
+            evidence: quick_evidence,
         });
     }
 
@@ -165,7 +220,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         Some(vouched) => vouched,
         None => observe::presence(&repo, &desired, req.registry.jobs).await?,
     };
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &req.repo,
         &tag_states,
         &desired,
@@ -173,6 +228,21 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         &presence,
         req.force,
     );
+    let evidence = match &req.signer {
+        Some(signer) => {
+            let arches: Vec<Digest> = desired
+                .images
+                .iter()
+                .map(|i| i.descriptor.digest.clone())
+                .collect();
+            let wanted =
+                evidence::Wanted::new(req.repo.as_str(), &tags, &desired.list_digest, &arches);
+            let e = evidence_of(&repo, signer, wanted).await?;
+            plan = plan.with_evidence_missing(e.gap.missing(), e.gap.unattested);
+            Some(e)
+        }
+        None => None,
+    };
     Ok(Prepared {
         tags,
         resolved,
@@ -184,6 +254,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         retries_before,
         clients: req.registry.clients.clone(),
         display,
+        evidence,
     })
 }
 
@@ -261,14 +332,53 @@ fn log(
     let Some(log) = &req.decision_log else {
         return Ok(());
     };
-    let subject = Subject {
+    log.record(subject(req, unloaded), trace, result.map(|r| r.outcome))
+}
+
+/// What the decision log (and an attestation) says a run was about.
+fn subject<'a>(req: &'a PushRequest, unloaded: Option<&str>) -> Subject<'a> {
+    Subject {
         container: &req.container,
         repo: req.repo.as_str(),
         tags: &req.tags,
         dry_run: req.dry_run,
         policy: LoggedPolicy::of(req.policy.as_ref().map(|c| &*c.policy), unloaded),
+    }
+}
+
+/// The signed attestation of this run's decision, unless the same decision
+/// (list, policy module, facts) was attested before. Fixes the decision log
+/// line's id and time, which the attestation names.
+fn attestation(
+    req: &PushRequest,
+    signer: &evidence::Signer,
+    ev: &Evidence,
+    desired: &Desired,
+    trace: &mut Trace,
+    outcome: Outcome,
+) -> Result<Option<Attestation>> {
+    trace.id = Some((decision_log::new_id(), decision_log::now()));
+    let entry = decision_log::entry(subject(req, None), trace, Ok(outcome), false);
+    let module = req.policy.as_ref().map(|c| &c.policy.info.sha256);
+    let key = evidence::decision_key(&desired.list_digest, module, entry.facts_sha256.as_ref());
+    if ev.observed.attested.contains(&key) {
+        return Ok(None);
+    }
+    let predicate = DecisionPredicate::from_log_entry(&entry)?;
+    let list = manifest::Descriptor {
+        media_type: desired.list_media_type.to_string(),
+        digest: desired.list_digest.clone(),
+        size: desired.list_bytes.len() as u64,
+        platform: None,
     };
-    log.record(subject, trace, result.map(|r| r.outcome))
+    let mut att = attest::attest_decision(signer, req.repo.as_str(), &list, &predicate);
+    let annotations = &mut att.manifest.annotations;
+    annotations.insert(
+        evidence::KEY_ANNOTATION.to_string(),
+        signer.public_key().key_id().to_string(),
+    );
+    annotations.insert(evidence::DECISION_ANNOTATION.to_string(), key);
+    Ok(Some(att))
 }
 
 async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
@@ -295,8 +405,9 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     trace.build_id = p.resolved.build_id.clone();
 
     // decide
-    // The log holds the facts whoever decides: a host decision is audited too.
-    let logging = req.decision_log.is_some();
+    // The log holds the facts whoever decides: a host decision is audited
+    // too; an attestation names their digest.
+    let logging = req.decision_log.is_some() || req.signer.is_some();
     let mut facts = None;
     let decided = decide::decide(&p.plan, req.policy.as_ref(), || {
         let f = gather_facts(req, &p);
@@ -315,6 +426,10 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
         (Decision::Push(_), Verdict::Push) => Outcome::Pushed,
     };
     report.finish_decided(outcome, &decided);
+    report.signatures = p.evidence.as_ref().map(|e| Signatures {
+        present: e.gap.present,
+        added: e.gap.missing(),
+    });
     let Some((loaded, desired)) = &p.full else {
         // Up to date without reading the archives: nothing to apply or record.
         if outcome == Outcome::UpToDate {
@@ -347,6 +462,15 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     }
 
     // apply
+    let attestation = match (&req.signer, &p.evidence) {
+        (Some(signer), Some(ev)) => attestation(req, signer, ev, desired, trace, outcome)?,
+        _ => None,
+    };
+    let evidence_work = p.evidence.as_ref().map(|e| apply::EvidenceWork {
+        gap: &e.gap,
+        attestation: attestation.as_ref(),
+        observed: &e.observed,
+    });
     let blob_sources: HashMap<_, _> = blob_sources.into_iter().collect();
     let applied = apply::apply(
         &p.repo,
@@ -356,8 +480,14 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
         &req.registry.clients.upload_slots(req.registry.jobs),
         req.registry.jobs,
         shown,
+        evidence_work,
     )
     .await?;
+    if let Some(s) = &mut report.signatures {
+        s.added = applied.evidence.signatures;
+    }
+    report.attestation = applied.evidence.attestation.clone();
+    trace.attestation = applied.evidence.attestation.clone();
     report.uploaded_blobs = applied.uploaded_blobs;
     report.uploaded_bytes = applied.uploaded_bytes;
     report.fill_sources(

@@ -35,6 +35,14 @@ pub struct ReleaseConfig {
     pub build: String,
     #[serde(default)]
     pub v2s2: bool,
+    /// Sign every container with this key (cosign's or skopeo's encrypted
+    /// key file), as `--sign-by-sigstore-private-key` does; relative to the
+    /// config file.
+    #[serde(rename = "sign-by-sigstore-private-key")]
+    pub sign_key: Option<PathBuf>,
+    /// The key's passphrase, first line of this file (`--sign-passphrase-file`).
+    #[serde(rename = "sign-passphrase-file")]
+    pub sign_passphrase_file: Option<PathBuf>,
     #[serde(rename = "container")]
     pub containers: Vec<ContainerConfig>,
 }
@@ -79,6 +87,8 @@ impl ReleaseConfig {
             .with_context(|| format!("malformed release config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.workdir = base.join(&cfg.workdir);
+        cfg.sign_key = cfg.sign_key.map(|k| base.join(k));
+        cfg.sign_passphrase_file = cfg.sign_passphrase_file.map(|f| base.join(f));
         let mut names = std::collections::BTreeSet::new();
         for c in &mut cfg.containers {
             if !names.insert(c.name.clone()) {
@@ -128,6 +138,9 @@ pub struct ReleaseOptions {
     /// Refuse (fail) a container whose policy is a reference by tag.
     pub require_pinned_policies: bool,
     pub decision_log: Option<Arc<DecisionLog>>,
+    /// The signing key (the flag's, else the config's), loaded before anything
+    /// is written.
+    pub signer: Option<crate::evidence::Signer>,
 }
 
 /// Publishes every container, in parallel; the results are in config order.
@@ -204,6 +217,7 @@ async fn run_one(
         policy: None,
         progress: opts.progress,
         decision_log: opts.decision_log.clone(),
+        signer: opts.signer.clone(),
     };
     if let (Some(source), Some(host)) = (&c.policy_source, host) {
         let settings = match &c.settings {

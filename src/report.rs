@@ -127,6 +127,22 @@ pub struct Report {
     pub sources: Vec<ArchSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanSummary>,
+    /// A signed run: the signatures by its key already there, and those it
+    /// added (or would add, in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Signatures>,
+    /// A signed run that wrote: the digest of its decision's attestation, a
+    /// referrer of the list (none when this very decision was attested before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Digest>,
+}
+
+/// The signatures of a signed run (one per tag, for the list and for every
+/// per-arch manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Signatures {
+    pub present: usize,
+    pub added: usize,
 }
 
 /// One arch's source, and how its blobs got into the repository.
@@ -214,6 +230,8 @@ impl Report {
             recorded: Vec::new(),
             sources: Vec::new(),
             plan: None,
+            signatures: None,
+            attestation: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) mod heading {
     pub const RETRIES: &str = "Retries and transfers";
     pub const POLICY: &str = "Policy";
     pub const OUTPUT: &str = "Output";
+    pub const SIGNING: &str = "Signing";
 }
 use heading::*;
 
@@ -52,6 +53,10 @@ pub(crate) enum Command {
     Push(Box<PushArgs>),
     /// Publish every container of a product in one run, from a release config
     Release(Box<ReleaseArgs>),
+    /// Check that each tag's list and per-arch manifests are signed by a key,
+    /// and that a signed attestation of the decision that published the list
+    /// exists (who decided, with which policy module, when)
+    Verify(Box<VerifyArgs>),
     /// Write, test and check policy modules, offline
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -290,6 +295,65 @@ pub(crate) struct DecisionLogArgs {
     pub(crate) decision_log_facts: bool,
 }
 
+/// Signing what is published, for `push` and `release` (the flag names skopeo
+/// and podman use).
+#[derive(Args)]
+#[command(next_help_heading = SIGNING)]
+pub(crate) struct SignArgs {
+    /// Sign the list and every per-arch manifest, for each tag, with this key
+    /// (as `cosign generate-key-pair` or `skopeo generate-sigstore-key` write
+    /// it), stored as cosign stores signatures, and attest each decision
+    #[arg(long, value_name = "FILE")]
+    pub(crate) sign_by_sigstore_private_key: Option<PathBuf>,
+    /// The key's passphrase: the first line of FILE [default: an empty passphrase]
+    #[arg(long, value_name = "FILE", requires = "sign_by_sigstore_private_key")]
+    pub(crate) sign_passphrase_file: Option<PathBuf>,
+}
+
+impl SignArgs {
+    /// The signing key, loaded before anything is written: the flag's, else
+    /// `config`'s (a release config's key and passphrase file).
+    pub(crate) fn signer(
+        &self,
+        config: Option<(&std::path::Path, Option<&std::path::Path>)>,
+    ) -> anyhow::Result<Option<pushgate::evidence::Signer>> {
+        let (key, passphrase) = match (&self.sign_by_sigstore_private_key, config) {
+            (Some(k), _) => (k.as_path(), self.sign_passphrase_file.as_deref()),
+            (None, Some((k, p))) => (k, p),
+            (None, None) => return Ok(None),
+        };
+        let secret = match passphrase {
+            Some(f) => pushgate::sign::read_passphrase_file(f)?,
+            None => Default::default(),
+        };
+        let key = pushgate::sign::SigningKey::load(key, &secret)?;
+        Ok(Some(std::sync::Arc::new(key)))
+    }
+}
+
+/// `pushgate verify`.
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// Repository, e.g. quay.io/fedora/fedora-coreos
+    #[arg(long, value_name = "REPO", value_parser = repo, help_heading = TARGET)]
+    pub(crate) repo: registry::RepoName,
+    /// Tag to verify (repeat for several)
+    #[arg(long = "tag", value_name = "TAG", required = true, action = ArgAction::Append, value_parser = tag, help_heading = TARGET)]
+    pub(crate) tags: Vec<String>,
+    /// The public key (PEM `PUBLIC KEY`, as `cosign generate-key-pair` writes
+    /// cosign.pub) the signatures and the attestation must verify with
+    #[arg(long, value_name = "FILE", help_heading = TARGET)]
+    pub(crate) key: PathBuf,
+    /// Fail unless the decision was made by the policy module of this sha256
+    #[arg(long, value_name = "HEX", help_heading = TARGET)]
+    pub(crate) require_policy_sha256: Option<String>,
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+    /// Print one JSON object on stdout instead of the text
+    #[arg(long, help_heading = OUTPUT)]
+    pub(crate) json: bool,
+}
+
 /// `pushgate push`.
 #[derive(Args)]
 pub(crate) struct PushArgs {
@@ -305,6 +369,8 @@ pub(crate) struct PushArgs {
     pub(crate) policy: PolicyArgs,
     #[command(flatten)]
     pub(crate) log: DecisionLogArgs,
+    #[command(flatten)]
+    pub(crate) sign: SignArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     /// Write the manifest list digest to FILE
@@ -336,6 +402,8 @@ pub(crate) struct ReleaseArgs {
     pub(crate) limits: PolicyLimitArgs,
     #[command(flatten)]
     pub(crate) log: DecisionLogArgs,
+    #[command(flatten)]
+    pub(crate) sign: SignArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
 }

@@ -100,6 +100,7 @@ pub(crate) fn push_request(
         policy: None,
         progress,
         decision_log: None,
+        signer: None,
     };
     Ok((req, pending))
 }
@@ -121,6 +122,7 @@ impl Asked {
         let (json, target) = match &cli.command {
             Command::Push(a) => (a.output.json, Some(&a.target)),
             Command::Release(a) => (a.output.json, None),
+            Command::Verify(a) => (a.json, None),
             // `policy facts`, the one with push's repository and tags, has no --json.
             Command::Policy(p) => (p.json(), None),
             Command::Completions { .. } | Command::Man(_) => (false, None),
@@ -249,6 +251,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Push(args) => run_push(&runtime, &signals, *args),
         Command::Release(args) => run_release(&runtime, &signals, *args),
+        Command::Verify(args) => run_verify(&runtime, &signals, *args),
         Command::Policy(cmd) => policy::run(&runtime, &signals, cmd),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -303,9 +306,42 @@ fn last_words(cli: &Cli, asked: &Asked) -> panic::LastWords {
             dry_run: a.run.dry_run,
             policy: None,
         }),
-        Command::Policy(_) | Command::Completions { .. } | Command::Man(_) => None,
+        Command::Verify(_) | Command::Policy(_) | Command::Completions { .. } | Command::Man(_) => {
+            None
+        }
     };
     panic::LastWords { json, log }
+}
+
+fn run_verify(
+    runtime: &tokio::runtime::Runtime,
+    signals: &tokio::sync::watch::Receiver<i32>,
+    args: cli::VerifyArgs,
+) -> anyhow::Result<ExitCode> {
+    let asked = pushgate::verify::Asked {
+        repo: args.repo,
+        tags: args.tags,
+        key: pushgate::sign::PublicKey::load(&args.key)?,
+        require_policy_sha256: args.require_policy_sha256,
+        registry: args.registry.options(),
+    };
+    let verified = signals::run(runtime, signals, async {
+        pushgate::verify::verify(&asked).await
+    })?;
+    if args.json {
+        out::println(&serde_json::to_string(&verified).expect("the result serializes"))?;
+    } else {
+        out::print(&verified.human())?;
+    }
+    if !verified.ok {
+        out::eprintln(&format!(
+            "pushgate: error: {} is not verified: {}",
+            verified.repo,
+            verified.problems.join("; ")
+        ));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_push(
@@ -318,6 +354,7 @@ fn run_push(
     let progress = pushgate::progress::wanted(json, args.output.quiet);
     let (mut req, policy) = push_request(args.target, &args.run, registry, &args.policy, progress)?;
     req.digest_file = args.write_digest_to_file;
+    req.signer = args.sign.signer(None)?;
     req.decision_log = args.log.open()?;
     let run = async {
         panic::debug_panic().await;
@@ -367,6 +404,11 @@ fn run_release(
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.output.json, args.output.quiet),
         require_pinned_policies: args.require_pinned_policies,
+        signer: args.sign.signer(
+            cfg.sign_key
+                .as_deref()
+                .map(|k| (k, cfg.sign_passphrase_file.as_deref())),
+        )?,
         decision_log: args.log.open()?,
     };
     let run = async {

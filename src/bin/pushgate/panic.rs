@@ -100,6 +100,7 @@ fn record(line: &LogLine, message: &str) -> anyhow::Result<()> {
         outcome: "error".into(),
         error: Some(message.to_string()),
         dry_run: line.dry_run,
+        attestation: None,
     })
 }
 
