@@ -925,24 +925,26 @@ fn decisions_are_the_same_across_runs_and_calls_sharing_a_module() {
         ],
     );
     assert_eq!(release.code, 0, "{release:?}");
-    let results = &release.json["results"];
+    let results = |name| release.release_result(name);
     for name in ["counter-a", "counter-b"] {
-        assert_eq!(results[name]["outcome"], "pushed", "{name}: {release:?}");
+        assert_eq!(results(name)["outcome"], "pushed", "{name}: {release:?}");
         assert_eq!(
-            results[name]["reason"], "call 1 of this instance",
+            results(name)["reason"],
+            "call 1 of this instance",
             "{name}: a fresh instance per call"
         );
         assert_eq!(
             digest_at(&format!("{}:stable", fx.repo(name))),
-            results[name]["manifest_list_digest"].as_str().unwrap()
+            results(name)["manifest_list_digest"].as_str().unwrap()
         );
     }
     for name in ["random-a", "random-b"] {
         assert_eq!(
-            results[name]["outcome"], answers[0].0,
+            results(name)["outcome"],
+            answers[0].0,
             "{name}: {release:?}"
         );
-        assert_eq!(results[name]["reason"], answers[0].1.as_str(), "{name}");
+        assert_eq!(results(name)["reason"], answers[0].1.as_str(), "{name}");
     }
 }
 

@@ -164,13 +164,12 @@ impl Asked {
         }
     }
 
-    /// The JSON object of a run that failed before it had a report: what was
-    /// asked (`command`, and for a push the repository and tags) and the error.
-    fn failure_json(&self, error: &str, usage: bool) -> String {
+    /// Prints the JSON object of a run that failed before it had a report: what
+    /// was asked (`command`, and for a push the repository and tags) and the
+    /// error. Nothing more can be said if stdout is gone.
+    fn print_failure(&self, error: &str, usage: bool) {
         let mut doc = serde_json::json!({
-            "ok": false,
             "outcome": "failed",
-            "command": self.command,
             "error": error,
             "usage_error": usage,
         });
@@ -178,7 +177,7 @@ impl Asked {
             doc["repo"] = repo.clone().into();
             doc["tags"] = self.tags.clone().into();
         }
-        doc.to_string()
+        let _ = out::json(&self.command, false, doc);
     }
 }
 
@@ -219,7 +218,7 @@ fn parse_args(args: &[OsString]) -> (Cli, Asked) {
         let rendered = err.to_string();
         let first = rendered.lines().next().unwrap_or_default();
         let text = first.strip_prefix("error: ").unwrap_or(first);
-        let _ = out::println(&asked.failure_json(text.trim(), true));
+        asked.print_failure(text.trim(), true);
     }
     err.exit()
 }
@@ -259,7 +258,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             if asked.json {
-                let _ = out::println(&asked.failure_json(&message, false));
+                asked.print_failure(&message, false);
             }
             out::eprintln(&format!("pushgate: error: {message}"));
             match e.downcast_ref::<signals::Interrupted>() {
@@ -300,7 +299,7 @@ fn run_push(
     };
     let report = signals::run(runtime, signals, run)?;
     if json {
-        out::println(&serde_json::to_string(&report).expect("report serializes"))?;
+        out::json("push", !report.failed(), report.json())?;
     } else {
         out::print(&report.human())?;
     }
@@ -332,7 +331,8 @@ fn run_release(
     };
     let results = signals::run(runtime, signals, release::release(&cfg, &opts))?;
     if args.output.json {
-        out::println(&release::json(&results).to_string())?;
+        let doc = release::json(&results, args.run.dry_run);
+        out::json("release", doc["ok"] == true, doc)?;
     } else {
         let mut text = String::new();
         for r in &results {

@@ -48,6 +48,15 @@ impl Run {
         )
     }
 
+    /// A release's result for container `name` (`results` is an array in
+    /// config order, each element naming its container); Null if none.
+    pub fn release_result(&self, name: &str) -> &Value {
+        self.json["results"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["container"] == name))
+            .unwrap_or(&Value::Null)
+    }
+
     /// Asserts exit 0 and returns the report.
     pub fn ok(&self) -> &Value {
         assert_eq!(self.code, 0, "pushgate failed: {}", self.context());
