@@ -343,19 +343,90 @@ pub fn summary(results: &[ContainerResult]) -> String {
     out
 }
 
-/// A map from container name to report, for `--json`.
-pub fn json(results: &[ContainerResult]) -> serde_json::Value {
-    let mut map = BTreeMap::new();
-    for r in results {
-        let v = match &r.result {
-            Ok(rep) => serde_json::to_value(rep).expect("report serializes"),
-            Err(e) => serde_json::json!({ "outcome": "error", "error": format!("{e:#}") }),
-        };
-        map.insert(r.name.clone(), v);
-    }
+/// The `--json` document's fields (docs/json.md): `results` holds one object
+/// per container in config order, each naming its container: the report, or
+/// for a container stopped by an error, `outcome` `error` and the error.
+pub fn json(results: &[ContainerResult], dry_run: bool) -> serde_json::Value {
+    let ok = results.iter().all(ContainerResult::ok);
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| match &r.result {
+            Ok(rep) => rep.json(),
+            Err(e) => serde_json::json!({
+                "schema": crate::report::JSON_SCHEMA,
+                "ok": false,
+                "container": r.name,
+                "outcome": "error",
+                "error": format!("{e:#}"),
+            }),
+        })
+        .collect();
     serde_json::json!({
-        "ok": results.iter().all(ContainerResult::ok),
-        "containers": results.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        "results": map,
+        "schema": crate::report::JSON_SCHEMA,
+        "ok": ok,
+        "dry_run": dry_run,
+        "containers": results.iter().map(|r| r["container"].clone()).collect::<Vec<_>>(),
+        "results": results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ContainerResult, json};
+    use crate::registry::RepoName;
+    use crate::report::{Outcome, Report};
+
+    fn report(name: &str, outcome: Outcome, dry_run: bool) -> ContainerResult {
+        let repo: RepoName = "registry.example/fcos".parse().unwrap();
+        let mut r = Report::new(name, &repo, &["stable".into()], dry_run);
+        r.outcome = outcome;
+        ContainerResult {
+            name: name.into(),
+            result: Ok(r),
+        }
+    }
+
+    #[test]
+    fn results_are_an_array_in_config_order_each_naming_its_container() {
+        // config order, not alphabetical
+        let results = [
+            report("zeta", Outcome::Pushed, true),
+            ContainerResult {
+                name: "alpha".into(),
+                result: Err(anyhow::anyhow!("no such build")),
+            },
+            report("mid", Outcome::Skipped, true),
+        ];
+        let doc = json(&results, true);
+        assert_eq!(doc["schema"], crate::report::JSON_SCHEMA);
+        assert_eq!(doc["ok"], false, "an errored container fails the release");
+        assert_eq!(doc["dry_run"], true);
+        assert_eq!(
+            doc["containers"],
+            serde_json::json!(["zeta", "alpha", "mid"])
+        );
+        let names: Vec<_> = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["container"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"]);
+        assert_eq!(doc["results"][0]["outcome"], "would-push");
+        assert_eq!(doc["results"][1]["outcome"], "error");
+        assert_eq!(doc["results"][1]["ok"], false);
+        assert_eq!(doc["results"][1]["error"], "no such build");
+        assert_eq!(doc["results"][2]["outcome"], "skipped");
+    }
+
+    #[test]
+    fn a_release_is_ok_when_no_container_failed() {
+        let results = [
+            report("a", Outcome::UpToDate, false),
+            report("b", Outcome::Skipped, false),
+        ];
+        assert_eq!(json(&results, false)["ok"], true);
+        let results = [report("a", Outcome::Failed, false)];
+        assert_eq!(json(&results, false)["ok"], false);
+    }
 }

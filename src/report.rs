@@ -1,5 +1,9 @@
 //! The report of one container: what was done and why, as JSON (`--json`) or a
-//! short human summary.
+//! short human summary; and the version every `--json` document carries.
+//!
+//! The JSON shape is a contract with CI scripts: docs/json.md describes it and
+//! docs/pushgate.schema.json checks it (the integration tests validate every
+//! `--json` output of the suite against that file).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,6 +19,10 @@ use crate::human;
 use crate::meta::ImageEntry;
 use crate::plan::{Desired, Plan, TagState};
 use crate::registry::RepoName;
+
+/// The `schema` field of every `--json` document. It changes only when a
+/// field is removed or changes meaning; fields are added without a change.
+pub const JSON_SCHEMA: u64 = 1;
 
 /// What happened to the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +50,18 @@ impl Outcome {
             Outcome::Pushed => "pushed",
             Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
+        }
+    }
+
+    /// The JSON `outcome`: what was done, or with `--dry-run`, for what a dry
+    /// run does not do, what would be (`would-push`, `would-record`). An
+    /// up-to-date, skipped or failed container is the same with or without
+    /// `--dry-run` (nothing written, the same exit status), so it keeps its name.
+    pub fn json_name(self, dry_run: bool) -> &'static str {
+        match (self, dry_run) {
+            (Outcome::Pushed, true) => "would-push",
+            (Outcome::Recorded, true) => "would-record",
+            (o, _) => o.name(),
         }
     }
 
@@ -100,6 +120,8 @@ pub struct PlanSummary {
     pub record: Vec<String>,
 }
 
+/// One container's report. Serialized through [`Report::json`], which adds
+/// `schema` and `ok` and spells the outcome as a dry run's.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub container: String,
@@ -322,6 +344,20 @@ impl Report {
         self.outcome == Outcome::Failed
     }
 
+    /// The report as `--json` prints it (docs/json.md): `schema` and `ok`
+    /// first, then the fields, `outcome` as [`Outcome::json_name`] spells it.
+    pub fn json(&self) -> Value {
+        let mut doc = Map::new();
+        doc.insert("schema".into(), JSON_SCHEMA.into());
+        doc.insert("ok".into(), (!self.failed()).into());
+        let Value::Object(fields) = serde_json::to_value(self).expect("a report serializes") else {
+            unreachable!("a struct serializes as an object")
+        };
+        doc.extend(fields);
+        doc["outcome"] = self.outcome.json_name(self.dry_run).into();
+        Value::Object(doc)
+    }
+
     /// A few lines for a person: what was done, and why.
     pub fn human(&self) -> String {
         let mut s = String::new();
@@ -425,7 +461,39 @@ mod tests {
                 serde_json::Value::String(o.name().into())
             );
             assert_eq!(o.decision_name(false), o.name());
+            assert_eq!(o.json_name(false), o.name());
         }
+    }
+
+    #[test]
+    fn a_dry_runs_json_outcome_names_only_what_it_did_not_do() {
+        let names: Vec<_> = ALL.iter().map(|o| o.json_name(true)).collect();
+        assert_eq!(
+            names,
+            [
+                "up-to-date",
+                "would-record",
+                "would-push",
+                "skipped",
+                "failed"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_json_report_leads_with_schema_and_ok_and_says_would_push() {
+        let repo: crate::registry::RepoName = "registry.example/fcos".parse().unwrap();
+        let mut r = super::Report::new("os", &repo, &["stable".into()], true);
+        r.outcome = Outcome::Pushed;
+        let v = r.json();
+        let keys: Vec<_> = v.as_object().unwrap().keys().take(4).cloned().collect();
+        assert_eq!(keys, ["schema", "ok", "container", "outcome"]);
+        assert_eq!(v["schema"], super::JSON_SCHEMA);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["outcome"], "would-push");
+        r.outcome = Outcome::Failed;
+        assert_eq!(r.json()["ok"], false);
+        assert_eq!(r.json()["outcome"], "failed");
     }
 
     #[test]

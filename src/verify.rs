@@ -38,6 +38,8 @@ pub struct Asked {
 /// What was found, for each tag.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verified {
+    /// Every check held (printed as the JSON object's `ok`).
+    #[serde(skip)]
     pub ok: bool,
     pub repo: String,
     /// The public key file.

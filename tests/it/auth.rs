@@ -122,6 +122,7 @@ fn assert_success(out: &Output, outcome: &str) -> Value {
     );
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("--json output is not JSON ({e}):\n{}", text(&out.stdout)));
+    crate::support::run::assert_schema(&report, &text(&out.stdout));
     assert_eq!(report["outcome"], outcome, "{report}");
     report
 }

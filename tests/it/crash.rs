@@ -477,12 +477,14 @@ fn run_to_end(registry: &Registry, wd: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "--json output is not JSON ({e}): {}",
             String::from_utf8_lossy(&out.stdout)
         )
-    })
+    });
+    crate::support::run::assert_schema(&report, &String::from_utf8_lossy(&out.stdout));
+    report
 }
 
 /// How a run that was to be killed ended.

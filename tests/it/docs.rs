@@ -505,4 +505,92 @@ fn the_readme_opens_with_the_two_commands_for_a_fresh_machine_and_both_are_scrip
         readme.contains("pushgate push-container-manifest --auth="),
         "the README shows the pipeline's push command line"
     );
+
+/// The one-line JSON objects of the ```json blocks of `md`.
+fn json_examples(md: &str) -> Vec<serde_json::Value> {
+    md.split("```json\n")
+        .skip(1)
+        .flat_map(|block| block.split("```").next().unwrap_or_default().lines())
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn every_json_example_of_the_docs_is_valid_against_the_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut commands = Vec::new();
+    for doc in ["docs/json.md", "README.md"] {
+        let md = std::fs::read_to_string(root.join(doc)).unwrap();
+        for example in json_examples(&md) {
+            support::run::assert_schema(&example, doc);
+            commands.push(example["command"].as_str().unwrap().to_string());
+        }
+    }
+    // the failure object, a push report, a release (with an errored container)
+    for command in ["push", "release"] {
+        assert!(commands.iter().any(|c| c == command), "{commands:?}");
+    }
+    assert!(commands.len() >= 4, "{commands:?}");
+}
+
+/// The push report example of docs/json.md.
+fn push_example() -> serde_json::Value {
+    let md = include_str!("../../docs/json.md");
+    json_examples(md)
+        .into_iter()
+        .find(|e| e["command"] == "push" && e.get("usage_error").is_none())
+        .expect("docs/json.md has a push report")
+}
+
+#[test]
+fn the_schema_refuses_the_shapes_before_it() {
+    let refused = |doc: &serde_json::Value, what: &str| {
+        assert!(
+            !support::run::schema_errors(doc).is_empty(),
+            "{what} passed: {doc}"
+        );
+    };
+    let mut no_ok = push_example();
+    no_ok.as_object_mut().unwrap().remove("ok");
+    refused(&no_ok, "a report without ok");
+
+    let mut dry = push_example();
+    dry["dry_run"] = true.into();
+    refused(&dry, "a dry run that says pushed");
+    dry["outcome"] = "would-push".into();
+    assert_eq!(support::run::schema_errors(&dry), Vec::<String>::new());
+
+    let mut failed_ok = push_example();
+    failed_ok["outcome"] = "failed".into();
+    refused(&failed_ok, "a failed container with ok true");
+
+    let mut unversioned = push_example();
+    unversioned["schema"] = 2.into();
+    refused(&unversioned, "another schema version");
+
+    let mut undocumented = push_example();
+    undocumented["surprise"] = 1.into();
+    refused(&undocumented, "a field the schema does not document");
+
+    let report = push_example();
+    let mut release = serde_json::json!({
+        "schema": 1, "ok": true, "command": "release", "dry_run": false,
+        "containers": ["os"], "results": [report.clone()],
+    });
+    refused(&release, "a release result with a command");
+    let mut element = report;
+    element.as_object_mut().unwrap().remove("command");
+    release["results"] = serde_json::json!([element.clone()]);
+    assert_eq!(support::run::schema_errors(&release), Vec::<String>::new());
+    release["results"] = serde_json::json!({ "os": element });
+    refused(&release, "release results as an object");
+}
+
+#[test]
+fn the_schema_leaves_room_for_signing() {
+    let mut signed = push_example();
+    signed["signatures"] = serde_json::json!({ "any": ["thing"] });
+    signed["attestation"] = serde_json::json!({ "predicate_type": "x" });
+    assert_eq!(support::run::schema_errors(&signed), Vec::<String>::new());
 }

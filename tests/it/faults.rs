@@ -343,6 +343,7 @@ fn four_concurrent_pushes_of_one_build_all_succeed() {
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             assert!(out.status.success(), "round {round}: {stderr}");
             let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            crate::support::run::assert_schema(&report, &stderr);
             lists.push(report["manifest_list_digest"].as_str().unwrap().to_string());
         }
         lists.dedup();

@@ -286,9 +286,9 @@ fn pinned_references_work_everywhere_and_offline_from_the_cache() {
         "--require-pinned-policies",
     ]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.json["results"]["os"]["outcome"], "pushed", "{run:?}");
+    assert_eq!(run.release_result("os")["outcome"], "pushed", "{run:?}");
     assert_eq!(
-        run.json["results"]["os"]["policy"]["reference"],
+        run.release_result("os")["policy"]["reference"],
         pinned.as_str()
     );
 
@@ -505,7 +505,7 @@ fn the_decision_log_of_a_mixed_release_and_its_replay_as_cases() {
     let run = env.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(run.code, 1, "{run:?}");
     let outcome = |n: &str| {
-        run.json["results"][n]["outcome"]
+        run.release_result(n)["outcome"]
             .as_str()
             .unwrap_or_default()
             .to_string()
@@ -515,7 +515,7 @@ fn the_decision_log_of_a_mixed_release_and_its_replay_as_cases() {
     assert_eq!(outcome("failed"), "failed", "{run:?}");
     assert_eq!(outcome("unpinned"), "failed", "{run:?}");
     assert!(
-        run.json["results"]["unpinned"]["reason"]
+        run.release_result("unpinned")["reason"]
             .as_str()
             .unwrap()
             .contains("--require-pinned-policies"),
@@ -712,7 +712,7 @@ fn a_release_resolves_each_tag_once_and_reports_the_digest_it_used() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     for name in ["a", "b"] {
-        let r = &run.json["results"][name];
+        let r = run.release_result(name);
         assert_eq!(r["outcome"], "pushed", "{run:?}");
         assert_eq!(r["policy"]["reference"], pinned.as_str(), "{run:?}");
     }

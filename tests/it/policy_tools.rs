@@ -52,15 +52,12 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = pushgate()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pushgate");
+    // through Run::of, which holds a --json output to the documented schema
+    let out = crate::support::run::Run::of(pushgate().args(args).stdin(Stdio::null()));
     Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.code,
+        stdout: out.stdout,
+        stderr: out.stderr,
     }
 }
 

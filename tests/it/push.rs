@@ -970,7 +970,9 @@ fn dry_run_on_fresh_build_plans_a_push_and_writes_nothing() {
         &["--dry-run", "--write-digest-to-file", &digest_file_arg],
     );
     let report = r.ok();
-    assert_eq!(r.outcome(), "pushed", "{report}");
+    // what a dry run did not do, it says it would
+    assert_eq!(r.outcome(), "would-push", "{report}");
+    assert_eq!(report["ok"], true);
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["uploaded_blobs"], 0);
     assert_eq!(strs(&report["recorded"]), Vec::<String>::new());

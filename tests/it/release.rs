@@ -43,7 +43,7 @@ trait ReleaseRun {
 
 impl ReleaseRun for Run {
     fn result(&self, name: &str) -> &Value {
-        let r = &self.json["results"][name];
+        let r = self.release_result(name);
         assert!(r.is_object(), "no result for {name}: {self:?}");
         r
     }
@@ -360,8 +360,10 @@ fn release_lands_the_good_containers_when_one_fails_and_a_fixed_rerun_finishes_i
     assert_eq!(again.code, 1, "{again:?}");
     assert_eq!(again.json["ok"], false, "{again:?}");
     assert_eq!(again.json["containers"], json!(NAMES));
-    let results = again.json["results"].as_object().unwrap();
-    assert_eq!(results.len(), 3, "{again:?}");
+    // results: an array in config order, each naming its container
+    let results = again.json["results"].as_array().unwrap();
+    let order: Vec<_> = results.iter().map(|r| r["container"].clone()).collect();
+    assert_eq!(order, NAMES, "{again:?}");
     assert_eq!(again.outcome_of("oscontainer"), "up-to-date", "{again:?}");
     assert_eq!(again.list_digest("oscontainer"), os_list);
     assert!(
@@ -705,7 +707,14 @@ fn config_errors_fail_naming_the_config_file_and_a_broken_container_does_not_sto
     ] {
         assert!(error.contains(needle), "{needle:?} in {error}");
     }
-    assert_eq!(broken.as_object().unwrap().len(), 2, "{broken}");
+    // the error, and what every element has: schema, ok, its container
+    let keys: Vec<_> = broken.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["schema", "ok", "container", "outcome", "error"],
+        "{broken}"
+    );
+    assert_eq!(broken["ok"], false, "{broken}");
     assert_eq!(run.outcome_of("os"), "pushed", "{run:?}");
     assert!(
         run.stderr.contains("1 of 2 container(s) failed: broken"),
@@ -986,11 +995,12 @@ fn dry_run_summary_says_what_would_be_done() {
     );
     assert_eq!(p.metas(BUILD), pristine, "a dry run wrote meta.json");
 
-    // JSON is unchanged: the outcome, and dry_run
+    // so does the JSON: the outcome (`would-record`, not `recorded`), and dry_run
     let json = p.release(&["--dry-run", "--json"]);
     assert_eq!(json.code, 0, "{json:?}");
+    assert_eq!(json.json["dry_run"], true, "{json:?}");
     for name in NAMES {
-        assert_eq!(json.outcome_of(name), "recorded", "{json:?}");
+        assert_eq!(json.outcome_of(name), "would-record", "{json:?}");
         assert_eq!(json.result(name)["dry_run"], true, "{json:?}");
     }
 }

@@ -65,6 +65,11 @@ fn exit_of(mut child: Child) -> (Option<i32>, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
+            // the run was asked --json: its failure object is one as documented
+            let failure: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out:?}"));
+            assert_eq!(failure["ok"], false, "{failure}");
+            crate::support::run::assert_schema(&failure, &format!("{out:?}"));
             return (
                 status.code(),
                 String::from_utf8_lossy(&out.stderr).into_owned(),

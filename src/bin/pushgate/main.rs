@@ -168,13 +168,17 @@ impl Asked {
         }
     }
 
-    /// The JSON object of a run that failed before it had a report: what was
-    /// asked (`command`, and for a push the repository and tags) and the error.
+    /// Prints the JSON object of a run that failed before it had a report: what
+    /// was asked (`command`, and for a push the repository and tags) and the
+    /// error. Nothing more can be said if stdout is gone.
+    fn print_failure(&self, error: &str, usage: bool) {
+        let _ = out::println(&self.failure_json(error, usage));
+    }
+
+    /// The failure object's line (the panic hook prints it too).
     fn failure_json(&self, error: &str, usage: bool) -> String {
         let mut doc = serde_json::json!({
-            "ok": false,
             "outcome": "failed",
-            "command": self.command,
             "error": error,
             "usage_error": usage,
         });
@@ -182,7 +186,7 @@ impl Asked {
             doc["repo"] = repo.clone().into();
             doc["tags"] = self.tags.clone().into();
         }
-        doc.to_string()
+        out::json_doc(&self.command, false, doc)
     }
 }
 
@@ -223,7 +227,7 @@ fn parse_args(args: &[OsString]) -> (Cli, Asked) {
         let rendered = err.to_string();
         let first = rendered.lines().next().unwrap_or_default();
         let text = first.strip_prefix("error: ").unwrap_or(first);
-        let _ = out::println(&asked.failure_json(text.trim(), true));
+        asked.print_failure(text.trim(), true);
     }
     err.exit()
 }
@@ -265,7 +269,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}");
             if asked.json {
-                let _ = out::println(&asked.failure_json(&message, false));
+                asked.print_failure(&message, false);
             }
             out::eprintln(&format!("pushgate: error: {message}"));
             match e.downcast_ref::<signals::Interrupted>() {
@@ -329,7 +333,8 @@ fn run_verify(
         pushgate::verify::verify(&asked).await
     })?;
     if args.json {
-        out::println(&serde_json::to_string(&verified).expect("the result serializes"))?;
+        let body = serde_json::to_value(&verified).expect("the result serializes");
+        out::json("verify", verified.ok, body)?;
     } else {
         out::print(&verified.human())?;
     }
@@ -376,7 +381,7 @@ fn run_push(
     };
     let report = signals::run(runtime, signals, run)?;
     if json {
-        out::println(&serde_json::to_string(&report).expect("report serializes"))?;
+        out::json("push", !report.failed(), report.json())?;
     } else {
         out::print(&report.human())?;
     }
@@ -417,7 +422,8 @@ fn run_release(
     };
     let results = signals::run(runtime, signals, run)?;
     if args.output.json {
-        out::println(&release::json(&results).to_string())?;
+        let doc = release::json(&results, args.run.dry_run);
+        out::json("release", doc["ok"] == true, doc)?;
     } else {
         let mut text = String::new();
         for r in &results {

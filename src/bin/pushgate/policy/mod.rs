@@ -110,7 +110,7 @@ fn test(a: &TestArgs, modules: &Modules) -> Result<ExitCode> {
             "failed": results.len() - passed,
             "results": results,
         });
-        out::println(&doc.to_string())?;
+        out::json("policy test", ok, doc)?;
     } else {
         out::print(&cases::render_text(&results))?;
     }
@@ -128,7 +128,11 @@ fn check(a: &CheckArgs, modules: &Modules) -> Result<ExitCode> {
     let report =
         pushgate::check::check_loaded(&host, a.module.clone(), loaded, settings.as_deref());
     if a.json {
-        out::println(&serde_json::json!({ "ok": report.ok(), "report": report }).to_string())?;
+        out::json(
+            "policy check",
+            report.ok(),
+            serde_json::json!({ "report": report }),
+        )?;
     } else {
         out::print(&report.render())?;
     }
@@ -155,6 +159,7 @@ fn diff(a: &DiffArgs, modules: &Modules) -> Result<ExitCode> {
     let old = modules.load(&host, &a.old)?;
     let new = modules.load(&host, &a.new)?;
     let changes = cases::diff(&host, &old, &new, &cases);
+    let ok = !a.fail_on_change || changes.is_empty();
     if a.json {
         let doc = serde_json::json!({
             "old": policy_json(&old),
@@ -162,7 +167,7 @@ fn diff(a: &DiffArgs, modules: &Modules) -> Result<ExitCode> {
             "cases": cases.len(),
             "changed": changes,
         });
-        out::println(&doc.to_string())?;
+        out::json("policy diff", ok, doc)?;
     } else {
         let mut text = String::new();
         for c in &changes {
@@ -186,7 +191,7 @@ fn diff(a: &DiffArgs, modules: &Modules) -> Result<ExitCode> {
         );
         out::print(&text)?;
     }
-    Ok(exit(!a.fail_on_change || changes.is_empty()))
+    Ok(exit(ok))
 }
 
 fn facts(
@@ -312,7 +317,8 @@ fn inspect(a: &InspectArgs, modules: &Modules) -> Result<ExitCode> {
         PolicySource::Oci(r) => host.inspect_fetched(&modules.fetch(&r)?)?,
     };
     if a.json {
-        out::println(&serde_json::to_string(&i).expect("inspection serializes"))?;
+        let doc = serde_json::to_value(&i).expect("an inspection serializes");
+        out::json("policy inspect", i.loaded.is_ok(), doc)?;
     } else {
         let mut t = String::new();
         match &i.artifact {
@@ -373,7 +379,11 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
         remote::publish(&policy.info, &module, &r, &a.registry.options()),
     )?;
     if a.json {
-        out::println(&serde_json::json!({ "ok": true, "published": published }).to_string())?;
+        out::json(
+            "policy push",
+            true,
+            serde_json::json!({ "published": published }),
+        )?;
     } else {
         out::print(&format!(
             "pushed {} {} to {}\ndigest: {}\npinned: {}\n",
@@ -395,7 +405,6 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
     let policy = host.load_fetched(&fetched)?;
     if a.json {
         let doc = serde_json::json!({
-            "ok": true,
             "reference": r.to_string(),
             "digest": fetched.digest,
             "pinned": fetched.pinned,
@@ -403,7 +412,7 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             "cached": fetched.path,
             "from_cache": fetched.from_cache,
         });
-        out::println(&doc.to_string())?;
+        out::json("policy pull", true, doc)?;
     } else {
         let mut t = format!(
             "pulled {} {} from {}\ndigest: {}\npinned: {}\n",
