@@ -505,6 +505,7 @@ fn the_readme_opens_with_the_two_commands_for_a_fresh_machine_and_both_are_scrip
         readme.contains("pushgate push-container-manifest --auth="),
         "the README shows the pipeline's push command line"
     );
+}
 
 /// The one-line JSON objects of the ```json blocks of `md`.
 fn json_examples(md: &str) -> Vec<serde_json::Value> {
@@ -588,9 +589,12 @@ fn the_schema_refuses_the_shapes_before_it() {
 }
 
 #[test]
-fn the_schema_leaves_room_for_signing() {
+fn the_schema_knows_a_signed_runs_fields() {
     let mut signed = push_example();
-    signed["signatures"] = serde_json::json!({ "any": ["thing"] });
-    signed["attestation"] = serde_json::json!({ "predicate_type": "x" });
+    signed["signatures"] = serde_json::json!({ "present": 2, "added": 4 });
+    signed["attestation"] = serde_json::json!(format!("sha256:{}", "a".repeat(64)));
     assert_eq!(support::run::schema_errors(&signed), Vec::<String>::new());
+    let mut loose = push_example();
+    loose["signatures"] = serde_json::json!({ "any": ["thing"] });
+    assert!(!support::run::schema_errors(&loose).is_empty());
 }
