@@ -34,6 +34,7 @@ mod registry_auth_tls;
 mod release;
 mod sign_interop;
 mod signals;
+mod signing;
 mod token_tls;
 mod transfers;
 mod usage;

@@ -28,15 +28,15 @@ const PASSPHRASE: &[u8] = b"correct horse battery staple";
 
 /// A key pair as `cosign generate-key-pair` writes it: cosign.key, cosign.pub,
 /// and a passphrase file as `--sign-passphrase-file` takes it.
-struct CosignKeys {
+pub(crate) struct CosignKeys {
     _dir: tempfile::TempDir,
-    key: PathBuf,
-    public: PathBuf,
-    passphrase_file: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) public: PathBuf,
+    pub(crate) passphrase_file: PathBuf,
     pair: SigStoreKeyPair,
 }
 
-fn cosign_keys() -> CosignKeys {
+pub(crate) fn cosign_keys() -> CosignKeys {
     let pair = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("cosign.key");
@@ -62,7 +62,7 @@ fn cosign_keys() -> CosignKeys {
     }
 }
 
-fn sigstore_verifier(public: &Path) -> CosignVerificationKey {
+pub(crate) fn sigstore_verifier(public: &Path) -> CosignVerificationKey {
     CosignVerificationKey::from_pem(
         &std::fs::read(public).unwrap(),
         &SigningScheme::ECDSA_P256_SHA256_ASN1,
