@@ -521,7 +521,7 @@ fn json_examples(md: &str) -> Vec<serde_json::Value> {
 fn every_json_example_of_the_docs_is_valid_against_the_schema() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut commands = Vec::new();
-    for doc in ["docs/json.md", "README.md"] {
+    for doc in ["docs/json.md", "docs/usage.md"] {
         let md = std::fs::read_to_string(root.join(doc)).unwrap();
         for example in json_examples(&md) {
             support::run::assert_schema(&example, doc);

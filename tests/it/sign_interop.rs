@@ -37,11 +37,24 @@ pub(crate) struct CosignKeys {
 }
 
 pub(crate) fn cosign_keys() -> CosignKeys {
-    let pair = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("cosign.key");
-    let public = dir.path().join("cosign.pub");
-    let passphrase_file = dir.path().join("passphrase");
+    let (key, public, passphrase_file, pair) = write_cosign_keys(dir.path());
+    CosignKeys {
+        _dir: dir,
+        key,
+        public,
+        passphrase_file,
+        pair,
+    }
+}
+
+/// Writes `cosign.key`, `cosign.pub` and `passphrase` into `dir`, as cosign and
+/// a pipeline's secret would hold them.
+pub(crate) fn write_cosign_keys(dir: &Path) -> (PathBuf, PathBuf, PathBuf, SigStoreKeyPair) {
+    let pair = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
+    let key = dir.join("cosign.key");
+    let public = dir.join("cosign.pub");
+    let passphrase_file = dir.join("passphrase");
     std::fs::write(
         &key,
         pair.private_key_to_encrypted_pem(PASSPHRASE)
@@ -53,13 +66,7 @@ pub(crate) fn cosign_keys() -> CosignKeys {
     let mut line = PASSPHRASE.to_vec();
     line.push(b'\n');
     std::fs::write(&passphrase_file, line).unwrap();
-    CosignKeys {
-        _dir: dir,
-        key,
-        public,
-        passphrase_file,
-        pair,
-    }
+    (key, public, passphrase_file, pair)
 }
 
 pub(crate) fn sigstore_verifier(public: &Path) -> CosignVerificationKey {

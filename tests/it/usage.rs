@@ -44,7 +44,7 @@ fn usage_error(r: &Run, needle: &str) {
 #[test]
 fn push_help_groups_every_flag_under_a_heading() {
     let groups = by_heading(&help(&["push"]));
-    let want: [(&str, &[&str]); 6] = [
+    let want: [(&str, &[&str]); 7] = [
         (
             "What to push",
             &[
@@ -87,6 +87,10 @@ fn push_help_groups_every_flag_under_a_heading() {
                 "--decision-log",
                 "--decision-log-facts",
             ],
+        ),
+        (
+            "Signing",
+            &["--sign-by-sigstore-private-key", "--sign-passphrase-file"],
         ),
         ("Output", &["--json", "--quiet", "--write-digest-to-file"]),
         ("Options", &["--help"]),

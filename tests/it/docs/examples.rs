@@ -161,6 +161,10 @@ impl Scene {
         };
         write_oci_archive(&d.join("tool-amd64.ociarchive"), &tool("amd64", None)).unwrap();
         write_oci_layout_dir(&d.join("tool-arm64"), &tool("arm64", Some("v8"))).unwrap();
+        if block.text.contains("cosign.key") || block.text.contains("cosign.pub") {
+            // As `cosign generate-key-pair` and a pipeline's secret hold them.
+            crate::sign_interop::write_cosign_keys(d);
+        }
         let release_tags = policy_module("release-tags");
         for name in ["OLD.wasm", "NEW.wasm"] {
             fs::copy(&release_tags, d.join(name)).unwrap();
