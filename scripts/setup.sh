@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pushgate's demo and tests need on a fresh Debian machine:
-# the registry, skopeo and podman from Debian (and GNU time for the benchmarks),
-# and the Rust target for policies.
+# the registry, skopeo and podman from Debian (and GNU time for the benchmarks,
+# OpenSSL's headers for the tests' signature checker), and the Rust target for
+# policies.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,10 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v man >/dev/null || need+=(man-db) # renders `pushgate man` in the tests
 [ -x /usr/bin/time ] || need+=(time) # GNU time: max RSS in scripts/bench.sh
+# OpenSSL's headers, for the tests' independent signature checker (the
+# sigstore crate's crypto backend: openssl-sys builds against them)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 if ((${#need[@]})); then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
