@@ -53,19 +53,25 @@ pub struct EvidenceWork<'a> {
     pub observed: &'a Observed,
 }
 
-/// Carries out `plan`. `sources` maps each arch to where its blobs are read from;
-/// each blob transfer takes one of `slots` (shared by the containers of a run),
-/// and at most `jobs` of this container's are under way at once.
+/// How many blob transfers may go at once: each takes one of `slots` (shared
+/// by the containers of a run), and at most `jobs` of this container's are
+/// under way at once.
+pub struct Transfers<'a> {
+    pub slots: &'a tokio::sync::Semaphore,
+    pub jobs: usize,
+}
+
+/// Carries out `plan`. `sources` maps each arch to where its blobs are read from.
 pub async fn apply(
     repo: &Repository,
     plan: &Plan,
     desired: &Desired,
     sources: &HashMap<String, Blobs>,
-    slots: &tokio::sync::Semaphore,
-    jobs: usize,
+    transfers: Transfers<'_>,
     progress: Option<Arc<Progress>>,
     evidence: Option<EvidenceWork<'_>>,
 ) -> Result<Applied> {
+    let Transfers { slots, jobs } = transfers;
     // A blob may be shared by several arches; the first arch that has it uploads
     // it, from its source.
     let mut owner: HashMap<&Digest, (&str, &Blobs)> = HashMap::new();

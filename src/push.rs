@@ -477,8 +477,10 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
         &p.plan,
         desired,
         &blob_sources,
-        &req.registry.clients.upload_slots(req.registry.jobs),
-        req.registry.jobs,
+        apply::Transfers {
+            slots: &req.registry.clients.upload_slots(req.registry.jobs),
+            jobs: req.registry.jobs,
+        },
         shown,
         evidence_work,
     )
