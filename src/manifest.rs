@@ -4,6 +4,8 @@
 //! Everything here is pure and deterministic: the same inputs give the same bytes,
 //! so the digests pushgate plans with are the digests the registry then serves.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,11 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// The media type of OCI 1.1's empty descriptor, the config of artifacts.
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// Its blob: the two bytes `{}`.
+pub const EMPTY_BLOB: &[u8] = b"{}";
 
 /// Media types pushgate asks a registry for when it reads a tag.
 pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
@@ -28,6 +35,51 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// OCI 1.1: what kind of artifact a referrer is (a referrers index's entries).
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    /// The descriptor of `blob` as `media_type`.
+    pub fn of(media_type: &str, blob: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: Digest::of(blob),
+            size: blob.len() as u64,
+            platform: None,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// OCI 1.1's empty descriptor (`{}` as `application/vnd.oci.empty.v1+json`).
+    pub fn empty() -> Descriptor {
+        Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB)
+    }
+
+    /// With `annotations`.
+    pub fn with_annotations(mut self, annotations: BTreeMap<String, String>) -> Descriptor {
+        self.annotations = annotations;
+        self
+    }
+
+    /// As the `subject` of a referrer names it: media type, digest and size
+    /// (a list entry's platform is no part of a subject).
+    pub fn subject(&self) -> Descriptor {
+        Descriptor {
+            platform: None,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// An image's platform, as the list names it.
@@ -154,17 +206,16 @@ pub fn to_docker_v2s2(manifest: &ImageManifest, raw: &[u8], label: &str) -> Resu
                     l.media_type
                 )
             })?;
+            // A Docker descriptor has no platform, artifactType or annotations.
             Ok(Descriptor {
                 media_type: media_type.to_string(),
-                platform: None,
-                ..l.clone()
+                ..l.subject()
             })
         })
         .collect::<Result<Vec<_>>>()?;
     let config = Descriptor {
         media_type: DOCKER_CONFIG.to_string(),
-        platform: None,
-        ..manifest.config.clone()
+        ..manifest.config.subject()
     };
     let doc = DockerManifest {
         schema_version: 2,
@@ -244,11 +295,30 @@ mod tests {
 
     fn d(n: u8, mt: &str) -> Descriptor {
         Descriptor {
-            media_type: mt.into(),
-            digest: Digest::of(&[n]),
             size: n as u64,
-            platform: None,
+            ..Descriptor::of(mt, &[n])
         }
+    }
+
+    #[test]
+    fn v2s2_drops_what_docker_descriptors_cannot_say() {
+        let mut layer = d(1, "application/vnd.oci.image.layer.v1.tar+gzip");
+        layer.annotations = [("org.example".to_string(), "x".to_string())].into();
+        layer.artifact_type = Some("application/example".into());
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: d(2, OCI_CONFIG),
+            layers: vec![layer],
+            annotations: Default::default(),
+        };
+        let bytes = to_docker_v2s2(&m, b"{}", "t").unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            !text.contains("annotations") && !text.contains("artifactType"),
+            "{text}"
+        );
     }
 
     fn oci_manifest(layer_type: &str) -> (ImageManifest, Vec<u8>) {

@@ -87,10 +87,8 @@ pub fn desired(images: &[SourceImage], v2s2: bool) -> anyhow::Result<Desired> {
         out.push(DesiredImage {
             arch: img.arch.clone(),
             descriptor: Descriptor {
-                media_type,
-                digest: Digest::of(&bytes),
-                size: bytes.len() as u64,
                 platform: Some(img.platform.clone()),
+                ..Descriptor::of(&media_type, &bytes)
             },
             blobs: parsed.blobs().cloned().collect(),
             bytes,

@@ -27,12 +27,7 @@ const SHARED: &str = "layer-shared-base";
 // ---------------------------------------------------------------------------
 
 fn blob(name: &str, media_type: &str) -> Descriptor {
-    Descriptor {
-        media_type: media_type.into(),
-        digest: Digest::of(name.as_bytes()),
-        size: name.len() as u64,
-        platform: None,
-    }
+    Descriptor::of(media_type, name.as_bytes())
 }
 
 fn platform(architecture: &str, variant: Option<&str>) -> Platform {

@@ -365,12 +365,7 @@ fn attestation(
         return Ok(None);
     }
     let predicate = DecisionPredicate::from_log_entry(&entry)?;
-    let list = manifest::Descriptor {
-        media_type: desired.list_media_type.to_string(),
-        digest: desired.list_digest.clone(),
-        size: desired.list_bytes.len() as u64,
-        platform: None,
-    };
+    let list = manifest::Descriptor::of(desired.list_media_type, &desired.list_bytes);
     let mut att = attest::attest_decision(signer, req.repo.as_str(), &list, &predicate);
     let annotations = &mut att.manifest.annotations;
     annotations.insert(

@@ -227,7 +227,7 @@ pub fn referrer(
         artifact_type: Some(IN_TOTO_PAYLOAD_TYPE.to_string()),
         config: Descriptor::empty(),
         layers: vec![layer],
-        subject: Some(Descriptor::from(subject)),
+        subject: Some(subject.subject()),
         annotations: [
             (
                 PREDICATE_TYPE_ANNOTATION.to_string(),

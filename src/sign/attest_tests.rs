@@ -3,12 +3,7 @@ use crate::manifest::OCI_INDEX;
 use crate::sign::simple::tests::key;
 
 fn list() -> manifest::Descriptor {
-    manifest::Descriptor {
-        media_type: OCI_INDEX.into(),
-        digest: Digest::of(b"the list"),
-        size: 8,
-        platform: None,
-    }
+    manifest::Descriptor::of(OCI_INDEX, b"the list")
 }
 
 fn entry() -> Entry {

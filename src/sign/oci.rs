@@ -15,71 +15,13 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::digest::Digest;
 use crate::manifest;
 
-/// The media type of OCI 1.1's empty descriptor, the config of artifacts.
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
-/// Its blob: the two bytes `{}`.
-pub const EMPTY_BLOB: &[u8] = b"{}";
+pub use crate::manifest::{Descriptor, EMPTY_BLOB, EMPTY_MEDIA_TYPE};
 
-/// A content descriptor, with the OCI 1.1 fields artifacts use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub artifact_type: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl Descriptor {
-    /// The descriptor of `blob` as `media_type`.
-    pub fn of(media_type: &str, blob: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(blob),
-            size: blob.len() as u64,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-        }
-    }
-
-    /// OCI 1.1's empty descriptor (`{}` as `application/vnd.oci.empty.v1+json`).
-    pub fn empty() -> Descriptor {
-        Descriptor::of(EMPTY_MEDIA_TYPE, EMPTY_BLOB)
-    }
-
-    /// With `annotations`.
-    pub fn with_annotations(mut self, annotations: BTreeMap<String, String>) -> Descriptor {
-        self.annotations = annotations;
-        self
-    }
-
-    fn to_value(&self) -> Value {
-        serde_json::to_value(self).expect("a descriptor always serializes")
-    }
-}
-
-impl From<&manifest::Descriptor> for Descriptor {
-    /// The subject descriptor of something pushgate published: media type,
-    /// digest and size (a list entry's platform is no part of a subject).
-    fn from(d: &manifest::Descriptor) -> Descriptor {
-        Descriptor {
-            media_type: d.media_type.clone(),
-            digest: d.digest.clone(),
-            size: d.size,
-            artifact_type: None,
-            annotations: BTreeMap::new(),
-        }
-    }
+/// A descriptor as a JSON value (an entry of a list other tools may write).
+fn to_value(d: &Descriptor) -> Value {
+    serde_json::to_value(d).expect("a descriptor always serializes")
 }
 
 /// An image manifest as OCI 1.1 artifacts use it, for the manifests pushgate
@@ -229,7 +171,7 @@ impl Doc {
             return false;
         }
         match self.fields.get_mut(self.list_key) {
-            Some(Value::Array(a)) => a.push(entry.to_value()),
+            Some(Value::Array(a)) => a.push(to_value(entry)),
             _ => unreachable!("checked when parsed or made"),
         }
         true
