@@ -490,3 +490,47 @@ fn a_registry_refusing_the_signatures_fails_the_container_and_moves_no_tag() {
         "no tag serves an unsigned list"
     );
 }
+
+#[test]
+fn a_release_signs_with_its_configs_key_and_the_log_names_the_attestation() {
+    let registry = Registry::start();
+    let wd = workdir();
+    let d = wd.path();
+    crate::sign_interop::write_cosign_keys(d);
+    let repo = registry.repo("fcos");
+    std::fs::write(
+        d.join("release.toml"),
+        format!(
+            "workdir = \".\"\nbuild = \"{BUILD}\"\n\
+             sign-by-sigstore-private-key = \"cosign.key\"\n\
+             sign-passphrase-file = \"passphrase\"\n\n\
+             [[container]]\nname = \"oscontainer\"\nartifact = \"ostree\"\n\
+             key = \"base-oscontainer\"\nrepo = \"{repo}\"\ntags = [\"stable\"]\n"
+        ),
+    )
+    .unwrap();
+    let log = d.join("decisions.jsonl");
+    let run = Run::of(
+        pushgate()
+            .args(["release", "--tls-verify=false", "--json", "--config"])
+            .arg(d.join("release.toml"))
+            .arg("--decision-log")
+            .arg(&log),
+    );
+    assert_eq!(run.code, 0, "{}", run.context());
+    let result = &run.json["results"][0];
+    assert_eq!(result["outcome"], "pushed", "{}", run.context());
+    let attestation = result["attestation"].as_str().unwrap();
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["attestation"], attestation, "the log names it");
+    let v = verify(&repo, &["stable"], &d.join("cosign.pub"), &[]);
+    assert_eq!(v.code, 0, "{}", v.context());
+    assert_eq!(v.json["tags"][0]["attestation"]["digest"], attestation);
+}
