@@ -5,8 +5,9 @@
 #       one layer of MIB MiB (default 1024) pushed through the fault proxy's
 #       seeded mix failing RATE of the requests (default 0.1: 503, 429, resets
 #       before and after the write, cut answers), once per seed 1..SEEDS
-#       (default 10), in 64 MiB chunks: each must land in one run. CI runs the
-#       same test with 256 MiB in 16 MiB chunks at 20 %, two seeds.
+#       (default 10), in 16 MiB chunks (~70 requests, so every seed meets
+#       faults): each must land in one run. CI runs the same test with 256 MiB
+#       in 16 MiB chunks at 20 %, two seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ big-layer)
     rate="${4:-0.1}"
     scripts/setup.sh
     PUSHGATE_BIG_LAYER_MIB="$mib" \
-        PUSHGATE_BIG_LAYER_CHUNK_MIB=64 \
+        PUSHGATE_BIG_LAYER_CHUNK_MIB=16 \
         PUSHGATE_BIG_LAYER_FAULTS="$rate" \
         PUSHGATE_BIG_LAYER_SEEDS="$(seq -s, 1 "$seeds")" \
         cargo test --locked --test it -- --exact \
