@@ -9,7 +9,14 @@
 //! - the record-only recovery (meta.json lost after a push), vs cosa's re-push;
 //! - a rerun after a SIGKILL halfway through the uploads: bytes re-sent;
 //! - peak memory (max RSS, from `/usr/bin/time`) pushing one big layer and the build;
-//! - policy cost per container: module load cold and warm, one `decide` call.
+//! - policy cost per container: module load cold and warm, one `decide` call;
+//! - signing (bench/signed.rs): the signed fresh push and no-op vs the unsigned ones;
+//! - a WAN (bench/wan.rs): the test proxy adding a 40 ms round trip and limiting
+//!   bandwidth per connection and in total, so the link, not the registry, is the
+//!   limit: fresh push vs raw curl, release vs its largest container, no-op vs skopeo,
+//!   the fresh push by `--jobs`, and a build of many small layers.
+//!
+//! `--only fresh,wan,...` runs some scenarios (each with its own baselines).
 //!
 //! Every measurement runs against a local `docker-registry` started for it (fresh
 //! storage where the scenario needs it). Results are medians; the table is printed,
@@ -40,6 +47,10 @@ use anyhow::{Context, Result, bail};
 #[allow(dead_code)]
 #[path = "../tests/it/support/proxy.rs"]
 mod proxy;
+#[path = "bench/signed.rs"]
+mod signed;
+#[path = "bench/wan.rs"]
+mod wan;
 use clap::Parser;
 use pushgate::contract::Facts;
 use pushgate::policy::{Limits, PolicyHost};
@@ -58,6 +69,11 @@ const MARK_BEGIN: &str = "<!-- bench:begin -->";
 const MARK_END: &str = "<!-- bench:end -->";
 /// Query parameter marking the bench's own readiness probes in access logs.
 const PROBE: &str = "bench-probe";
+
+/// The scenarios `--only` selects from.
+const SCENARIOS: [&str; 10] = [
+    "fresh", "kill", "faults", "latency", "release", "big", "policy", "sign", "wan", "layers",
+];
 
 /// Benchmark pushgate against podman, skopeo and raw curl uploads on a local registry.
 #[derive(Parser)]
@@ -98,6 +114,17 @@ struct Args {
     /// Skip podman (e.g. where it cannot run).
     #[arg(long)]
     no_podman: bool,
+    /// Only these scenarios (comma-separated): fresh (with the no-op and the
+    /// record-only recovery), kill, faults, latency, release, big, policy, sign, wan,
+    /// layers. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
+    only: Option<Vec<String>>,
+    /// Per-connection bandwidth of the WAN scenarios, MiB/s (default 20; 64 with --small).
+    #[arg(long)]
+    wan_per_connection: Option<u64>,
+    /// Total bandwidth of the WAN scenarios, MiB/s (default 60; 256 with --small).
+    #[arg(long)]
+    wan_total: Option<u64>,
     /// Write the results as a Markdown section into this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -119,6 +146,11 @@ struct Size {
     cold_loads: usize,
     /// Smoke test: timing targets are not judged.
     small: bool,
+    /// The link of the WAN scenarios: at the full size, limits that a registry on
+    /// this machine keeps up with; with --small, limits high enough to cost nothing.
+    link: wan::Link,
+    /// The scenarios to run (`--only`); `None`: all.
+    only: Option<Vec<String>>,
 }
 
 impl Size {
@@ -148,6 +180,14 @@ impl Size {
             decide_calls: if a.small { 20 } else { 200 },
             cold_loads: if a.small { 1 } else { runs.max(3) },
             small: a.small,
+            link: wan::Link {
+                per_connection: a
+                    .wan_per_connection
+                    .unwrap_or(if a.small { 64 } else { 20 })
+                    * MIB,
+                total: a.wan_total.unwrap_or(if a.small { 256 } else { 60 }) * MIB,
+            },
+            only: a.only.clone(),
         }
     }
 }
@@ -642,7 +682,20 @@ struct Build {
 
 impl Build {
     fn generate(env: &Env, size: &Size) -> Result<Build> {
-        let workdir = env.scratch.join("workdir");
+        Build::generate_in(env, "workdir", size, size.layers, size.layer_size, 7)
+    }
+
+    /// A build of `layers` layers of `layer_size` on each of the size's arches, in
+    /// the scratch dir's `name` (and its raw form in `name`-raw).
+    fn generate_in(
+        env: &Env,
+        name: &str,
+        size: &Size,
+        layers: usize,
+        layer_size: u64,
+        seed: u64,
+    ) -> Result<Build> {
+        let workdir = env.scratch.join(name);
         let build = SampleBuild {
             build_id: BUILD_ID.to_string(),
             arches: size.arches.clone(),
@@ -651,9 +704,9 @@ impl Build {
                 arches: None,
                 layers: None,
             }],
-            layers: size.layers,
-            layer_size: size.layer_size,
-            seed: 7,
+            layers,
+            layer_size,
+            seed,
         };
         write_build(&workdir, &build)?;
         let mut metas = Vec::new();
@@ -667,7 +720,7 @@ impl Build {
                 dir.join(archive_file_name(BUILD_ID, ARTIFACT, arch)),
             ));
         }
-        let raw = RawBuild::extract(&env.scratch.join("raw"), &archives)?;
+        let raw = RawBuild::extract(&env.scratch.join(format!("{name}-raw")), &archives)?;
         Ok(Build {
             workdir,
             metas,
@@ -981,6 +1034,8 @@ struct Results {
     /// The same three containers pushed one after another (`pushgate push` each).
     release_sequential: Vec<Duration>,
     release_requests: String,
+    signed: signed::SignedResults,
+    wan: wan::WanResults,
 }
 
 /// The round trip the latency scenario adds to every request (a transatlantic
@@ -1050,6 +1105,94 @@ struct PolicyCost {
     decision: String,
 }
 
+/// The containers of the release scenario, sized as a release job's are: (name,
+/// artifact, meta.json key, arches (`None`: all), layers (`None`: all)): the OS
+/// container on every arch; extensions on every arch, a quarter of its layers;
+/// kubevirt, as big, on the first arch only.
+type ReleaseContainer = (&'static str, &'static str, &'static str, bool, bool);
+const RELEASE_CONTAINERS: [ReleaseContainer; 3] = [
+    ("os", "ostree", "base-oscontainer", false, false),
+    (
+        "extensions",
+        "extensions-container",
+        "extensions-container",
+        false,
+        true,
+    ),
+    ("kubevirt", "kubevirt", "kubevirt", true, false),
+];
+
+/// The generated build of the release scenario and how to put its meta.json back.
+struct ReleaseBuild {
+    workdir: PathBuf,
+    metas: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl ReleaseBuild {
+    fn generate(env: &Env, size: &Size) -> Result<ReleaseBuild> {
+        let workdir = env.fresh("release-workdir");
+        write_build(
+            &workdir,
+            &SampleBuild {
+                build_id: BUILD_ID.to_string(),
+                arches: size.arches.clone(),
+                containers: RELEASE_CONTAINERS
+                    .iter()
+                    .map(|(_, artifact, _, first_arch, quarter)| SampleContainer {
+                        artifact: artifact.to_string(),
+                        arches: first_arch.then(|| vec![size.arches[0].clone()]),
+                        layers: quarter.then(|| (size.layers / 4).max(1)),
+                    })
+                    .collect(),
+                layers: size.layers,
+                layer_size: size.layer_size,
+                seed: 13,
+            },
+        )?;
+        let metas = size
+            .arches
+            .iter()
+            .map(|a| {
+                let p = workdir
+                    .join("builds")
+                    .join(BUILD_ID)
+                    .join(a)
+                    .join("meta.json");
+                let b = fs::read(&p)?;
+                Ok((p, b))
+            })
+            .collect::<Result<_>>()?;
+        Ok(ReleaseBuild { workdir, metas })
+    }
+
+    fn restore(&self) -> Result<()> {
+        for (p, b) in &self.metas {
+            fs::write(p, b)?;
+        }
+        Ok(())
+    }
+
+    /// The release config pushing every container to `host` ("addr:port").
+    fn config(&self, host: &str) -> String {
+        let mut config = format!(
+            "workdir = {:?}\nbuild = \"{BUILD_ID}\"\n",
+            self.workdir.display().to_string()
+        );
+        for (name, artifact, key, _, _) in &RELEASE_CONTAINERS {
+            config.push_str(&format!(
+                "\n[[container]]\nname = \"{name}\"\nrepo = \"{host}/{name}\"\ntags = [\"{TAG}\"]\nartifact = \"{artifact}\"\nkey = \"{key}\"\n"
+            ));
+        }
+        config
+    }
+
+    /// `pushgate push` of the largest container alone to `host`.
+    fn os_args(&self, env: &Env, host: &str) -> Vec<OsString> {
+        let (name, artifact, key, _, _) = RELEASE_CONTAINERS[0];
+        env.container_args(&format!("{host}/{name}"), artifact, key, &self.workdir, &[])
+    }
+}
+
 struct Bench {
     env: Env,
     size: Size,
@@ -1092,16 +1235,44 @@ impl Bench {
             self.results.generate.as_secs_f64()
         );
 
-        let pushed = self.fresh_push(&build)?;
-        self.noop(&build, &pushed, policies_dir)?;
-        self.record_only(&build, &pushed)?;
-        pushed.stop();
-        self.kill_halfway(&build)?;
-        self.faults(&build)?;
-        self.latency(&build)?;
-        self.release(&size)?;
-        self.big_layer(&big)?;
-        self.policy_cost(policies_dir);
+        let on = |name: &str| {
+            size.only
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|x| x == name))
+        };
+        if on("fresh") {
+            let pushed = self.fresh_push(&build)?;
+            self.noop(&build, &pushed, policies_dir)?;
+            self.record_only(&build, &pushed)?;
+            pushed.stop();
+        }
+        if on("kill") {
+            self.kill_halfway(&build)?;
+        }
+        if on("faults") {
+            self.faults(&build)?;
+        }
+        if on("latency") {
+            self.latency(&build)?;
+        }
+        if on("release") {
+            self.release(&size)?;
+        }
+        if on("sign") {
+            self.signed(&build)?;
+        }
+        if on("wan") {
+            self.wan(&build)?;
+        }
+        if on("layers") {
+            self.many_layers()?;
+        }
+        if on("big") {
+            self.big_layer(&big)?;
+        }
+        if on("policy") {
+            self.policy_cost(policies_dir);
+        }
         Ok(())
     }
 
@@ -1269,110 +1440,30 @@ impl Bench {
     /// container pushed alone and against the three pushed one after another.
     fn release(&mut self, size: &Size) -> Result<()> {
         println!("release of 3 containers, {} runs", size.runs);
-        let workdir = self.env.fresh("release-workdir");
-        let containers = [
-            ("os", "ostree", "base-oscontainer", None, None),
-            (
-                "extensions",
-                "extensions-container",
-                "extensions-container",
-                None,
-                Some((size.layers / 4).max(1)),
-            ),
-            (
-                "kubevirt",
-                "kubevirt",
-                "kubevirt",
-                Some(vec![size.arches[0].clone()]),
-                None,
-            ),
-        ];
-        write_build(
-            &workdir,
-            &SampleBuild {
-                build_id: BUILD_ID.to_string(),
-                arches: size.arches.clone(),
-                containers: containers
-                    .iter()
-                    .map(|(_, artifact, _, arches, layers)| SampleContainer {
-                        artifact: artifact.to_string(),
-                        arches: arches.clone(),
-                        layers: *layers,
-                    })
-                    .collect(),
-                layers: size.layers,
-                layer_size: size.layer_size,
-                seed: 13,
-            },
-        )?;
-        let metas: Vec<(PathBuf, Vec<u8>)> = size
-            .arches
-            .iter()
-            .map(|a| {
-                let p = workdir
-                    .join("builds")
-                    .join(BUILD_ID)
-                    .join(a)
-                    .join("meta.json");
-                let b = fs::read(&p)?;
-                Ok((p, b))
-            })
-            .collect::<Result<_>>()?;
-        let restore = || -> Result<()> {
-            for (p, b) in &metas {
-                fs::write(p, b)?;
-            }
-            Ok(())
-        };
+        let rb = ReleaseBuild::generate(&self.env, size)?;
         for _ in 0..size.runs {
-            restore()?;
+            rb.restore()?;
             let reg = Registry::start(&self.env)?;
-            let mut config = format!(
-                "workdir = {:?}\nbuild = \"{BUILD_ID}\"\n",
-                workdir.display().to_string()
-            );
-            for (name, artifact, key, _, _) in &containers {
-                config.push_str(&format!(
-                    "\n[[container]]\nname = \"{name}\"\nrepo = \"{}/{name}\"\ntags = [\"{TAG}\"]\nartifact = \"{artifact}\"\nkey = \"{key}\"\n",
-                    reg.addr
-                ));
-            }
-            let config_path = self.env.fresh("release.toml");
-            fs::write(&config_path, config)?;
-            let args: Vec<OsString> = vec![
-                "release".into(),
-                "--config".into(),
-                config_path.into(),
-                "--tls-verify=false".into(),
-                "--json".into(),
-                "--jobs".into(),
-                self.env.jobs.to_string().into(),
-            ];
-            let m = self.env.measure(&self.env.pushgate, &args)?;
-            let v: Value = serde_json::from_slice(&m.stdout).context("release --json")?;
-            if v["ok"] != true {
-                bail!("release failed: {}", String::from_utf8_lossy(&m.stdout));
-            }
+            let m = self.run_release(&rb, &reg.addr)?;
             self.results.release_requests = request_summary(&reg.requests());
             println!("  release  {}", show(&m));
             self.results.release.push(m);
             reg.stop();
 
-            restore()?;
+            rb.restore()?;
             let reg = Registry::start(&self.env)?;
-            let (_, artifact, key, _, _) = &containers[0];
-            let args =
-                self.env
-                    .container_args(&format!("{}/os", reg.addr), artifact, key, &workdir, &[]);
+            let args = rb.os_args(&self.env, &reg.addr);
             let (m, _) = self.env.pushgate(&args, "pushed")?;
             println!("  os alone {}", show(&m));
             let mut one_after_another = m.wall;
             self.results.release_largest.push(m);
             // The other two on the same registry, after it: the release done
             // one container at a time.
-            for (name, artifact, key, _, _) in &containers[1..] {
+            for (name, artifact, key, _, _) in &RELEASE_CONTAINERS[1..] {
                 let repo = format!("{}/{name}", reg.addr);
-                let args = self.env.container_args(&repo, artifact, key, &workdir, &[]);
+                let args = self
+                    .env
+                    .container_args(&repo, artifact, key, &rb.workdir, &[]);
                 let (m, _) = self.env.pushgate(&args, "pushed")?;
                 one_after_another += m.wall;
             }
@@ -1381,6 +1472,27 @@ impl Bench {
             reg.stop();
         }
         Ok(())
+    }
+
+    /// `pushgate release` of the release build to `host`, checked.
+    fn run_release(&self, rb: &ReleaseBuild, host: &str) -> Result<Measured> {
+        let config_path = self.env.fresh("release.toml");
+        fs::write(&config_path, rb.config(host))?;
+        let args: Vec<OsString> = vec![
+            "release".into(),
+            "--config".into(),
+            config_path.into(),
+            "--tls-verify=false".into(),
+            "--json".into(),
+            "--jobs".into(),
+            self.env.jobs.to_string().into(),
+        ];
+        let m = self.env.measure(&self.env.pushgate, &args)?;
+        let v: Value = serde_json::from_slice(&m.stdout).context("release --json")?;
+        if v["ok"] != true {
+            bail!("release failed: {}", String::from_utf8_lossy(&m.stdout));
+        }
+        Ok(m)
     }
 
     /// `podman manifest create`, `manifest add` per archive, `manifest push --all`,
@@ -1883,6 +1995,11 @@ fn sample_facts(arches: &[String], settings: &str) -> Result<Facts> {
 // ---------------------------------------------------------------------------
 // figures and the report
 
+/// `a / b`, when `b` is not zero.
+fn ratio(a: Duration, b: Duration) -> Option<f64> {
+    (!b.is_zero()).then(|| a.as_secs_f64() / b.as_secs_f64())
+}
+
 fn walls(ms: &[Measured]) -> Vec<Duration> {
     ms.iter().map(|m| m.wall).collect()
 }
@@ -2090,8 +2207,6 @@ impl Bench {
         let pg = median(&walls(&r.fresh_pushgate));
         let podman = median(&walls(&r.fresh_podman));
         let raw = median(&r.fresh_raw);
-        let ratio =
-            |a: Duration, b: Duration| (!b.is_zero()).then(|| a.as_secs_f64() / b.as_secs_f64());
         let podman_s = match &self.podman_error {
             Some(e) => format!("podman: {}", first_line_of(e)),
             None => format!("podman {}", secs(podman)),
@@ -2355,6 +2470,11 @@ impl Bench {
             });
         }
 
+        let (signed_rows, signed_details) = self.signed_rows();
+        let (wan_rows, wan_details, jobs_table) = self.wan_rows();
+        rows.extend(signed_rows);
+        rows.extend(wan_rows);
+
         // details
         let mut details = Vec::new();
         details.push(format!(
@@ -2488,6 +2608,14 @@ impl Bench {
             r.big_bytes as f64 / MIB as f64 / median(&r.big_raw).as_secs_f64().max(1e-9)
         ));
 
+        if s.only.is_some() {
+            // Some scenarios did not run: leave out what they would have filled.
+            rows.retain(|row| row.verdict != "not measured" && !row.pushgate.starts_with("0.0 ms"));
+            details.clear();
+        }
+        details.extend(signed_details);
+        details.extend(wan_details);
+
         let mut policy_rows = Vec::new();
         for p in &r.policies {
             policy_rows.push(format!(
@@ -2567,6 +2695,7 @@ impl Bench {
                 w4 = w[4]
             ));
         }
+        text.push_str(&jobs_table);
         for p in &r.policies {
             text.push_str(&format!(
                 "policy {}: host {}, cold load {}, from disk {}, warm load {:.3} ms, decide {:.3} ms ({:.3} ms via a thread)\n",
@@ -2608,6 +2737,7 @@ impl Bench {
             md.push_str(d);
             md.push('\n');
         }
+        md.push_str(&jobs_table);
         if !r.policies.is_empty() {
             md.push_str("\nPolicy cost per container (in process, `pushgate::policy::PolicyHost`, default limits):\n\n");
             md.push_str("| module | new host (engine) | load, cold (compile) | load, compiled form from disk (a rerun) | load, warm (same run) | decide (fresh instance) | decide via a thread, as `decide::decide` | decision |\n");

@@ -7,8 +7,10 @@
 #   scripts/bench.sh --small    smoke test for CI (2 arches × 4 layers × 256 KiB), one
 #                               run each, debug build, nothing written; no timing asserted
 #
-# Other options go to the bench itself (`--runs N`, `--out FILE`, `--no-podman`, ...;
-# see examples/bench.rs). BENCH_PROFILE=release|dev overrides the build profile.
+# Other options go to the bench itself (`--runs N`, `--out FILE`, `--no-podman`,
+# `--only sign,wan,layers`, `--wan-total MIB`, ...; see examples/bench.rs); with
+# `--only`, BENCHMARKS.md is not written. BENCH_PROFILE=release|dev overrides the
+# build profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -19,6 +21,7 @@ for a in "$@"; do
     case "$a" in
     --small) small=1 ;;
     --out | --out=*) out=1 ;;
+    --only | --only=*) out=1 ;; # a partial run must not replace the full results
     esac
 done
 profile="${BENCH_PROFILE:-$([ $small = 1 ] && echo dev || echo release)}"

@@ -743,3 +743,53 @@ fn an_unreachable_registry_is_a_502_in_the_log() {
         "{log:?}"
     );
 }
+
+#[test]
+fn bandwidth_limits_slow_uploads_and_downloads_per_connection_and_in_total() {
+    const MIB: u64 = 1024 * 1024;
+    let registry = Registry::start();
+    let data = bytes(MIB as usize, 6);
+
+    // Each connection at 1 MiB/s: a 1 MiB upload, then its download, a second each at
+    // least (the upload's time includes its POST).
+    let proxy = Proxy::start(registry.addr(), Faults::none().bandwidth(Some(MIB), None));
+    let start = Instant::now();
+    let digest = upload_blob(&proxy.url(""), "r", &data, &[]);
+    let upload = start.elapsed();
+    assert!(upload >= Duration::from_secs(1), "upload took {upload:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    let fetch = curl(&[
+        "-o",
+        got.to_str().unwrap(),
+        &proxy.url(&format!("/v2/r/blobs/{digest}")),
+    ]);
+    assert_eq!(fetch.ok().status, 200);
+    assert_eq!(sha256_digest(&std::fs::read(&got).unwrap()), digest);
+    assert!(fetch.elapsed >= Duration::from_secs(1), "{fetch:?}");
+
+    // No per-connection limit, 1 MiB/s in total: two downloads of 1 MiB side by side
+    // share it, two seconds at least for both.
+    let proxy = Proxy::start(registry.addr(), Faults::none().bandwidth(None, Some(MIB)));
+    let url = proxy.url(&format!("/v2/r/blobs/{digest}"));
+    let start = Instant::now();
+    let both: Vec<Curl> = std::thread::scope(|s| {
+        let downloads: Vec<_> = (0..2)
+            .map(|i| {
+                let (url, digest, out) = (&url, &digest, dir.path().join(format!("side-{i}")));
+                s.spawn(move || {
+                    let fetch = curl(&["-o", out.to_str().unwrap(), url]);
+                    assert_eq!(&sha256_digest(&std::fs::read(&out).unwrap()), digest);
+                    fetch
+                })
+            })
+            .collect();
+        downloads.into_iter().map(|d| d.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed();
+    for fetch in &both {
+        assert_eq!(fetch.ok().status, 200);
+    }
+    assert!(elapsed >= Duration::from_secs(2), "both took {elapsed:?}");
+    assert_eq!(proxy.connections(), 2, "one connection each");
+}

@@ -29,8 +29,14 @@
 //! - [`Action::Delay`] and [`Faults::latency`]: latency per request or on every request
 //!   (e.g. 40 ms, a transatlantic round trip), to see what sequential round trips cost.
 //!   It is one wait per request, before forwarding: a round trip, not a slower link
-//!   (bodies are not delayed; that is [`Action::Trickle`]).
+//!   (bodies are not delayed; that is [`Action::Trickle`] and [`Faults::bandwidth`]).
 //! - [`Action::Trickle`]: a slow link for response bodies.
+//! - [`Faults::bandwidth`]: a link of limited capacity under every request and response
+//!   body, per direction: each connection at most `per_connection` bytes a second (a
+//!   long-haul TCP flow, whose window and round trip cap it), all of them together at
+//!   most `total` (the worker's uplink, and its downlink). With [`Faults::latency`], a
+//!   WAN: a push's throughput is then set by the link and how many connections share it,
+//!   not by the registry.
 //!
 //! Which request gets which fault is decided by a [`Decider`] from the request sequence
 //! alone: rules ("the 2nd PUT whose path contains /manifests/") and a seeded random mix
@@ -81,6 +87,10 @@ use tokio::sync::oneshot;
 const MAX_HEAD: usize = 64 * 1024;
 /// How often a trickled body gets its next piece.
 const TRICKLE_TICK: Duration = Duration::from_millis(50);
+/// How far a bandwidth-limited flow may fall behind its schedule and catch up at once:
+/// the timer wakes a sender late (tokio's ticks are 1 ms), and without this credit
+/// every late wake-up would be lost, slowing the flow below its limit.
+const PACE_CREDIT: Duration = Duration::from_millis(10);
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -215,6 +225,18 @@ pub struct Faults {
     /// `client_max_body_size` (1 MiB by default); recorded as the fault
     /// `Status { code: 413 }`.
     pub max_body: Option<u64>,
+    /// Limits on body bytes per second (none by default).
+    pub bandwidth: Bandwidth,
+}
+
+/// Bandwidth limits, in bytes per second, each applying to each direction on its own
+/// (uploads and downloads do not share a limit, as a full-duplex link's do not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bandwidth {
+    /// Each client connection's body bytes.
+    pub per_connection: Option<u64>,
+    /// All connections' body bytes together.
+    pub total: Option<u64>,
 }
 
 impl Faults {
@@ -241,6 +263,20 @@ impl Faults {
 
     pub fn latency(mut self, latency: Duration) -> Faults {
         self.latency = latency;
+        self
+    }
+
+    /// Limit request and response bodies to `per_connection` bytes a second on each
+    /// connection and `total` on all of them together (`None`: no such limit).
+    pub fn bandwidth(mut self, per_connection: Option<u64>, total: Option<u64>) -> Faults {
+        assert!(
+            per_connection != Some(0) && total != Some(0),
+            "a limit of 0 bytes a second would never send"
+        );
+        self.bandwidth = Bandwidth {
+            per_connection,
+            total,
+        };
         self
     }
 
@@ -381,6 +417,28 @@ struct Shared {
     decider: Mutex<Decider>,
     log: Mutex<Vec<ProxyEvent>>,
     connections: AtomicU64,
+    /// Each connection's own limit, per direction ([`Bandwidth::per_connection`]).
+    per_connection: Option<u64>,
+    /// The limits all connections share ([`Bandwidth::total`]).
+    total: Directions,
+}
+
+/// A pacer per direction, `None` when that link is not limited.
+#[derive(Default)]
+struct Directions {
+    /// Request bodies, client to registry.
+    up: Option<Pacer>,
+    /// Response bodies, registry to client.
+    down: Option<Pacer>,
+}
+
+impl Directions {
+    fn new(rate: Option<u64>) -> Directions {
+        Directions {
+            up: rate.map(Pacer::new),
+            down: rate.map(Pacer::new),
+        }
+    }
 }
 
 impl Proxy {
@@ -392,12 +450,15 @@ impl Proxy {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("proxy addr").to_string();
+        let bandwidth = faults.bandwidth;
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             authority: addr.clone(),
             decider: Mutex::new(Decider::new(faults)),
             log: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            per_connection: bandwidth.per_connection,
+            total: Directions::new(bandwidth.total),
         });
         let (shutdown, stop) = oneshot::channel();
         let thread_shared = Arc::clone(&shared);
@@ -498,6 +559,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
     let (r, mut client_w) = client.into_split();
     let mut client_r = BufReader::new(r);
     let mut upstream: Option<Upstream> = None;
+    let own = Directions::new(shared.per_connection);
     if starts_with_tls_handshake(&mut client_r).await {
         // As the registry (Go's net/http) does: answer at once, so a client probing for
         // HTTPS first (skopeo with --tls-verify=false) falls back to HTTP without waiting
@@ -533,6 +595,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
             seq,
             req: &req,
             action: action.as_ref(),
+            own: &own,
         };
         let end = exchange
             .run(latency, &mut client_r, &mut client_w, &mut upstream)
@@ -573,6 +636,8 @@ struct Exchange<'a> {
     seq: u64,
     req: &'a RequestHead,
     action: Option<&'a Action>,
+    /// This connection's own bandwidth limits.
+    own: &'a Directions,
 }
 
 impl Exchange<'_> {
@@ -675,7 +740,11 @@ impl Exchange<'_> {
         // before reading it all (an error), and a client sending `Expect: 100-continue`
         // waits for the registry's "100 Continue" before sending it.
         let (up_r, up_w) = (&mut up.r, &mut up.w);
-        let body = copy_body(client_r, up_w, self.req.framing, false);
+        let mut up_w = Paced {
+            sink: up_w,
+            link: Link([self.own.up.as_ref(), self.shared.total.up.as_ref()]),
+        };
+        let body = copy_body(client_r, &mut up_w, self.req.framing, false);
         let answer = self.relay_answer(up_r, client_w);
         tokio::pin!(body, answer);
         let mut body_sent = None;
@@ -750,6 +819,7 @@ impl Exchange<'_> {
                 Some(Action::Trickle { bytes_per_sec }) => Some((*bytes_per_sec).max(1)),
                 _ => None,
             },
+            link: Link([self.own.down.as_ref(), self.shared.total.down.as_ref()]),
             in_body: false,
         };
         let whole = match out.put(&raw, framing == Framing::Empty).await {
@@ -832,6 +902,8 @@ struct AnswerWriter<'a> {
     budget: Option<usize>,
     /// Body bytes per second when trickling.
     trickle: Option<u64>,
+    /// The bandwidth limits bodies go through.
+    link: Link<'a>,
     /// The head is sent (trickling applies to the body only).
     in_body: bool,
 }
@@ -850,9 +922,81 @@ impl Sink for AnswerWriter<'_> {
         }
         match self.trickle {
             Some(rate) if self.in_body => trickle(self.w, send, rate).await?,
+            _ if self.in_body => self.link.send(self.w, send).await?,
             _ => self.w.write_all(send).await?,
         }
         Ok(!cut)
+    }
+}
+
+/// A bandwidth limit: each piece of `n` bytes sent through it takes the next `n / rate`
+/// seconds of a timeline kept by the pacer, and its sender waits for that span's end
+/// before sending it. Whoever shares the pacer shares the rate, piece by piece in the
+/// order they ask (the pieces are small: what one read of a body gives).
+struct Pacer {
+    rate: u64,
+    /// Where the timeline's free part starts; `None` before the first piece.
+    free_at: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate: rate.max(1),
+            free_at: Mutex::new(None),
+        }
+    }
+
+    /// When a piece of `n` bytes asked for now may go.
+    fn reserve(&self, n: usize) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let mut free_at = self.free_at.lock().unwrap();
+        // A flow that fell behind (a late wake-up, an idle moment) catches up by at most
+        // PACE_CREDIT, so over any span it never gets much more than its rate.
+        let start = match *free_at {
+            Some(free) => free.max(now.checked_sub(PACE_CREDIT).unwrap_or(now)),
+            None => now,
+        };
+        let end = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+        *free_at = Some(end);
+        end
+    }
+}
+
+/// The pacers one direction of one connection goes through: its own and the shared one.
+#[derive(Clone, Copy)]
+struct Link<'a>([Option<&'a Pacer>; 2]);
+
+impl Link<'_> {
+    /// Writes `bytes` once every pacer lets them go (at once without limits).
+    async fn send(&self, w: &mut OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+        if !bytes.is_empty() {
+            let due = self
+                .0
+                .iter()
+                .flatten()
+                .map(|p| p.reserve(bytes.len()))
+                .max();
+            if let Some(due) = due
+                && due > tokio::time::Instant::now()
+            {
+                tokio::time::sleep_until(due).await;
+            }
+        }
+        w.write_all(bytes).await
+    }
+}
+
+/// The registry side of a request body, sent through the connection's link.
+struct Paced<'a, 'w> {
+    sink: &'w mut OwnedWriteHalf,
+    link: Link<'a>,
+}
+
+impl Sink for Paced<'_, '_> {
+    async fn put(&mut self, bytes: &[u8], _last: bool) -> io::Result<bool> {
+        self.link.send(self.sink, bytes).await?;
+        Ok(true)
     }
 }
 
