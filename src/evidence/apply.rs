@@ -5,6 +5,7 @@
 //! Called after the list is in the registry and before any tag is moved.
 
 use anyhow::{Context, Result};
+use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::{Gap, Observed};
 use crate::digest::Digest;
@@ -32,20 +33,27 @@ pub async fn apply(
     list: &Digest,
 ) -> Result<Written> {
     let mut written = Written::default();
-    for w in &gap.sigs {
-        let tag = sig_tag(&w.digest);
-        let doing = || format!("signing: the signatures of {} at {tag}", w.digest);
-        for s in &w.added {
-            repo.push_blob_bytes(&s.payload).await.with_context(doing)?;
-        }
-        repo.push_blob_bytes(&w.manifest.config())
-            .await
-            .with_context(doing)?;
-        repo.put_manifest(&tag, OCI_MANIFEST, &w.manifest.to_bytes())
-            .await
-            .with_context(doing)?;
-        written.signatures += w.added.len();
-    }
+    // The manifests' `.sig` tags are independent of each other: written side
+    // by side (each is a few small requests, so their round trips are the cost).
+    let counts: Vec<usize> = stream::iter(&gap.sigs)
+        .map(|w| async move {
+            let tag = sig_tag(&w.digest);
+            let doing = || format!("signing: the signatures of {} at {tag}", w.digest);
+            for s in &w.added {
+                repo.push_blob_bytes(&s.payload).await.with_context(doing)?;
+            }
+            repo.push_blob_bytes(&w.manifest.config())
+                .await
+                .with_context(doing)?;
+            repo.put_manifest(&tag, OCI_MANIFEST, &w.manifest.to_bytes())
+                .await
+                .with_context(doing)?;
+            Ok::<_, anyhow::Error>(w.added.len())
+        })
+        .buffer_unordered(4)
+        .try_collect()
+        .await?;
+    written.signatures = counts.into_iter().sum();
     if let Some(att) = attestation {
         let digest = att.digest();
         let doing = || format!("attesting the decision: the referrer {digest} of {list}");
