@@ -32,8 +32,8 @@ use serde_json::Value;
 use crate::contract::{Facts, Verdict};
 use crate::decide::Decided;
 use crate::digest::Digest;
+use crate::outcome::Outcome;
 use crate::policy::Policy;
-use crate::report::Outcome;
 
 /// An open decision log.
 #[derive(Debug)]

@@ -47,6 +47,7 @@ pub mod human;
 pub mod manifest;
 pub mod meta;
 pub mod observe;
+pub mod outcome;
 pub mod plan;
 pub mod policy;
 pub mod progress;
