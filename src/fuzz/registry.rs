@@ -298,8 +298,10 @@ fn fuzz_auth_files() {
                     || format!("the error does not name the file: {msg}"),
                 )?;
                 let doc: Value = serde_json::from_slice(input).unwrap_or(Value::Null);
+                // pushgate's own words may hold a short secret ("user:pass").
+                let said = msg.replace("\"user:password\"", "");
                 for s in secrets(&doc) {
-                    ensure(!msg.contains(&s), || {
+                    ensure(!said.contains(&s), || {
                         format!("the error shows a secret: {msg}")
                     })?;
                 }
