@@ -104,3 +104,109 @@ fn fuzz_oci_archives() {
         })
     });
 }
+
+#[test]
+fn fuzz_image_origins() {
+    use crate::sources::{Origin, parse_origin};
+    let dict: &[&[u8]] = &[
+        b"docker://",
+        b"oci-archive:",
+        b"oci:",
+        b"quay.io/fedora/fedora-coreos:stable",
+        b"@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ];
+    run("image_origin", dict, &|input| {
+        let src = super::text(input);
+        match parse_origin(&src) {
+            Ok(Origin::Docker(r)) => {
+                let again = format!("docker://{r}");
+                match parse_origin(&again) {
+                    Ok(Origin::Docker(r2)) if r2 == r => Ok(Outcome::Accepted),
+                    other => Err(format!("{src:?} reads as {r}, which reads as {other:?}")),
+                }
+            }
+            Ok(_) => Ok(Outcome::Accepted),
+            Err(e) => {
+                let msg = chain(&e);
+                ensure(msg.starts_with(&format!("--image {src}")), || {
+                    format!("the error does not name the --image: {msg}")
+                })?;
+                Ok(Outcome::Refused)
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_policy_references() {
+    use crate::policy::remote::{OciRef, PolicySource};
+    let dict: &[&[u8]] = &[
+        b"oci://",
+        b"quay.io/coreos/policies",
+        b":default",
+        b"@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ];
+    run("policy_reference", dict, &|input| {
+        let s = super::text(input);
+        match PolicySource::parse(&s) {
+            Ok(PolicySource::Oci(r)) => {
+                let shown = r.to_string();
+                let again = OciRef::parse(&shown)
+                    .map_err(|e| format!("{s:?} displays as {shown:?}, which fails: {e:#}"))?;
+                ensure(again == r, || format!("{s:?} → {shown:?} → {again:?}"))?;
+                ensure(r.tag().is_some() || r.digest().is_some(), || {
+                    format!("{s:?} names neither a tag nor a digest")
+                })?;
+                if let Some(d) = r.digest() {
+                    let pinned = OciRef::parse(&r.pinned(d))
+                        .map_err(|e| format!("{s:?} pinned fails: {e:#}"))?;
+                    ensure(pinned.digest() == Some(d), || {
+                        "pinning lost the digest".into()
+                    })?;
+                }
+                Ok(Outcome::Accepted)
+            }
+            Ok(PolicySource::File(p)) => {
+                ensure(p.as_os_str() == s.as_str(), || "a file path changed".into())?;
+                Ok(Outcome::Accepted)
+            }
+            Err(e) => {
+                let msg = chain(&e);
+                ensure(msg.starts_with(&format!("policy reference {s}")), || {
+                    format!("the error does not name the reference: {msg}")
+                })?;
+                Ok(Outcome::Refused)
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_digests() {
+    let dict: &[&[u8]] = &[
+        b"sha256:",
+        b"sha512:",
+        b"SHA256:",
+        b"e3b0c44298fc1c14",
+        b"A",
+    ];
+    run("digest", dict, &|input| {
+        let s = super::text(input);
+        match s.parse::<Digest>() {
+            Ok(d) => {
+                ensure(d.to_string() == s && d.as_str() == s, || {
+                    format!("{s:?} shows as {d}")
+                })?;
+                ensure(
+                    d.hex().len() == 64 && Digest::from_hex(d.hex()).is_ok_and(|h| h == d),
+                    || format!("{s:?}: hex {:?}", d.hex()),
+                )?;
+                Ok(Outcome::Accepted)
+            }
+            Err(e) => {
+                ensure(e.0 == s, || format!("the error for {s:?} names {:?}", e.0))?;
+                Ok(Outcome::Refused)
+            }
+        }
+    });
+}
