@@ -168,7 +168,7 @@ fn budget() -> Duration {
     Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
 }
 
-pub(crate) fn corpus_dir(name: &str) -> PathBuf {
+fn corpus_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(name)
@@ -224,12 +224,7 @@ fn random_input(rng: &mut fastrand::Rng) -> Vec<u8> {
 }
 
 /// A few random edits of `base`, sometimes spliced with `other`.
-pub(crate) fn mutate(
-    rng: &mut fastrand::Rng,
-    base: &[u8],
-    other: &[u8],
-    dict: &[&[u8]],
-) -> Vec<u8> {
+fn mutate(rng: &mut fastrand::Rng, base: &[u8], other: &[u8], dict: &[&[u8]]) -> Vec<u8> {
     let mut v = base.to_vec();
     for _ in 0..1 + rng.usize(..6) {
         let at = rng.usize(..=v.len());
