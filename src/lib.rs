@@ -43,6 +43,8 @@ pub mod decision_log;
 pub mod digest;
 pub mod evidence;
 pub mod facts;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod human;
 pub mod manifest;
 pub mod meta;

@@ -193,3 +193,55 @@ mod tests {
         );
     }
 }
+
+/// Fuzz target (see `crate::fuzz`): whatever valid JSON meta.json holds, the
+/// rewrite keeps every value, is ASCII as python's `ensure_ascii` writes, and
+/// rewriting the rewrite changes no byte (a second record of the same push
+/// leaves the file as the first left it).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzz::{Outcome, ensure, run};
+
+    #[test]
+    fn fuzz_meta_json_writer() {
+        let dict: &[&[u8]] = &[
+            b"1.0e3",
+            b"1E5",
+            b"-0.000001e-7",
+            b"123456789012345678901234567890",
+            b"\\u00e9",
+            b"\\ud83d\\ude00",
+            b"\\u007f",
+            b"\"\\\\\"",
+            b"    ",
+        ];
+        run("meta_json_writer", dict, &|input| {
+            let Ok(text) = std::str::from_utf8(input) else {
+                return Ok(Outcome::Refused);
+            };
+            let Ok(doc) = serde_json::from_str::<Value>(text) else {
+                return Ok(Outcome::Refused);
+            };
+            let newline = text.ends_with('\n');
+            let out = render(&doc, newline, &number_spellings(text))
+                .map_err(|e| format!("does not render: {e}"))?;
+            ensure(out.is_ascii(), || "the rewrite is not ASCII".into())?;
+            let out_text = std::str::from_utf8(&out).expect("ASCII");
+            let back: Value = serde_json::from_str(out_text)
+                .map_err(|e| format!("the rewrite does not parse: {e}"))?;
+            ensure(back == doc, || {
+                format!("the rewrite changed a value: {out_text}")
+            })?;
+            let twice = render(&back, newline, &number_spellings(out_text))
+                .map_err(|e| format!("the rewrite does not render: {e}"))?;
+            ensure(twice == out, || {
+                format!(
+                    "rewriting the rewrite changes it:\n{out_text}\n---\n{}",
+                    String::from_utf8_lossy(&twice)
+                )
+            })?;
+            Ok(Outcome::Accepted)
+        });
+    }
+}

@@ -420,7 +420,12 @@ fn normalize_key(key: &str) -> String {
 
 fn strip_scheme(key: &str) -> (&str, bool) {
     for scheme in ["https://", "http://"] {
-        if key.len() >= scheme.len() && key[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`: a key is any JSON string, and a byte count may end inside a
+        // character of it.
+        if key
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        {
             return (&key[scheme.len()..], true);
         }
     }

@@ -175,3 +175,34 @@ mod tests {
         assert!(parse_chunk_size("99999999999999999999G").is_err());
     }
 }
+
+/// Fuzz target (see `crate::fuzz`): a size that parses is at least 1 KiB and
+/// reads back the same written in bytes; a refusal quotes the flag's value.
+#[cfg(test)]
+mod fuzz {
+    use super::parse_chunk_size;
+    use crate::fuzz::{Outcome, ensure, run, text};
+
+    #[test]
+    fn fuzz_chunk_sizes() {
+        let dict: &[&[u8]] = &[b"k", b"M", b"G", b"KiB", b"mb", b"T", b"b", b"17179869184"];
+        run("chunk_size", dict, &|input| {
+            let s = text(input);
+            match parse_chunk_size(&s) {
+                Ok(n) => {
+                    ensure(n >= 1024, || format!("{s:?} gives {n} bytes"))?;
+                    ensure(parse_chunk_size(&n.to_string()) == Ok(n), || {
+                        format!("{s:?} gives {n}, which does not read back")
+                    })?;
+                    Ok(Outcome::Accepted)
+                }
+                Err(e) => {
+                    ensure(e.contains(&format!("{s:?}")), || {
+                        format!("the error for {s:?} does not quote it: {e}")
+                    })?;
+                    Ok(Outcome::Refused)
+                }
+            }
+        });
+    }
+}

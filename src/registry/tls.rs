@@ -53,6 +53,15 @@ pub fn cert_dir_for(explicit: Option<&Path>, registry: &str) -> Option<PathBuf> 
 
 /// The first of the certs.d `roots` with a directory for `registry`.
 fn first_with(roots: &[PathBuf], registry: &str) -> Option<PathBuf> {
+    // One directory below the root: `.` and `..` pass --repo's host check and
+    // would otherwise read the certificates of certs.d itself or its parent.
+    let mut parts = Path::new(registry).components();
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) {
+        return None;
+    }
     roots.iter().map(|r| r.join(registry)).find(|d| d.is_dir())
 }
 
@@ -134,5 +143,90 @@ mod tests {
         let roots = [a.path().to_path_buf(), b.path().to_path_buf()];
         assert_eq!(first_with(&roots, "127.0.0.1:5000"), Some(in_b));
         assert_eq!(first_with(&roots, "127.0.0.1:5001"), None);
+    }
+}
+
+/// Fuzz targets (see `crate::fuzz`): a registry name that `--repo` accepts
+/// finds its certs.d directory inside the root it is looked up under, and a
+/// certificate directory of any file names gives exactly its `*.crt` CAs and
+/// its `*.cert`/`*.key` pair, or an error naming both.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzz::{Outcome, ensure, run, text};
+    use crate::registry::reference::RepoName;
+
+    #[test]
+    fn fuzz_certs_d_names() {
+        let dict: &[&[u8]] = &[b"..", b".", b":5000", b"[::1]", b"localhost", b"/"];
+        let roots = tempfile::tempdir().expect("temp dir");
+        let root = roots.path().join("certs.d");
+        std::fs::create_dir_all(root.join("quay.io")).expect("certs.d");
+        run("certs_d_name", dict, &|input| {
+            let registry = text(input);
+            let accepted = format!("{registry}/a")
+                .parse::<RepoName>()
+                .is_ok_and(|r| r.registry() == registry);
+            if !accepted {
+                return Ok(Outcome::Refused);
+            }
+            if let Some(dir) = first_with(std::slice::from_ref(&root), &registry) {
+                ensure(dir.parent() == Some(root.as_path()), || {
+                    format!(
+                        "registry {registry:?} reads certificates from {}",
+                        dir.display()
+                    )
+                })?;
+            }
+            Ok(Outcome::Accepted)
+        });
+    }
+
+    #[test]
+    fn fuzz_cert_dir_files() {
+        let dict: &[&[u8]] = &[b".crt", b".cert", b".key", b"\n", b"ca", b"client"];
+        run("cert_dir_files", dict, &|input| {
+            let d = tempfile::tempdir().expect("temp dir");
+            let mut names: Vec<String> = text(input)
+                .lines()
+                .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains(['/', '\0']))
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            names.dedup();
+            // Names the file system refuses (too long) are not in the directory.
+            names.retain(|n| fs::write(d.path().join(n), n).is_ok());
+            let ext = |n: &str| {
+                Path::new(n)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_string)
+            };
+            let cas = names
+                .iter()
+                .filter(|n| ext(n).as_deref() == Some("crt"))
+                .count();
+            match read_dir(d.path()) {
+                Ok(t) => {
+                    ensure(t.cas.len() == cas, || {
+                        format!("{} CAs of {cas}", t.cas.len())
+                    })?;
+                    let has_cert = names.iter().any(|n| ext(n).as_deref() == Some("cert"));
+                    ensure(t.client.is_some() == has_cert, || "the client pair".into())?;
+                    ensure(!format!("{t:?}").contains(".key"), || {
+                        "a key in Debug".into()
+                    })?;
+                    Ok(Outcome::Accepted)
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    // (A `..cert`'s key is `..`, a directory: refused when read.)
+                    ensure(msg.contains(&d.path().display().to_string()), || {
+                        format!("the error names no file of the directory: {msg}")
+                    })?;
+                    Ok(Outcome::Refused)
+                }
+            }
+        });
     }
 }

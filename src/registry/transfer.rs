@@ -337,3 +337,37 @@ mod tests {
         assert_eq!(within(100, 100, "r").unwrap(), 100);
     }
 }
+
+/// Fuzz target (see `crate::fuzz`): an upload's Range either gives an end that
+/// reads back the same, or is refused naming the header's value.
+#[cfg(test)]
+mod fuzz {
+    use super::parse_range;
+    use crate::fuzz::{Outcome, ensure, run, text};
+
+    #[test]
+    fn fuzz_upload_ranges() {
+        let dict: &[&[u8]] = &[b"bytes=", b"0-", b"-0", b"18446744073709551615", b"+1"];
+        run("upload_range", dict, &|input| {
+            let r = text(input);
+            match parse_range(&r) {
+                Ok(Some(end)) => {
+                    ensure(end > 0, || format!("{r:?} ends at 0"))?;
+                    ensure(
+                        matches!(parse_range(&format!("0-{end}")), Ok(Some(e)) if e == end),
+                        || format!("{r:?} ends at {end}, which does not read back"),
+                    )?;
+                    Ok(Outcome::Accepted)
+                }
+                Ok(None) => Ok(Outcome::Accepted),
+                Err(e) => {
+                    let msg = e.to_string();
+                    ensure(msg.contains(&format!("{r:?}")), || {
+                        format!("the error for {r:?} does not quote it: {msg}")
+                    })?;
+                    Ok(Outcome::Refused)
+                }
+            }
+        });
+    }
+}
