@@ -86,6 +86,7 @@ struct Prepared {
 
 /// A signed container's evidence as observed and planned.
 struct Evidence {
+    wanted: evidence::Wanted,
     observed: evidence::Observed,
     gap: evidence::Gap,
 }
@@ -98,7 +99,11 @@ async fn evidence_of(
 ) -> Result<Evidence> {
     let observed = evidence::observe::observe(repo, &wanted, signer.public_key().key_id()).await?;
     let gap = evidence::plan(signer, &wanted, &observed);
-    Ok(Evidence { observed, gap })
+    Ok(Evidence {
+        wanted,
+        observed,
+        gap,
+    })
 }
 
 /// What the tags serve, as the evidence wants it: the list (the first tag's)
@@ -237,7 +242,11 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
                 .collect();
             let wanted =
                 evidence::Wanted::new(req.repo.as_str(), &tags, &desired.list_digest, &arches);
-            let e = evidence_of(&repo, signer, wanted).await?;
+            // What the quick check observed of the same list is not read again.
+            let e = match quick_evidence.filter(|e| e.wanted == wanted) {
+                Some(e) => e,
+                None => evidence_of(&repo, signer, wanted).await?,
+            };
             plan = plan.with_evidence_missing(e.gap.missing(), e.gap.unattested);
             Some(e)
         }
