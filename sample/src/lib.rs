@@ -116,6 +116,21 @@ impl SampleBuild {
         }
     }
 
+    /// Only the OS container (`ostree`) on every arch, with `layers` layers of
+    /// `layer_size` bytes each: the one container most tests push.
+    pub fn ostree(build_id: &str, arches: &[&str], layers: usize, layer_size: u64) -> SampleBuild {
+        SampleBuild {
+            containers: vec![SampleContainer {
+                artifact: "ostree".to_string(),
+                arches: None,
+                layers: None,
+            }],
+            layers,
+            layer_size,
+            ..SampleBuild::small(build_id, arches)
+        }
+    }
+
     /// [`SampleBuild::small`] plus `extensions-container` on every arch (one layer):
     /// every artifact `examples/release.toml` names, as a release job's build has them.
     pub fn product(build_id: &str, arches: &[&str]) -> SampleBuild {

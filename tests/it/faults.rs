@@ -12,21 +12,14 @@ use std::process::Command;
 use crate::support::proxy::{Action, Faults, Proxy, Rule};
 use crate::support::run::{Run, digest_at, list_digests, raw_json};
 use crate::support::{Registry, Request, pushgate};
-use pushgate_sample::{SampleBuild, SampleContainer, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 use serde_json::Value;
 
 const BUILD: &str = "41.20261127.1.0";
 const ARCHES4: [&str; 4] = ["x86_64", "aarch64", "ppc64le", "s390x"];
 
 fn build(wd: &Path, arches: &[&str], layers: usize, layer_size: u64) {
-    let mut b = SampleBuild::small(BUILD, arches);
-    b.containers = vec![SampleContainer {
-        artifact: "ostree".into(),
-        arches: None,
-        layers: None,
-    }];
-    b.layers = layers;
-    b.layer_size = layer_size;
+    let b = SampleBuild::ostree(BUILD, arches, layers, layer_size);
     write_build(wd, &b).expect("write sample build");
 }
 

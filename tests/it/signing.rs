@@ -18,18 +18,19 @@ use crate::sign_interop::{CosignKeys, cosign_keys, sigstore_verifier};
 use crate::support::proxy::{Action, Faults, Proxy, Rule};
 use crate::support::run::{Run, digest_at};
 use crate::support::{Registry, pushgate, skopeo_inspect_raw};
-use pushgate_sample::{SampleBuild, SampleContainer, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 
 const BUILD: &str = "41.20261206.2.0";
 
 fn workdir() -> tempfile::TempDir {
     let wd = tempfile::tempdir().unwrap();
-    let mut b = SampleBuild::small(BUILD, &["x86_64", "aarch64"]);
-    b.containers = vec![SampleContainer {
-        artifact: "ostree".into(),
-        arches: None,
-        layers: None,
-    }];
+    let small = SampleBuild::small(BUILD, &[]);
+    let b = SampleBuild::ostree(
+        BUILD,
+        &["x86_64", "aarch64"],
+        small.layers,
+        small.layer_size,
+    );
     write_build(wd.path(), &b).unwrap();
     wd
 }

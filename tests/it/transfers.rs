@@ -14,22 +14,14 @@ use crate::support::run::{Run, digest_at};
 use crate::support::{Registry, pushgate};
 use pushgate::digest::Digest;
 use pushgate::registry::{self, Observer, Repository};
-use pushgate_sample::{SampleBuild, SampleContainer, write_build};
+use pushgate_sample::{SampleBuild, write_build};
 
 const BUILD: &str = "41.20261206.1.0";
 
 /// A build of `arches` whose images have `layers` layers of `size` bytes each
 /// (incompressible: the layer blobs are a little bigger).
 fn build(wd: &Path, arches: &[&str], layers: usize, size: u64) {
-    let mut b = SampleBuild::small(BUILD, arches);
-    b.containers = vec![SampleContainer {
-        artifact: "ostree".into(),
-        arches: None,
-        layers: None,
-    }];
-    b.layers = layers;
-    b.layer_size = size;
-    write_build(wd, &b).expect("write sample build");
+    write_build(wd, &SampleBuild::ostree(BUILD, arches, layers, size)).expect("write sample build");
 }
 
 fn push(repo: &str, wd: &Path, extra: &[&str]) -> Command {
