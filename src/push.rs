@@ -19,6 +19,7 @@ use crate::record;
 use crate::registry::{self, RepoName, Repository};
 use crate::report::Signatures;
 use crate::report::{Outcome, Report};
+use crate::sign::TrustedKeys;
 use crate::sign::attest::{self, Attestation, DecisionPredicate};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
 use crate::{apply, evidence, manifest, observe};
@@ -45,6 +46,9 @@ pub struct PushRequest {
     /// Sign what is published and attest the decision
     /// (`--sign-by-sigstore-private-key`), if asked.
     pub signer: Option<evidence::Signer>,
+    /// The keys signatures are verified with for the policy's facts
+    /// (`--trust-key`); none: no signature is looked for.
+    pub trusted: TrustedKeys,
 }
 
 /// Checks and de-duplicates `--tag`s, keeping their order.

@@ -43,6 +43,10 @@ pub struct ReleaseConfig {
     /// The key's passphrase, first line of this file (`--sign-passphrase-file`).
     #[serde(rename = "sign-passphrase-file")]
     pub sign_passphrase_file: Option<PathBuf>,
+    /// Public keys the host verifies signatures with, by name (as
+    /// `--trust-key NAME=FILE.pub`); relative to the config file.
+    #[serde(default, rename = "trust-keys")]
+    pub trust_keys: BTreeMap<String, PathBuf>,
     #[serde(rename = "container")]
     pub containers: Vec<ContainerConfig>,
 }
@@ -80,6 +84,14 @@ fn default_build() -> String {
 }
 
 impl ReleaseConfig {
+    /// The `[trust-keys]` table as (name, file) pairs, in name order.
+    pub fn trust_keys(&self) -> Vec<(String, PathBuf)> {
+        self.trust_keys
+            .iter()
+            .map(|(n, f)| (n.clone(), f.clone()))
+            .collect()
+    }
+
     pub fn read(path: &Path) -> Result<ReleaseConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read release config {}", path.display()))?;
@@ -89,6 +101,9 @@ impl ReleaseConfig {
         cfg.workdir = base.join(&cfg.workdir);
         cfg.sign_key = cfg.sign_key.map(|k| base.join(k));
         cfg.sign_passphrase_file = cfg.sign_passphrase_file.map(|f| base.join(f));
+        for file in cfg.trust_keys.values_mut() {
+            *file = base.join(&*file);
+        }
         let mut names = std::collections::BTreeSet::new();
         for c in &mut cfg.containers {
             if !names.insert(c.name.clone()) {
@@ -141,6 +156,8 @@ pub struct ReleaseOptions {
     /// The signing key (the flag's, else the config's), loaded before anything
     /// is written.
     pub signer: Option<crate::evidence::Signer>,
+    /// `--trust-key`s and the config's `[trust-keys]`.
+    pub trusted: crate::sign::TrustedKeys,
 }
 
 /// Publishes every container, in parallel; the results are in config order.
@@ -218,6 +235,7 @@ async fn run_one(
         progress: opts.progress,
         decision_log: opts.decision_log.clone(),
         signer: opts.signer.clone(),
+        trusted: opts.trusted.clone(),
     };
     if let (Some(source), Some(host)) = (&c.policy_source, host) {
         let settings = match &c.settings {

@@ -14,6 +14,8 @@
 //!   pushgate decision, published as an OCI 1.1 referrer of the list.
 //! * [`referrers`] is the referrers index, and the tag that stands in for the
 //!   referrers API on registries without it.
+//! * [`trust`] is the named public keys the host verifies with
+//!   (`--trust-key NAME=FILE.pub`).
 //! * [`oci`] holds the OCI 1.1 artifact shapes those share (descriptors with
 //!   annotations and artifactType, manifests with a subject).
 
@@ -24,5 +26,7 @@ pub mod key;
 pub mod oci;
 pub mod referrers;
 pub mod simple;
+pub mod trust;
 
 pub use key::{PublicKey, SigningKey, read_passphrase_file};
+pub use trust::TrustedKeys;

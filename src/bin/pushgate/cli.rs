@@ -331,6 +331,37 @@ impl SignArgs {
     }
 }
 
+/// The public keys the host may verify signatures with, for `push`, `release`
+/// and `policy facts`.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = SIGNING)]
+pub(crate) struct TrustArgs {
+    /// Trust this public key (PEM, as cosign.pub) under NAME: the signatures it
+    /// verifies on the sources and at the tags become policy facts (by NAME);
+    /// repeat for several
+    #[arg(long = "trust-key", value_name = "NAME=FILE.pub", action = ArgAction::Append, value_parser = trust_key)]
+    pub(crate) trust_keys: Vec<(String, PathBuf)>,
+}
+
+impl TrustArgs {
+    /// The keys the flags name, read.
+    pub(crate) fn keys(&self) -> anyhow::Result<pushgate::sign::TrustedKeys> {
+        pushgate::sign::TrustedKeys::load(&self.trust_keys, "--trust-key")
+    }
+
+    /// The flags' keys, then a release config's `[trust-keys]` (the flags win
+    /// over a config's key of the same name).
+    pub(crate) fn keys_with_config(
+        &self,
+        config: &[(String, PathBuf)],
+        config_file: &std::path::Path,
+    ) -> anyhow::Result<pushgate::sign::TrustedKeys> {
+        let what = format!("{} [trust-keys]", config_file.display());
+        let config = pushgate::sign::TrustedKeys::load(config, &what)?;
+        Ok(self.keys()?.or(&config))
+    }
+}
+
 /// `pushgate verify`.
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
@@ -372,6 +403,8 @@ pub(crate) struct PushArgs {
     #[command(flatten)]
     pub(crate) sign: SignArgs,
     #[command(flatten)]
+    pub(crate) trust: TrustArgs,
+    #[command(flatten)]
     pub(crate) output: OutputArgs,
     /// Write the manifest list digest to FILE
     #[arg(long, value_name = "FILE", help_heading = OUTPUT)]
@@ -404,6 +437,8 @@ pub(crate) struct ReleaseArgs {
     pub(crate) log: DecisionLogArgs,
     #[command(flatten)]
     pub(crate) sign: SignArgs,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
 }
@@ -455,6 +490,11 @@ pub(crate) fn image(s: &str) -> Result<String, String> {
     pushgate::sources::parse_origin(s)
         .map(|_| s.to_string())
         .map_err(|e| reason(e, "--image", s))
+}
+
+/// `--trust-key NAME=FILE.pub`.
+pub(crate) fn trust_key(s: &str) -> Result<(String, PathBuf), String> {
+    pushgate::sign::trust::parse_arg(s).map_err(|e| reason(e, "--trust-key", s))
 }
 
 /// A policy module: a file path, or a well-formed oci:// reference.

@@ -101,6 +101,7 @@ pub(crate) fn push_request(
         progress,
         decision_log: None,
         signer: None,
+        trusted: Default::default(),
     };
     Ok((req, pending))
 }
@@ -360,6 +361,7 @@ fn run_push(
     let (mut req, policy) = push_request(args.target, &args.run, registry, &args.policy, progress)?;
     req.digest_file = args.write_digest_to_file;
     req.signer = args.sign.signer(None)?;
+    req.trusted = args.trust.keys()?;
     req.decision_log = args.log.open()?;
     let run = async {
         panic::debug_panic().await;
@@ -415,6 +417,9 @@ fn run_release(
                 .map(|k| (k, cfg.sign_passphrase_file.as_deref())),
         )?,
         decision_log: args.log.open()?,
+        trusted: args
+            .trust
+            .keys_with_config(&cfg.trust_keys(), &args.config)?,
     };
     let run = async {
         panic::debug_panic().await;

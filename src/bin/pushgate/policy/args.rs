@@ -107,6 +107,8 @@ pub struct ObserveArgs {
     pub(super) transfers: cli::TransferArgs,
     #[command(flatten)]
     pub(super) policy: cli::PolicyArgs,
+    #[command(flatten)]
+    pub(super) trust: cli::TrustArgs,
 }
 
 #[derive(Args)]

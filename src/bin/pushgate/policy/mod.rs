@@ -208,6 +208,7 @@ fn facts(
     let progress = pushgate::progress::wanted(false, a.quiet);
     let (mut req, policy) =
         crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
+    req.trusted = push.trust.keys()?;
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,

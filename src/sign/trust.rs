@@ -1,0 +1,219 @@
+//! The keys the host may verify with: `--trust-key NAME=FILE.pub` (repeatable)
+//! and a release config's `[trust-keys]` table.
+//!
+//! Keys are named so that everything past the host (policy facts, settings,
+//! attestations, messages) speaks of names, never of key bytes: a policy says
+//! "signed by `build`", and which key `build` is stays host configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::key::PublicKey;
+
+/// The longest key name.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// One trusted key and the name it goes by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: PublicKey,
+}
+
+/// The trusted keys of a run, in the order given; names are unique.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustedKeys(Arc<Vec<TrustedKey>>);
+
+/// Checks a key name: 1 to [`MAX_NAME_CHARS`] of ASCII letters, digits, `.`,
+/// `_` and `-`, starting with a letter or digit (it appears in facts, settings
+/// and messages, so it must be plain).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        bail!(
+            "key name {name:?}: use 1 to {MAX_NAME_CHARS} letters, digits, '.', '_' or '-', \
+             starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// Parses `NAME=FILE` (the form only: the file is read by [`TrustedKeys::load`]).
+pub fn parse_arg(arg: &str) -> Result<(String, PathBuf)> {
+    let Some((name, file)) = arg.split_once('=') else {
+        bail!("--trust-key {arg}: expected NAME=FILE.pub, e.g. build=keys/build.pub");
+    };
+    check_name(name).map_err(|e| anyhow::anyhow!("--trust-key {arg}: {e}"))?;
+    if file.is_empty() {
+        bail!("--trust-key {arg}: no public key file after '='");
+    }
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+impl TrustedKeys {
+    /// Reads each named key file. `what` names where the pairs came from in
+    /// errors (`--trust-key`, or the release config's file).
+    pub fn load(pairs: &[(String, PathBuf)], what: &str) -> Result<TrustedKeys> {
+        let mut keys: Vec<TrustedKey> = Vec::new();
+        for (name, file) in pairs {
+            check_name(name).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            if keys.iter().any(|k| &k.name == name) {
+                bail!("{what}: the key name {name:?} is given twice");
+            }
+            let key = PublicKey::load(file)
+                .map_err(|e| anyhow::anyhow!("{what}: trusted key {name:?}: {e:#}"))?;
+            keys.push(TrustedKey {
+                name: name.clone(),
+                key,
+            });
+        }
+        Ok(TrustedKeys(Arc::new(keys)))
+    }
+
+    /// `self`'s keys, then those of `more` whose names `self` does not have:
+    /// flags given on the command line win over a config's keys of the same
+    /// name.
+    pub fn or(&self, more: &TrustedKeys) -> TrustedKeys {
+        let mut keys = self.0.as_ref().clone();
+        for k in more.iter() {
+            if !keys.iter().any(|have| have.name == k.name) {
+                keys.push(k.clone());
+            }
+        }
+        TrustedKeys(Arc::new(keys))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TrustedKey> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|k| k.name.clone()).collect()
+    }
+
+    /// The key of `name`.
+    pub fn get(&self, name: &str) -> Option<&PublicKey> {
+        self.0.iter().find(|k| k.name == name).map(|k| &k.key)
+    }
+
+    /// Where the keys came from, for messages: `build (keys/build.pub), …`.
+    pub fn describe(&self) -> String {
+        self.0
+            .iter()
+            .map(|k| format!("{} ({})", k.name, k.key.source()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn names_are_plain() {
+        for ok in ["build", "a", "build-2026.key_1", "X9"] {
+            check_name(ok).unwrap();
+        }
+        let long = "k".repeat(MAX_NAME_CHARS + 1);
+        for bad in [
+            "",
+            "-lead",
+            ".x",
+            "with space",
+            "é",
+            "a/b",
+            "a=b",
+            long.as_str(),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_flag_is_name_equals_file() {
+        assert_eq!(
+            parse_arg("build=keys/build.pub").unwrap(),
+            ("build".into(), PathBuf::from("keys/build.pub"))
+        );
+        // only the first '=' splits: a file name may hold one
+        assert_eq!(
+            parse_arg("b=a=b.pub").unwrap(),
+            ("b".into(), PathBuf::from("a=b.pub"))
+        );
+        let e = parse_arg("keys/build.pub").unwrap_err().to_string();
+        assert!(e.contains("expected NAME=FILE.pub"), "{e}");
+        assert!(parse_arg("build=").is_err());
+        assert!(parse_arg("=x.pub").is_err());
+    }
+
+    fn write_key(dir: &Path, name: &str, seed: u8) -> PathBuf {
+        let key = crate::sign::simple::tests::key(seed);
+        let path = dir.join(name);
+        std::fs::write(&path, key.public_key().to_pem()).unwrap();
+        path
+    }
+
+    #[test]
+    fn keys_load_by_name_and_a_name_is_given_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_key(dir.path(), "a.pub", 1);
+        let b = write_key(dir.path(), "b.pub", 2);
+        let keys = TrustedKeys::load(
+            &[("build".into(), a.clone()), ("release".into(), b.clone())],
+            "--trust-key",
+        )
+        .unwrap();
+        assert_eq!(keys.names(), ["build", "release"]);
+        assert!(keys.get("build").is_some() && keys.get("other").is_none());
+        assert_ne!(keys.get("build"), keys.get("release"));
+
+        let e = TrustedKeys::load(
+            &[("build".into(), a.clone()), ("build".into(), b)],
+            "--trust-key",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"build\" is given twice"), "{e}");
+
+        let missing = dir.path().join("none.pub");
+        let e = format!(
+            "{:#}",
+            TrustedKeys::load(&[("x".into(), missing)], "--trust-key").unwrap_err()
+        );
+        assert!(
+            e.contains("trusted key \"x\"") && e.contains("none.pub"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_a_configs_keys_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_key(dir.path(), "a.pub", 1);
+        let b = write_key(dir.path(), "b.pub", 2);
+        let flags = TrustedKeys::load(&[("build".into(), a.clone())], "flags").unwrap();
+        let config = TrustedKeys::load(
+            &[("build".into(), b.clone()), ("other".into(), b)],
+            "config",
+        )
+        .unwrap();
+        let both = flags.or(&config);
+        assert_eq!(both.names(), ["build", "other"]);
+        assert_eq!(both.get("build"), flags.get("build"));
+    }
+}
