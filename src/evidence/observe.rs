@@ -1,7 +1,9 @@
 //! What the registry holds of a container's evidence: the `.sig` manifest of
 //! the list and of every per-arch manifest, and the list's referrers (through
 //! the referrers API, or the referrers tag where the registry has none).
-//! Reads only.
+//! Reads only. Also: which trusted keys signed a manifest ([`signers`]).
+
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -9,9 +11,11 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use super::{DECISION_ANNOTATION, KEY_ANNOTATION, Observed, Wanted};
 use crate::digest::Digest;
 use crate::registry::Repository;
-use crate::sign::cosign::{SigManifest, sig_tag};
+use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, SigManifest, sig_tag};
 use crate::sign::dsse::IN_TOTO_PAYLOAD_TYPE;
 use crate::sign::referrers::{ReferrersIndex, referrers_tag};
+use crate::sign::simple::Identity;
+use crate::sign::trust::{Signers, TrustedKeys};
 
 /// Reads what `repo` holds of `wanted`'s evidence; `key_id` picks this run's
 /// attestations among the list's referrers.
@@ -50,6 +54,69 @@ pub async fn sig_manifest(repo: &Repository, digest: &Digest) -> Result<Option<S
                 .context("the signatures already there cannot be read, so none can be added")
         }
     }
+}
+
+/// The most signature layers of one manifest whose payloads are read.
+pub const MAX_SIGNATURES: usize = 64;
+/// The largest signature payload read.
+const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Which trusted keys signed `digest` in `repo` (its `.sig` tag, as cosign and
+/// containers/image store signatures), for a reference `identity` accepts.
+/// Nothing there, a `.sig` manifest that cannot be read, a signature that
+/// does not verify: facts in the answer. A registry that cannot be read:
+/// an error.
+pub async fn signers(
+    repo: &Repository,
+    digest: &Digest,
+    keys: &TrustedKeys,
+    identity: &Identity<'_>,
+) -> Result<Signers> {
+    let tag = sig_tag(digest);
+    let Some((_, bytes)) = repo.get_tag(&tag).await? else {
+        return Ok(Signers::default());
+    };
+    let label = format!("{}:{tag}", repo.name());
+    let sigs = match SigManifest::parse(&bytes, &label) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Signers {
+                valid: Vec::new(),
+                invalid: vec![format!("{e:#}")],
+            });
+        }
+    };
+    let layers = sigs.layers();
+    let payloads: HashMap<Digest, Vec<u8>> = stream::iter(
+        layers
+            .iter()
+            .take(MAX_SIGNATURES)
+            .filter(|l| l.media_type == SIMPLESIGNING_MEDIA_TYPE),
+    )
+    .map(|l| async move {
+        let blob = repo.get_blob(&l.digest, MAX_PAYLOAD).await?;
+        Ok::<_, anyhow::Error>(blob.map(|b| (l.digest.clone(), b)))
+    })
+    .buffered(8)
+    .try_collect::<Vec<_>>()
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut found = keys.check(&sigs, |d| payloads.get(d).cloned(), identity, digest);
+    if layers.len() > MAX_SIGNATURES {
+        // Their payloads were not read: each is the last of the invalid ones,
+        // as "not given"; one line says so instead.
+        let unread = layers.len() - MAX_SIGNATURES;
+        found
+            .invalid
+            .truncate(found.invalid.len().saturating_sub(unread));
+        found.invalid.push(format!(
+            "{label} holds {} signatures; those past the first {MAX_SIGNATURES} were not checked",
+            layers.len()
+        ));
+    }
+    Ok(found)
 }
 
 /// The referrers of `subject`, and whether they came from the referrers API

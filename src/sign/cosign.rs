@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::key::PublicKey;
 use super::oci::{Descriptor, Doc};
-use super::simple::{self, Rejected, Signed, Verified};
+use super::simple::{self, Identity, Rejected, Signed, Verified};
 use crate::digest::Digest;
 use crate::manifest::{DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
 
@@ -175,13 +175,24 @@ impl SigManifest {
         reference: &str,
         digest: &Digest,
     ) -> Vec<(usize, Result<Verified, LayerError>)> {
+        self.check_identity(blob, key, &Identity::Exact(reference), digest)
+    }
+
+    /// [`check`](Self::check), for the references `identity` accepts.
+    pub fn check_identity(
+        &self,
+        blob: impl Fn(&Digest) -> Option<Vec<u8>>,
+        key: &PublicKey,
+        identity: &Identity<'_>,
+        digest: &Digest,
+    ) -> Vec<(usize, Result<Verified, LayerError>)> {
         self.doc
             .entries()
             .iter()
             .enumerate()
             .map(|(i, l)| {
                 let result = match l {
-                    Some(l) => check_layer(l, &blob, key, reference, digest),
+                    Some(l) => check_layer(l, &blob, key, identity, digest),
                     None => Err(LayerError::Unreadable),
                 };
                 (i, result)
@@ -209,7 +220,7 @@ fn check_layer(
     layer: &Descriptor,
     blob: &impl Fn(&Digest) -> Option<Vec<u8>>,
     key: &PublicKey,
-    reference: &str,
+    identity: &Identity<'_>,
     digest: &Digest,
 ) -> Result<Verified, LayerError> {
     if layer.media_type != SIMPLESIGNING_MEDIA_TYPE {
@@ -224,7 +235,9 @@ fn check_layer(
     if Digest::of(&payload) != layer.digest {
         return Err(LayerError::BlobMismatch(layer.digest.clone()));
     }
-    Ok(simple::verify(key, &payload, signature, reference, digest)?)
+    Ok(simple::verify_identity(
+        key, &payload, signature, identity, digest,
+    )?)
 }
 
 #[cfg(test)]

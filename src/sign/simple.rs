@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::key::{PublicKey, SigningKey};
 use crate::digest::Digest;
+use crate::registry::{Reference, RepoName};
 
 /// The `critical.type` of a cosign container image signature.
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
@@ -40,7 +41,7 @@ struct PayloadDoc {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Critical {
-    identity: Identity,
+    identity: IdentityDoc,
     image: Image,
     #[serde(rename = "type")]
     kind: String,
@@ -48,7 +49,7 @@ struct Critical {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Identity {
+struct IdentityDoc {
     #[serde(rename = "docker-reference")]
     docker_reference: String,
 }
@@ -71,7 +72,7 @@ pub fn payload(
 ) -> Vec<u8> {
     let doc = PayloadDoc {
         critical: Critical {
-            identity: Identity {
+            identity: IdentityDoc {
                 docker_reference: reference.to_string(),
             },
             image: Image {
@@ -130,6 +131,40 @@ pub enum Rejected {
     WrongDigest { found: String, wanted: Digest },
 }
 
+/// Which references a signature must name to count.
+#[derive(Debug, Clone, Copy)]
+pub enum Identity<'a> {
+    /// Exactly this reference (`REPO:TAG`): what pushgate signs for each tag,
+    /// and what `pushgate verify` checks.
+    Exact(&'a str),
+    /// Any reference in this repository, with or without a tag
+    /// (containers/image's `matchRepository`): `cosign sign REPO@DIGEST` names
+    /// the repository alone, and a promotion checks a staging image by digest
+    /// without knowing which tag its builder signed it for.
+    Repository(&'a RepoName),
+}
+
+impl Identity<'_> {
+    fn accepts(&self, found: &str) -> bool {
+        match self {
+            Identity::Exact(want) => found == *want,
+            Identity::Repository(want) => Reference::parse(found, "the signed reference")
+                .is_ok_and(|r| {
+                    r.digest.is_none()
+                        && r.repo.registry() == want.registry()
+                        && r.repo.path() == want.path()
+                }),
+        }
+    }
+
+    fn wanted(&self) -> String {
+        match self {
+            Identity::Exact(want) => want.to_string(),
+            Identity::Repository(want) => format!("the repository {want}"),
+        }
+    }
+}
+
 /// Checks that `signature` (base64) is `key`'s over `payload`, and that the
 /// payload names exactly `reference` and `digest`.
 pub fn verify(
@@ -137,6 +172,18 @@ pub fn verify(
     payload: &[u8],
     signature: &str,
     reference: &str,
+    digest: &Digest,
+) -> Result<Verified, Rejected> {
+    verify_identity(key, payload, signature, &Identity::Exact(reference), digest)
+}
+
+/// Checks that `signature` (base64) is `key`'s over `payload`, and that the
+/// payload names `digest` and a reference `identity` accepts.
+pub fn verify_identity(
+    key: &PublicKey,
+    payload: &[u8],
+    signature: &str,
+    identity: &Identity<'_>,
     digest: &Digest,
 ) -> Result<Verified, Rejected> {
     let sig = BASE64
@@ -164,10 +211,10 @@ pub fn verify(
         });
     }
     let found_ref = doc.critical.identity.docker_reference;
-    if found_ref != reference {
+    if !identity.accepts(&found_ref) {
         return Err(Rejected::WrongReference {
             found: found_ref,
-            wanted: reference.to_string(),
+            wanted: identity.wanted(),
         });
     }
     Ok(Verified {
@@ -239,6 +286,35 @@ pub(crate) mod tests {
             verify(k.public_key(), &s.payload, "***", REF, &d),
             Err(Rejected::NotBase64)
         );
+    }
+
+    #[test]
+    fn a_repository_identity_takes_any_tag_of_that_repository_only() {
+        let k = key(1);
+        let d = Digest::of(b"image");
+        let repo = "quay.io/fedora/fedora-coreos".parse::<RepoName>().unwrap();
+        let want = Identity::Repository(&repo);
+        for signed_for in [
+            "quay.io/fedora/fedora-coreos",
+            "quay.io/fedora/fedora-coreos:stable",
+        ] {
+            let s = sign(&k, signed_for, &d, None);
+            verify_identity(k.public_key(), &s.payload, &s.signature, &want, &d).unwrap();
+        }
+        for other in [
+            "quay.io/fedora/fedora-coreos-staging:stable",
+            "registry.example/fedora/fedora-coreos",
+            "quay.io/fedora/fedora-coreos@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "not a reference",
+        ] {
+            let s = sign(&k, other, &d, None);
+            let e = verify_identity(k.public_key(), &s.payload, &s.signature, &want, &d);
+            assert!(
+                matches!(&e, Err(Rejected::WrongReference { wanted, .. })
+                    if wanted == "the repository quay.io/fedora/fedora-coreos"),
+                "{other}: {e:?}"
+            );
+        }
     }
 
     #[test]

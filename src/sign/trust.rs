@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
+use super::cosign::{LayerError, SigManifest};
 use super::key::PublicKey;
+use super::simple::{Identity, Rejected};
+use crate::digest::Digest;
 
 /// The longest key name.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -25,6 +28,17 @@ pub struct TrustedKey {
 /// The trusted keys of a run, in the order given; names are unique.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrustedKeys(Arc<Vec<TrustedKey>>);
+
+/// What the signatures of one manifest say, checked with the trusted keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signers {
+    /// The names of the trusted keys with a valid signature, in trust order.
+    pub valid: Vec<String>,
+    /// Why each signature that counts for none of them does not: a layer that
+    /// verifies with no trusted key, a trusted key's signature of something
+    /// else, a payload missing.
+    pub invalid: Vec<String>,
+}
 
 /// Checks a key name: 1 to [`MAX_NAME_CHARS`] of ASCII letters, digits, `.`,
 /// `_` and `-`, starting with a letter or digit (it appears in facts, settings
@@ -106,6 +120,62 @@ impl TrustedKeys {
     /// The key of `name`.
     pub fn get(&self, name: &str) -> Option<&PublicKey> {
         self.0.iter().find(|k| k.name == name).map(|k| &k.key)
+    }
+
+    /// Checks every signature `sigs` holds for `digest` (and a reference
+    /// `identity` accepts) with every trusted key. `blob` gives a layer's
+    /// payload by digest.
+    pub fn check(
+        &self,
+        sigs: &SigManifest,
+        blob: impl Fn(&Digest) -> Option<Vec<u8>>,
+        identity: &Identity<'_>,
+        digest: &Digest,
+    ) -> Signers {
+        let mut out = Signers::default();
+        let layers = sigs.layers().len();
+        // Per layer, the verdict of each key.
+        let mut by_layer: Vec<Vec<(&str, Result<(), LayerError>)>> = vec![Vec::new(); layers];
+        for k in self.iter() {
+            for (i, r) in sigs.check_identity(&blob, &k.key, identity, digest) {
+                if let Some(v) = by_layer.get_mut(i) {
+                    v.push((k.name.as_str(), r.map(|_| ())));
+                }
+            }
+        }
+        for (i, verdicts) in by_layer.iter().enumerate() {
+            let mut counted = false;
+            for (name, r) in verdicts {
+                if r.is_ok() {
+                    counted = true;
+                    if !out.valid.iter().any(|v| v == name) {
+                        out.valid.push(name.to_string());
+                    }
+                }
+            }
+            if counted {
+                continue;
+            }
+            // A trusted key's signature of something else says most; then an
+            // error of the layer itself; else no trusted key made it.
+            let signed_by = verdicts.iter().find(|(_, r)| {
+                matches!(r, Err(LayerError::Rejected(e)) if !matches!(e, Rejected::BadSignature(_) | Rejected::NotBase64))
+            });
+            let why = match (signed_by, verdicts.first()) {
+                (Some((name, Err(e))), _) => format!("signature {i}: by {name}, but {e}"),
+                (_, Some((_, Err(LayerError::Rejected(Rejected::BadSignature(_))))))
+                | (_, None) => {
+                    format!(
+                        "signature {i}: made by none of the trusted keys ({})",
+                        self.names().join(", ")
+                    )
+                }
+                (_, Some((_, Err(e)))) => format!("signature {i}: {e}"),
+                (_, Some((_, Ok(())))) => unreachable!("a valid layer is counted"),
+            };
+            out.invalid.push(why);
+        }
+        out
     }
 
     /// Where the keys came from, for messages: `build (keys/build.pub), …`.
@@ -215,5 +285,79 @@ mod tests {
         let both = flags.or(&config);
         assert_eq!(both.names(), ["build", "other"]);
         assert_eq!(both.get("build"), flags.get("build"));
+    }
+
+    #[test]
+    fn signatures_count_for_the_trusted_keys_that_made_them_and_the_rest_say_why() {
+        use crate::registry::RepoName;
+        use crate::sign::simple::sign;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = TrustedKeys::load(
+            &[
+                ("build".into(), write_key(dir.path(), "a.pub", 1)),
+                ("release".into(), write_key(dir.path(), "b.pub", 3)),
+            ],
+            "--trust-key",
+        )
+        .unwrap();
+        let (build, stranger) = (
+            crate::sign::simple::tests::key(1),
+            crate::sign::simple::tests::key(2),
+        );
+        let repo: RepoName = "registry.example/staging/os".parse().unwrap();
+        let image = Digest::of(b"image");
+        let signatures = [
+            sign(&stranger, "registry.example/staging/os", &image, None),
+            sign(&build, "registry.example/staging/os:x86_64", &image, None),
+            sign(
+                &build,
+                "registry.example/staging/os",
+                &Digest::of(b"other"),
+                None,
+            ),
+            sign(&build, "registry.example/elsewhere/os", &image, None),
+            sign(&build, "registry.example/staging/os", &image, None),
+        ];
+        let mut sigs = SigManifest::new();
+        sigs.add(&signatures);
+        let payloads: std::collections::HashMap<Digest, Vec<u8>> = signatures
+            .iter()
+            .map(|s| (Digest::of(&s.payload), s.payload.clone()))
+            .collect();
+        let got = keys.check(
+            &sigs,
+            |d| payloads.get(d).cloned(),
+            &Identity::Repository(&repo),
+            &image,
+        );
+        assert_eq!(got.valid, ["build"]);
+        assert_eq!(got.invalid.len(), 3, "{:?}", got.invalid);
+        assert_eq!(
+            got.invalid[0],
+            "signature 0: made by none of the trusted keys (build, release)"
+        );
+        assert!(
+            got.invalid[1]
+                .starts_with("signature 2: by build, but the signature is for the manifest"),
+            "{}",
+            got.invalid[1]
+        );
+        assert!(
+            got.invalid[2].contains(
+                "signature 3: by build, but the signature is for registry.example/elsewhere/os"
+            ),
+            "{}",
+            got.invalid[2]
+        );
+
+        // a payload the registry did not give is a fact too
+        let none = keys.check(&sigs, |_| None, &Identity::Repository(&repo), &image);
+        assert!(none.valid.is_empty());
+        assert_eq!(none.invalid.len(), 5);
+        assert!(
+            none.invalid[0].contains("was not given"),
+            "{}",
+            none.invalid[0]
+        );
     }
 }
