@@ -133,17 +133,18 @@ impl TrustedKeys {
         digest: &Digest,
     ) -> Signers {
         let mut out = Signers::default();
-        let layers = sigs.layers().len();
-        // Per layer, the verdict of each key.
-        let mut by_layer: Vec<Vec<(&str, Result<(), LayerError>)>> = vec![Vec::new(); layers];
+        // Per layer (as the manifest numbers them), the verdict of each key.
+        let mut by_layer: std::collections::BTreeMap<usize, Vec<(&str, Result<(), LayerError>)>> =
+            Default::default();
         for k in self.iter() {
             for (i, r) in sigs.check_identity(&blob, &k.key, identity, digest) {
-                if let Some(v) = by_layer.get_mut(i) {
-                    v.push((k.name.as_str(), r.map(|_| ())));
-                }
+                by_layer
+                    .entry(i)
+                    .or_default()
+                    .push((k.name.as_str(), r.map(|_| ())));
             }
         }
-        for (i, verdicts) in by_layer.iter().enumerate() {
+        for (i, verdicts) in &by_layer {
             let mut counted = false;
             for (name, r) in verdicts {
                 if r.is_ok() {
