@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 
-use crate::contract::{ArchFact, Decision, Facts, TagFact, Verdict};
+use crate::contract::{
+    ArchFact, Decision, Facts, Origin, SignatureFacts, SourceFact, TagFact, Verdict,
+};
 use crate::policy::{Policy, PolicyHost};
 
 /// One finding of a check.
@@ -84,6 +86,7 @@ pub fn corpus() -> Vec<(String, Facts)> {
                     name: t.to_string(),
                     current: at_desired.then(|| D_LIST.to_string()),
                     is_desired: at_desired,
+                    signatures: None,
                 })
                 .collect(),
             build_id: Some("41.20261127.1.0".into()),
@@ -98,6 +101,11 @@ pub fn corpus() -> Vec<(String, Facts)> {
                     recorded_digest: recorded.then(|| d.to_string()),
                     desired_digest: Some(d.to_string()),
                     registry_digest: at_desired.then(|| d.to_string()),
+                    source: SourceFact {
+                        origin: Origin::Local(format!("builds/41.20261127.1.0/{a}/os.ociarchive")),
+                        digest: Some(d.to_string()),
+                        signatures: None,
+                    },
                 })
                 .collect(),
             desired_list_digest: Some(D_LIST.into()),
@@ -106,6 +114,7 @@ pub fn corpus() -> Vec<(String, Facts)> {
             force: false,
             dry_run: false,
             settings: String::new(),
+            trusted_keys: Vec::new(),
         }
     };
     let mut out = vec![
@@ -134,7 +143,33 @@ pub fn corpus() -> Vec<(String, Facts)> {
     images.build_id = None;
     images.key = None;
     images.requested_arches.clear();
-    out.push(("push from --image sources".into(), images));
+    out.push(("push from --image sources".into(), images.clone()));
+    // Contract 0.2.0: sources in a registry, with what their signatures say.
+    let mut staged = images;
+    staged.trusted_keys = vec!["build".into(), "release".into()];
+    for a in &mut staged.arches {
+        let signed = a.arch == "x86_64";
+        a.source = SourceFact {
+            origin: Origin::Registry(format!("registry.example/staging/os@{}", D_X86)),
+            digest: a.desired_digest.clone(),
+            signatures: Some(SignatureFacts {
+                valid_keys: if signed { vec!["build".into()] } else { vec![] },
+                invalid: if signed {
+                    vec![]
+                } else {
+                    vec!["signature 0: made by none of the trusted keys (build, release)".into()]
+                },
+                attestations: vec![],
+            }),
+        };
+    }
+    for t in &mut staged.tags {
+        t.signatures = t.current.as_ref().map(|_| SignatureFacts::default());
+    }
+    out.push((
+        "promotion from a registry, one arch signed by a trusted key, one not".into(),
+        staged,
+    ));
     out
 }
 
@@ -168,10 +203,11 @@ pub fn check_loaded(
     note(
         true,
         format!(
-            "a component implementing {} ({}, {})",
+            "a component implementing {} ({}, {}); this pushgate runs {}",
             info.contract,
             crate::human::size(info.size),
-            info.sha256
+            info.sha256,
+            crate::policy::CONTRACTS.join(", ")
         ),
     );
     note(

@@ -1,8 +1,9 @@
 //! Gathering the facts a policy is told about one container, from the
 //! pipeline's plain data (the facts themselves are [`crate::contract::Facts`]).
 
-use crate::contract::{ArchFact, Facts, TagFact};
+use crate::contract::{ArchFact, Facts, SourceFact, TagFact};
 use crate::meta::ImageEntry;
+use crate::observe::signatures::Verified;
 use crate::plan::{Desired, Plan, TagState};
 
 /// What the pipeline knows when it asks for a decision.
@@ -22,6 +23,8 @@ pub struct Known<'a> {
     pub force: bool,
     pub dry_run: bool,
     pub settings: &'a str,
+    /// The sources and what was verified of signatures (contract 0.2.0).
+    pub signatures: &'a Verified,
 }
 
 /// Builds the facts from the pipeline's plain data.
@@ -80,6 +83,11 @@ pub fn gather(k: &Known<'_>) -> Facts {
                 recorded_digest: rec.and_then(|e| e.digest.as_ref()).map(|d| d.to_string()),
                 desired_digest: desired,
                 registry_digest: registry_digest(arch),
+                source: k
+                    .signatures
+                    .source(arch)
+                    .cloned()
+                    .unwrap_or_else(SourceFact::default),
             }
         })
         .collect();
@@ -90,11 +98,17 @@ pub fn gather(k: &Known<'_>) -> Facts {
             .tags
             .iter()
             .map(|t| {
+                let signatures = t
+                    .current
+                    .as_ref()
+                    .and_then(|(d, _)| k.signatures.of_list(d))
+                    .cloned();
                 let current = t.current.as_ref().map(|(d, _)| d.to_string());
                 TagFact {
                     name: t.tag.clone(),
                     is_desired: current.is_some() && current == desired_list,
                     current,
+                    signatures,
                 }
             })
             .collect(),
@@ -109,5 +123,6 @@ pub fn gather(k: &Known<'_>) -> Facts {
         force: k.force,
         dry_run: k.dry_run,
         settings: k.settings.to_string(),
+        trusted_keys: k.signatures.trusted_keys.clone(),
     }
 }

@@ -13,6 +13,7 @@ use crate::decision_log::{self, DecisionLog, LoggedPolicy, Subject, Trace};
 use crate::digest::Digest;
 use crate::facts::{self, Known};
 use crate::meta::{ImageEntry, RecordChange};
+use crate::observe::signatures::{self, Source, Verified};
 use crate::plan::{self, Desired, Plan, Presence, TagState};
 use crate::progress::{Display, Phase, Progress};
 use crate::record;
@@ -86,6 +87,8 @@ struct Prepared {
     display: Option<Display>,
     /// A signed run's evidence: wanted, observed, and what is missing.
     evidence: Option<Evidence>,
+    /// The sources, and the signatures the trusted keys verify (policy facts).
+    signatures: Verified,
 }
 
 /// A signed container's evidence as observed and planned.
@@ -185,6 +188,8 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         req.signer.is_none() || quick_evidence.as_ref().is_some_and(|e| e.gap.is_closed());
     if let (Ok(reason), true) = (quick, complete) {
         let plan = Plan::nothing(Verdict::UpToDate, reason);
+        let unread = resolved.inputs.iter().filter_map(Source::unread).collect();
+        let signatures = signatures::observe(&repo, &tag_states, unread, &req.trusted).await?;
         return Ok(Prepared {
             tags,
             resolved,
@@ -197,6 +202,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             clients: req.registry.clients.clone(),
             display: None,
             evidence: quick_evidence,
+            signatures,
         });
     }
 
@@ -256,6 +262,8 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         }
         None => None,
     };
+    let read = loaded.iter().map(Source::loaded).collect();
+    let signatures = signatures::observe(&repo, &tag_states, read, &req.trusted).await?;
     Ok(Prepared {
         tags,
         resolved,
@@ -268,6 +276,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         clients: req.registry.clients.clone(),
         display,
         evidence,
+        signatures,
     })
 }
 
@@ -556,6 +565,7 @@ fn gather_facts(req: &PushRequest, p: &Prepared) -> Facts {
         force: req.force,
         dry_run: req.dry_run,
         settings: req.policy.as_ref().map_or("{}", |c| c.settings.as_str()),
+        signatures: &p.signatures,
     })
 }
 

@@ -12,10 +12,11 @@ use super::{DECISION_ANNOTATION, KEY_ANNOTATION, Observed, Wanted};
 use crate::digest::Digest;
 use crate::registry::Repository;
 use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, SigManifest, sig_tag};
-use crate::sign::dsse::IN_TOTO_PAYLOAD_TYPE;
+use crate::sign::dsse::{ENVELOPE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE};
+use crate::sign::oci::ArtifactManifest;
 use crate::sign::referrers::{ReferrersIndex, referrers_tag};
 use crate::sign::simple::Identity;
-use crate::sign::trust::{Signers, TrustedKeys};
+use crate::sign::trust::{Attested, Signers, TrustedKeys};
 
 /// Reads what `repo` holds of `wanted`'s evidence; `key_id` picks this run's
 /// attestations among the list's referrers.
@@ -116,6 +117,84 @@ pub async fn signers(
             layers.len()
         ));
     }
+    Ok(found)
+}
+
+/// The most attestations about one manifest read (in each place they may be).
+pub const MAX_ATTESTATIONS: usize = 32;
+
+/// The tag where cosign keeps the attestations of the manifest `digest`.
+pub fn att_tag(digest: &Digest) -> String {
+    format!("sha256-{}.att", digest.hex())
+}
+
+/// Which trusted keys attested what about `digest` in `repo`: the in-toto
+/// statements in cosign's `.att` tag, and those among the manifest's referrers
+/// (OCI 1.1, as cosign's referrers mode and pushgate write them). What cannot
+/// be read or does not verify is a fact in the answer; a registry that cannot
+/// be read is an error.
+pub async fn attestations(
+    repo: &Repository,
+    digest: &Digest,
+    keys: &TrustedKeys,
+) -> Result<Attested> {
+    let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut unreadable: Vec<String> = Vec::new();
+    let tag = att_tag(digest);
+    if let Some((_, bytes)) = repo.get_tag(&tag).await? {
+        let label = format!("{}:{tag}", repo.name());
+        match SigManifest::parse(&bytes, &label) {
+            Err(e) => unreadable.push(format!("{e:#}")),
+            Ok(att) => {
+                for (i, layer) in att
+                    .layers()
+                    .into_iter()
+                    .filter(|l| l.media_type == ENVELOPE_MEDIA_TYPE)
+                    .take(MAX_ATTESTATIONS)
+                    .enumerate()
+                {
+                    if let Some(blob) = repo.get_blob(&layer.digest, MAX_PAYLOAD).await? {
+                        envelopes.push((format!("{label} attestation {i}"), blob));
+                    }
+                }
+            }
+        }
+    }
+    let (index, _) = referrers(repo, digest).await?;
+    for d in index
+        .map(|i| i.of_type(IN_TOTO_PAYLOAD_TYPE))
+        .unwrap_or_default()
+        .into_iter()
+        .take(MAX_ATTESTATIONS)
+    {
+        let Some(fetched) = repo.get_manifest(d.digest.as_str()).await? else {
+            continue;
+        };
+        let label = format!("{}@{}", repo.name(), d.digest);
+        let m = match ArtifactManifest::parse(&fetched.bytes, &label) {
+            Ok(m) => m,
+            Err(e) => {
+                unreadable.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let layer = match &m.layers[..] {
+            [l] if l.media_type == ENVELOPE_MEDIA_TYPE => l,
+            _ => {
+                unreadable.push(format!("{label}: not a single DSSE envelope layer"));
+                continue;
+            }
+        };
+        if m.subject.as_ref().map(|s| &s.digest) != Some(digest) {
+            unreadable.push(format!("{label}: not a referrer of {digest}"));
+            continue;
+        }
+        if let Some(blob) = repo.get_blob(&layer.digest, MAX_PAYLOAD).await? {
+            envelopes.push((label, blob));
+        }
+    }
+    let mut found = keys.attested(&envelopes, digest);
+    found.invalid.extend(unreadable);
     Ok(found)
 }
 

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use super::bindings::exports::pushgate::policy::policy as guest;
-use super::convert::level_name;
+use super::contracts::{Guest, Pre};
 use super::sandbox::{self, Limits, State};
 use super::{Policy, PolicyError, PolicyHost};
 
@@ -57,7 +56,7 @@ impl PolicyHost {
         &self,
         policy: &Policy,
         what: &'static str,
-        f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R> + Send + 'static,
+        f: impl FnOnce(&Guest, &mut Store<State>) -> wasmtime::Result<R> + Send + 'static,
     ) -> Result<(R, Vec<String>), PolicyError> {
         let (engine, limits, pre) = (self.engine.clone(), self.limits, policy.pre.clone());
         let module = policy.label.clone();
@@ -78,20 +77,20 @@ impl PolicyHost {
 fn call_here<R>(
     engine: &wasmtime::Engine,
     limits: &Limits,
-    pre: &super::bindings::PolicyModulePre<State>,
+    pre: &Pre,
     module: String,
     what: &'static str,
-    f: impl FnOnce(&guest::Guest, &mut Store<State>) -> wasmtime::Result<R>,
+    f: impl FnOnce(&Guest, &mut Store<State>) -> wasmtime::Result<R>,
 ) -> Result<(R, Vec<String>), PolicyError> {
     let mut store = sandbox::store(engine, limits);
     let result = pre
         .instantiate(&mut store)
-        .and_then(|instance| f(instance.pushgate_policy_policy(), &mut store));
+        .and_then(|guest| f(&guest, &mut store));
     let logs = store
         .data()
         .logs
         .iter()
-        .map(|(level, msg)| format!("{}: {msg}", level_name(*level)))
+        .map(|(level, msg)| format!("{level}: {msg}"))
         .collect();
     match result {
         Ok(r) => Ok((r, logs)),

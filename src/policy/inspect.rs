@@ -17,6 +17,8 @@ pub struct Inspection {
     pub sha256: Digest,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
+    /// The contract versions this pushgate runs, newest first.
+    pub host_contracts: Vec<String>,
     /// The loaded module's description, or why it does not load.
     #[serde(with = "result_as_object")]
     pub loaded: Result<PolicyInfo, String>,
@@ -146,6 +148,7 @@ impl PolicyHost {
                 .imports(&self.engine)
                 .map(|(n, _)| n.to_string())
                 .collect(),
+            host_contracts: super::CONTRACTS.map(str::to_string).to_vec(),
             loaded: loaded.map(|p| p.info.clone()).map_err(|e| e.to_string()),
             artifact,
         })

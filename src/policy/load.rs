@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::bindings;
 use super::{
-    CONTRACT, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache, metadata, remote,
+    CONTRACT, CONTRACTS, NOT_WASM, Policy, PolicyError, PolicyHost, PolicyInfo, cache, contracts,
+    metadata, remote,
 };
 use crate::digest::Digest;
 
@@ -71,25 +71,32 @@ impl PolicyHost {
             .exports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        if !exports.iter().any(|e| e == CONTRACT) {
+        // The newest version the module exports, should it export several.
+        let Some(contract) = CONTRACTS
+            .into_iter()
+            .find(|c| exports.iter().any(|e| e == c))
+        else {
             let reason = match exports
                 .iter()
                 .find(|e| e.starts_with("pushgate:policy/policy@"))
             {
-                Some(other) => format!("it exports {other}, an incompatible contract version"),
+                Some(other) => format!(
+                    "it exports {other}, a contract version this pushgate does not run \
+                     (a newer pushgate may; or build the policy against {CONTRACT})"
+                ),
                 None => format!("it exports [{}]", exports.join(", ")),
             };
             return Err(PolicyError::Contract {
                 module: label,
                 reason,
             });
-        }
+        };
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| invalid(format!("it needs an import the host does not offer: {e:#}")))?;
         let pre =
-            bindings::PolicyModulePre::new(instance_pre).map_err(|e| PolicyError::Contract {
+            contracts::Pre::new(contract, instance_pre).map_err(|e| PolicyError::Contract {
                 module: label.clone(),
                 reason: format!("{e:#}"),
             })?;
@@ -104,7 +111,7 @@ impl PolicyHost {
                 sha256: sha256.clone(),
                 path: path.to_path_buf(),
                 size: bytes.len() as u64,
-                contract: CONTRACT.to_string(),
+                contract: contract.to_string(),
                 imports: component
                     .component_type()
                     .imports(&self.engine)

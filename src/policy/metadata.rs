@@ -15,7 +15,7 @@
 
 use wasmtime::Store;
 
-use super::bindings::exports::pushgate::policy::policy as guest;
+use super::contracts::Guest;
 use super::convert::inert;
 use super::sandbox::State;
 
@@ -45,9 +45,9 @@ pub(crate) struct Metadata {
 }
 
 /// Calls the module's `metadata` export and bounds its answer.
-pub(crate) fn call(policy: &guest::Guest, store: &mut Store<State>) -> wasmtime::Result<Metadata> {
+pub(crate) fn call(policy: &Guest, store: &mut Store<State>) -> wasmtime::Result<Metadata> {
     store.set_hostcall_fuel(METADATA_BYTES);
-    let raw = policy.call_metadata(&mut *store)?;
+    let raw = policy.metadata(&mut *store)?;
     let mut m = Metadata::default();
     for (field, text, max, one_line, out) in [
         ("name", &raw.name, MAX_NAME_CHARS, true, &mut m.name),

@@ -1,7 +1,8 @@
 //! The policy host: runs WASM policy components, sandboxed and capped.
 //!
-//! A policy is a component implementing `pushgate:policy/policy@0.1.0`
-//! (`wit/policy.wit`). It is linked with a WASI that grants nothing, so that
+//! A policy is a component implementing one of the contract versions the host
+//! runs ([`CONTRACTS`]: the newest is `wit/policy.wit`, older ones are kept as
+//! released in `wit/history/`). It is linked with a WASI that grants nothing, so that
 //! components built for `wasm32-wasip2` load, but can observe nothing: no
 //! preopened directories, no environment, no arguments, no sockets, clocks
 //! frozen at the epoch and random bytes from a fixed cycle. Same facts in, same
@@ -21,7 +22,8 @@
 //! * [`load`] and [`cache`]: compiling a module once, checking the contract;
 //! * [`call`]: one capped call, on a thread of its own;
 //! * [`metadata`]: what a module says about itself, read bounded and inert;
-//! * [`convert`]: the contract's plain data to and from the generated bindings;
+//! * [`contracts`]: the contract versions, their bindings, one face for calls;
+//! * [`convert`]: the contract's plain data to and from each version's bindings;
 //! * [`inspect`]: describing a module file for `policy inspect`;
 //! * [`remote`]: modules published to and fetched from registries as OCI
 //!   artifacts, verified by digest and cached on disk.
@@ -39,6 +41,7 @@ use crate::digest::Digest;
 
 mod cache;
 mod call;
+mod contracts;
 mod convert;
 mod inspect;
 mod load;
@@ -46,18 +49,9 @@ mod metadata;
 pub mod remote;
 mod sandbox;
 
+pub use contracts::{CONTRACT, CONTRACTS, runs};
 pub use inspect::{ArtifactSummary, Inspection};
 pub use sandbox::Limits;
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "policy-module",
-    });
-}
-
-/// The contract's exported interface, as it appears in a component's exports.
-pub const CONTRACT: &str = "pushgate:policy/policy@0.1.0";
 
 /// Why a policy gave no usable answer. The message names the module.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +60,7 @@ pub enum PolicyError {
     Unreadable { module: String, reason: String },
     #[error("policy module {module}: not a usable component: {reason}")]
     Invalid { module: String, reason: String },
-    #[error("policy module {module} does not implement the contract {CONTRACT}: {reason}")]
+    #[error("policy module {module} does not implement a contract this pushgate runs ({}): {reason}", CONTRACTS.join(", "))]
     Contract { module: String, reason: String },
     #[error("policy module {module}: {what} exceeded its {cap} cap")]
     Cap {
@@ -99,7 +93,7 @@ pub struct PolicyInfo {
     pub sha256: Digest,
     pub path: PathBuf,
     pub size: u64,
-    /// The contract interface the module exports.
+    /// The contract interface the module exports (one of [`CONTRACTS`]).
     pub contract: String,
     /// Everything the component imports (WASI interfaces and the host's log).
     pub imports: Vec<String>,
@@ -112,7 +106,7 @@ pub struct PolicyInfo {
 /// A compiled, contract-checked policy module.
 pub struct Policy {
     pub info: PolicyInfo,
-    pre: bindings::PolicyModulePre<sandbox::State>,
+    pre: contracts::Pre,
     component: Component,
     label: String,
 }
@@ -153,8 +147,8 @@ impl PolicyHost {
     /// Asks the module whether it accepts `settings` (a JSON document).
     pub fn validate_settings(&self, policy: &Policy, settings: &str) -> Result<(), PolicyError> {
         let settings = settings.to_string();
-        let (res, _) = self.call(policy, "validate-settings", move |p, s| {
-            p.call_validate_settings(s, &settings)
+        let (res, _) = self.call(policy, "validate-settings", move |g, s| {
+            g.validate_settings(s, &settings)
         })?;
         res.map_err(|reason| PolicyError::Settings {
             module: policy.label.clone(),
@@ -168,9 +162,8 @@ impl PolicyHost {
         policy: &Policy,
         facts: &Facts,
     ) -> Result<(Decision, Vec<String>), PolicyError> {
-        let wit_facts = convert::to_wit(facts);
-        let (d, logs) = self.call(policy, "decide", move |p, s| p.call_decide(s, &wit_facts))?;
-        Ok((convert::from_wit(d), logs))
+        let facts = facts.clone();
+        self.call(policy, "decide", move |g, s| g.decide(s, &facts))
     }
 }
 

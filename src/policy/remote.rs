@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{CONTRACT, PolicyInfo, cache};
+use super::{CONTRACT, CONTRACTS, PolicyInfo, cache, runs};
 use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
 use crate::manifest::{ImageManifest, OCI_MANIFEST};
@@ -282,10 +282,11 @@ pub fn describe(bytes: &[u8]) -> Result<Described> {
             "its manifest does not name the contract it is built for ({ANNOTATION_CONTRACT})"
         )));
     };
-    if contract != CONTRACT {
+    if !runs(contract) {
         bail!(
-            "the policy is built for the contract {contract:?}, and this pushgate hosts \
-             {CONTRACT}: publish a build of the policy against {CONTRACT}"
+            "the policy is built for the contract {contract:?}, and this pushgate runs \
+             {}: publish a build of the policy against {CONTRACT}",
+            CONTRACTS.join(", ")
         );
     }
     let module = layer.digest.clone();
@@ -444,10 +445,11 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
     let config: ArtifactConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
         anyhow::anyhow!("not a pushgate policy: its config is not a policy's config ({e})")
     })?;
-    if config.contract != CONTRACT {
+    if !runs(&config.contract) {
         bail!(
-            "its config says it is built for the contract {:?}, and this pushgate hosts {CONTRACT}",
-            config.contract
+            "its config says it is built for the contract {:?}, and this pushgate runs {}",
+            config.contract,
+            CONTRACTS.join(", ")
         );
     }
     if config.module.sha256 != described.module {
@@ -594,12 +596,12 @@ mod tests {
     #[test]
     fn other_manifests_and_contracts_are_refused() {
         let mut other = info();
-        other.contract = "pushgate:policy/policy@0.2.0".into();
+        other.contract = "pushgate:policy/policy@9.0.0".into();
         let e = describe(&artifact(&other).manifest)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("pushgate:policy/policy@0.2.0") && e.contains(CONTRACT),
+            e.contains("pushgate:policy/policy@9.0.0") && e.contains(CONTRACT),
             "{e}"
         );
         let image = json!({

@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings;
-use super::bindings::pushgate::policy::host;
+use super::contracts;
 use super::convert::{MAX_LOG_CHARS, inert};
 
 /// Caps on every call into a policy.
@@ -53,7 +52,8 @@ pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: Limiter,
-    pub(crate) logs: Vec<(host::Level, String)>,
+    /// The module's log lines: level (`debug`, `info`, `warn`) and message.
+    pub(crate) logs: Vec<(&'static str, String)>,
 }
 
 /// Caps on what an instance may hold, beyond `--policy-memory-mib`: far above what
@@ -188,12 +188,11 @@ impl WasiView for State {
 /// memory cap bounds, and dropped once cut.)
 const MAX_LOG_LINES: usize = 100;
 
-impl bindings::pushgate::policy::types::Host for State {}
-
-impl host::Host for State {
-    fn log(&mut self, level: host::Level, message: String) {
+impl State {
+    /// The host's `log`, in every contract version.
+    pub(crate) fn record_log(&mut self, level: &'static str, message: &str) {
         if self.logs.len() < MAX_LOG_LINES {
-            self.logs.push((level, inert(&message, MAX_LOG_CHARS)));
+            self.logs.push((level, inert(message, MAX_LOG_CHARS)));
         }
     }
 }
@@ -281,7 +280,7 @@ pub(crate) fn engine() -> anyhow::Result<(Engine, Linker<State>, Arc<AtomicBool>
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     freeze_monotonic_subscriptions(&mut linker)?;
-    bindings::PolicyModule::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    contracts::add_to_linker(&mut linker)?;
 
     // The deadline clock: one thread ticks the engine's epoch while the host lives.
     let ticker_stop = Arc::new(AtomicBool::new(false));

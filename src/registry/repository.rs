@@ -20,6 +20,7 @@ pub struct Repository {
     pub(super) repository: String,
     /// `--repo` as given, for messages.
     pub(super) name: String,
+    pub(super) repo: RepoName,
 }
 
 impl Repository {
@@ -31,6 +32,7 @@ impl Repository {
             registry: repo.registry().to_string(),
             repository: repo.path().to_string(),
             name: repo.to_string(),
+            repo: repo.clone(),
         })
     }
 
@@ -42,6 +44,11 @@ impl Repository {
     /// The repository as it was named (`--repo`, or a source reference's).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The repository, parsed.
+    pub fn repo(&self) -> &RepoName {
+        &self.repo
     }
 
     /// Whether `other` is on the same registry as this repository (so a blob of

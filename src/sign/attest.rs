@@ -273,6 +273,19 @@ pub fn verify(
             layer.digest
         );
     }
+    verify_envelope(envelope, key, subject, label)
+}
+
+/// Verifies an attestation's DSSE envelope (the blob), wherever it is stored
+/// (a referrer's layer, a layer of cosign's `.att` manifest): signed by `key`,
+/// holding an in-toto statement that names `subject` by digest. Returns the
+/// statement. `label` names it in errors.
+pub fn verify_envelope(
+    envelope: &[u8],
+    key: &PublicKey,
+    subject: &Digest,
+    label: &str,
+) -> Result<Statement> {
     let env = Envelope::parse(envelope, label)?;
     let payload = env.verify(key, label)?;
     if env.payload_type != IN_TOTO_PAYLOAD_TYPE {

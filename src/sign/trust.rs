@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
+use super::attest::verify_envelope;
 use super::cosign::{LayerError, SigManifest};
+use super::dsse::Envelope;
 use super::key::PublicKey;
 use super::simple::{Identity, Rejected};
 use crate::digest::Digest;
@@ -37,6 +39,16 @@ pub struct Signers {
     /// Why each signature that counts for none of them does not: a layer that
     /// verifies with no trusted key, a trusted key's signature of something
     /// else, a payload missing.
+    pub invalid: Vec<String>,
+}
+
+/// What the attestations about one manifest say, checked with the trusted keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attested {
+    /// Per predicate type (in the order first found), the names of the trusted
+    /// keys that signed such a statement about the manifest.
+    pub by_type: Vec<(String, Vec<String>)>,
+    /// Why each other attestation found does not count.
     pub invalid: Vec<String>,
 }
 
@@ -175,6 +187,41 @@ impl TrustedKeys {
                 (_, Some((_, Ok(())))) => unreachable!("a valid layer is counted"),
             };
             out.invalid.push(why);
+        }
+        out
+    }
+
+    /// Checks attestation envelopes (DSSE blobs, each with a label naming
+    /// where it was found) about `digest` with every trusted key.
+    pub fn attested(&self, envelopes: &[(String, Vec<u8>)], digest: &Digest) -> Attested {
+        let mut out = Attested::default();
+        for (label, blob) in envelopes {
+            let mut counted = false;
+            for k in self.iter() {
+                let Ok(statement) = verify_envelope(blob, &k.key, digest, label) else {
+                    continue;
+                };
+                counted = true;
+                let ptype = statement.predicate_type;
+                match out.by_type.iter_mut().find(|(t, _)| *t == ptype) {
+                    Some((_, keys)) if keys.contains(&k.name) => {}
+                    Some((_, keys)) => keys.push(k.name.clone()),
+                    None => out.by_type.push((ptype, vec![k.name.clone()])),
+                }
+            }
+            if !counted {
+                // Say why in the words of the envelope, not of a key file:
+                // policies see key names only.
+                let why = match Envelope::parse(blob, label) {
+                    Err(e) => format!("{e:#}"),
+                    Ok(_) => format!(
+                        "{label}: signed by none of the trusted keys ({}), or not a statement \
+                         about {digest}",
+                        self.names().join(", ")
+                    ),
+                };
+                out.invalid.push(why);
+            }
         }
         out
     }

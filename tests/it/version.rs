@@ -54,7 +54,10 @@ fn version_names_the_version_commit_contract_and_wasmtime() {
     for needle in [
         format!("pushgate {}", env!("CARGO_PKG_VERSION")),
         format!("(commit {})", commit()),
-        format!("policy contract: {}", pushgate::policy::CONTRACT),
+        format!(
+            "policy contracts: {}",
+            pushgate::policy::CONTRACTS.join(", ")
+        ),
         format!("wasmtime: {}", wasmtime_version()),
     ] {
         assert!(text.contains(&needle), "{needle:?} in {text:?}");

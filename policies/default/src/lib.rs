@@ -119,6 +119,7 @@ mod tests {
             force: false,
             dry_run: false,
             settings: settings.into(),
+            trusted_keys: vec![],
         }
     }
 

@@ -197,6 +197,7 @@ mod tests {
                 name: "stable".into(),
                 current: None,
                 is_desired: false,
+                signatures: None,
             }],
             build_id: Some("42.20240101.0".into()),
             key: Some("kubevirt".into()),
@@ -209,6 +210,7 @@ mod tests {
             force: false,
             dry_run: false,
             settings: SETTINGS.into(),
+            trusted_keys: vec![],
         }
     }
 
@@ -289,6 +291,7 @@ mod tests {
             name: "latest".into(),
             current: Some("sha256:new".into()),
             is_desired: true,
+            signatures: None,
         });
         assert!(matches!(decide(&f), Decision::Push(_)));
     }

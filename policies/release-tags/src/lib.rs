@@ -197,6 +197,7 @@ mod tests {
             name: name.into(),
             current: current.map(Into::into),
             is_desired,
+            signatures: None,
         }
     }
 
@@ -216,6 +217,7 @@ mod tests {
             force: false,
             dry_run: false,
             settings: SAMPLE_SETTINGS.into(),
+            trusted_keys: vec![],
         }
     }
 

@@ -26,13 +26,13 @@ pub(crate) mod heading {
 use heading::*;
 
 /// `pushgate --version`: the version, the git commit it was built from, the policy
-/// contract it hosts and the wasmtime that runs the policies.
+/// contract versions it runs (newest first) and the wasmtime that runs the policies.
 static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "{} (commit {})\npolicy contract: {}\nwasmtime: {}",
+        "{} (commit {})\npolicy contracts: {}\nwasmtime: {}",
         env!("CARGO_PKG_VERSION"),
         env!("PUSHGATE_GIT_COMMIT"),
-        pushgate::policy::CONTRACT,
+        pushgate::policy::CONTRACTS.join(", "),
         env!("PUSHGATE_WASMTIME_VERSION"),
     )
 });

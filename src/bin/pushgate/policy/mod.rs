@@ -351,6 +351,7 @@ fn inspect(a: &InspectArgs, modules: &Modules) -> Result<ExitCode> {
             }
         }
         let _ = writeln!(t, "exports:   {}", i.exports.join(", "));
+        let _ = writeln!(t, "host runs: {}", i.host_contracts.join(", "));
         let _ = writeln!(t, "imports:");
         for imp in &i.imports {
             let _ = writeln!(t, "  {imp}");

@@ -1,4 +1,4 @@
-//! A test-only policy built against `pushgate:policy@0.2.0` (see `wit/`): a
+//! A test-only policy built against `pushgate:policy@9.0.0` (see `wit/`): a
 //! contract version the host does not run. Loading it must fail, naming the
 //! module and the version mismatch. Were it ever run, it would follow the
 //! host's verdict.
@@ -18,7 +18,7 @@ impl Guest for WrongVersionPolicy {
         PolicyMetadata {
             name: "wrong-version".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Test-only: exports pushgate:policy@0.2.0.".to_string(),
+            description: "Test-only: exports pushgate:policy@9.0.0.".to_string(),
             settings_help: "Any JSON document.".to_string(),
             sample_settings: "{}".to_string(),
         }

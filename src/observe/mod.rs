@@ -1,4 +1,8 @@
 //! Observe: what the registry holds now. Reads only (GET and HEAD).
+//!
+//! [`signatures`] observes what a policy is told of signatures.
+
+pub mod signatures;
 
 use anyhow::Result;
 use futures_util::{StreamExt, TryStreamExt, stream};
