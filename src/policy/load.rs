@@ -81,8 +81,8 @@ impl PolicyHost {
                 .find(|e| e.starts_with("pushgate:policy/policy@"))
             {
                 Some(other) => format!(
-                    "it exports {other}, a contract version this pushgate does not run \
-                     (a newer pushgate may; or build the policy against {CONTRACT})"
+                    "it exports {other} (a newer pushgate may run it; or build the policy \
+                     against {CONTRACT})"
                 ),
                 None => format!("it exports [{}]", exports.join(", ")),
             };

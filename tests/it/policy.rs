@@ -658,8 +658,9 @@ fn modules_that_break_the_contract_or_cannot_be_loaded_fail_closed() {
             &wrong_version,
             s("{}"),
             &[
-                "does not implement the contract pushgate:policy/policy@0.1.0",
-                "pushgate:policy/policy@0.2.0",
+                "does not implement a contract this pushgate runs \
+                 (pushgate:policy/policy@0.2.0, pushgate:policy/policy@0.1.0)",
+                "it exports pushgate:policy/policy@9.0.0",
             ],
         ),
         (&not_wasm, s("{}"), &["not a WebAssembly file"]),

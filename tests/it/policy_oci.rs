@@ -22,7 +22,7 @@ const BUILD: &str = "41.20261127.1.0";
 const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 const CONFIG_TYPE: &str = "application/vnd.pushgate.policy.config.v1+json";
 const MODULE_TYPE: &str = "application/vnd.pushgate.policy.module.v1.wasm";
-const CONTRACT: &str = "pushgate:policy/policy@0.1.0";
+const CONTRACT: &str = "pushgate:policy/policy@0.2.0";
 
 /// A cosa workdir, a policy cache of its own, and registries: one for policies,
 /// one for images (so the policy registry can be stopped while images are pushed).
@@ -210,7 +210,7 @@ fn push_and_pull_round_trip_as_an_artifact_skopeo_reads() {
     assert!(text.stdout.contains(&pinned), "{text:?}");
     assert!(
         text.stdout
-            .contains("io.pushgate.policy.contract: pushgate:policy/policy@0.1.0"),
+            .contains("io.pushgate.policy.contract: pushgate:policy/policy@0.2.0"),
         "{text:?}"
     );
 }

@@ -472,11 +472,12 @@ fn check_passes_the_shipped_modules() {
         let o = &out.stdout;
         assert!(!o.contains("PROBLEM"), "{policy}: {}", out.context());
         for needle in [
-            "a component implementing pushgate:policy/policy@0.1.0",
+            "a component implementing pushgate:policy/policy@0.2.0",
+            "this pushgate runs pushgate:policy/policy@0.2.0, pushgate:policy/policy@0.1.0",
             "imports only what the host offers",
             &format!("metadata name: \"{policy}\""),
             "accepts the settings",
-            "answers all 9 situations of the corpus within the caps",
+            "answers all 10 situations of the corpus within the caps",
             "answers the same facts the same way twice",
         ] {
             assert!(
@@ -504,7 +505,7 @@ fn check_shows_kubevirt_rules_at_work_on_the_corpus() {
     let findings = doc["report"]["findings"].as_array().unwrap();
     assert!(findings.iter().all(|f| f["ok"] == true), "{doc}");
     let answers = doc["report"]["answers"].as_array().unwrap();
-    assert_eq!(answers.len(), 9, "{doc}");
+    assert_eq!(answers.len(), 10, "{doc}");
     let kind_of = |situation: &str| {
         answers
             .iter()
@@ -637,8 +638,10 @@ fn check_finds_the_problems_of_hostile_modules() {
     out.exits(1);
     assert!(
         out.stdout.contains(&format!(
-            "PROBLEM  policy module {wrong} does not implement the contract pushgate:policy/policy@0.1.0: \
-             it exports pushgate:policy/policy@0.2.0, an incompatible contract version"
+            "PROBLEM  policy module {wrong} does not implement a contract this pushgate runs \
+             (pushgate:policy/policy@0.2.0, pushgate:policy/policy@0.1.0): \
+             it exports pushgate:policy/policy@9.0.0 (a newer pushgate may run it; \
+             or build the policy against pushgate:policy/policy@0.2.0)"
         )),
         "{}",
         out.context()
@@ -874,11 +877,12 @@ fn inspect_describes_a_module() {
         ),
         format!("sha256:    {}\n", sha256_digest(&bytes)),
         "policy:    kubevirt 0.1.0\n".to_string(),
-        "contract:  pushgate:policy/policy@0.1.0\n".to_string(),
-        "exports:   pushgate:policy/policy@0.1.0\n".to_string(),
+        "contract:  pushgate:policy/policy@0.2.0\n".to_string(),
+        "exports:   pushgate:policy/policy@0.2.0\n".to_string(),
+        "host runs: pushgate:policy/policy@0.2.0, pushgate:policy/policy@0.1.0\n".to_string(),
         "imports:\n".to_string(),
         // kubevirt logs each decision through the host.
-        "  pushgate:policy/host@0.1.0\n".to_string(),
+        "  pushgate:policy/host@0.2.0\n".to_string(),
         "sample:    {\"required-arches\": [\"x86_64\"]}\n".to_string(),
     ] {
         assert!(o.contains(&needle), "{needle:?}: {}", out.context());
@@ -897,14 +901,15 @@ fn inspect_describes_a_module() {
     assert_eq!(doc["loaded"]["ok"]["name"], "kubevirt");
     assert_eq!(
         doc["loaded"]["ok"]["contract"],
-        "pushgate:policy/policy@0.1.0"
+        "pushgate:policy/policy@0.2.0"
     );
+    assert_eq!(doc["host_contracts"], json!(pushgate::policy::CONTRACTS));
     assert!(
         doc["imports"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i == "pushgate:policy/host@0.1.0"),
+            .any(|i| i == "pushgate:policy/host@0.2.0"),
         "{doc}"
     );
 }
@@ -916,12 +921,12 @@ fn inspect_shows_what_a_wrong_version_module_exports_and_exits_1() {
     out.exits(1);
     let o = &out.stdout;
     assert!(
-        o.contains("exports:   pushgate:policy/policy@0.2.0\n"),
+        o.contains("exports:   pushgate:policy/policy@9.0.0\n"),
         "{}",
         out.context()
     );
     assert!(
-        o.contains("loads:     no: ") && o.contains("an incompatible contract version"),
+        o.contains("loads:     no: ") && o.contains("a newer pushgate may run it"),
         "{}",
         out.context()
     );
@@ -947,10 +952,10 @@ fn inspect_shows_what_a_wrong_version_module_exports_and_exits_1() {
         doc["loaded"]["error"]
             .as_str()
             .unwrap()
-            .contains("pushgate:policy/policy@0.2.0"),
+            .contains("pushgate:policy/policy@9.0.0"),
         "{doc}"
     );
-    assert_eq!(doc["exports"], json!(["pushgate:policy/policy@0.2.0"]));
+    assert_eq!(doc["exports"], json!(["pushgate:policy/policy@9.0.0"]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1128,8 +1133,8 @@ fn facts_captures_a_real_situation_as_a_passing_case() {
     assert_eq!(
         f["tags"],
         json!([
-            { "name": "stable", "current": null, "is-desired": false },
-            { "name": BUILD, "current": null, "is-desired": false },
+            { "name": "stable", "current": null, "is-desired": false, "signatures": null },
+            { "name": BUILD, "current": null, "is-desired": false, "signatures": null },
         ])
     );
     for a in f["arches"].as_array().unwrap() {
@@ -1140,7 +1145,12 @@ fn facts_captures_a_real_situation_as_a_passing_case() {
             a["desired-digest"].as_str().unwrap().starts_with("sha256:"),
             "{a}"
         );
+        // An archive has no registry home: no signatures, said explicitly.
+        assert!(a["source"]["origin"]["local"].is_string(), "{a}");
+        assert_eq!(a["source"]["signatures"], Value::Null, "{a}");
+        assert_eq!(a["source"]["digest"], a["desired-digest"], "{a}");
     }
+    assert_eq!(f["trusted-keys"], json!([]));
     let out = run(["policy".into(), "test".into(), default.clone(), p(&before)]);
     out.exits(0);
     assert!(
