@@ -10,6 +10,7 @@ mod support;
 mod archive;
 mod auth;
 mod bad_input;
+mod contracts;
 mod cosa_flags;
 mod crash;
 mod cred_helpers;
