@@ -21,7 +21,7 @@ use crate::registry::{self, RepoName, Repository};
 use crate::report::Signatures;
 use crate::report::{Outcome, Report};
 use crate::sign::TrustedKeys;
-use crate::sign::attest::{self, Attestation, DecisionPredicate};
+use crate::sign::attest::{self, Attestation, DecisionPredicate, SignaturesSeen};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
 use crate::{apply, evidence, manifest, observe};
 
@@ -386,7 +386,8 @@ fn attestation(
     if ev.observed.attested.contains(&key) {
         return Ok(None);
     }
-    let predicate = DecisionPredicate::from_log_entry(&entry)?;
+    let mut predicate = DecisionPredicate::from_log_entry(&entry)?;
+    predicate.signatures = trace.facts.as_ref().and_then(SignaturesSeen::of);
     let list = manifest::Descriptor::of(desired.list_media_type, &desired.list_bytes);
     let mut att = attest::attest_decision(signer, req.repo.as_str(), &list, &predicate);
     let annotations = &mut att.manifest.annotations;

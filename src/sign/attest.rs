@@ -30,7 +30,7 @@ use serde_json::Value;
 use super::dsse::{ENVELOPE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::key::{PublicKey, SigningKey};
 use super::oci::{ArtifactManifest, Descriptor};
-use crate::contract::Verdict;
+use crate::contract::{Facts, SignatureFacts, SourceFact, Verdict};
 use crate::decision_log::{Entry, LoggedPolicy};
 use crate::digest::Digest;
 use crate::manifest::{self, OCI_MANIFEST};
@@ -107,6 +107,64 @@ pub struct DecisionPredicate {
     pub pushgate_version: String,
     /// The policy contract (WIT package) of that pushgate.
     pub contract: String,
+    /// What the host verified of signatures before the decision (with
+    /// `--trust-key`): absent when it trusted no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<SignaturesSeen>,
+}
+
+/// The signature facts a decision saw, as the policy was told them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignaturesSeen {
+    /// The names of the keys the host verified with.
+    pub trusted_keys: Vec<String>,
+    /// Each arch's source and what was verified on it.
+    pub sources: Vec<SourceSeen>,
+    /// Each tag, the list it served and what was verified on that list.
+    pub tags: Vec<TagSeen>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSeen {
+    pub arch: String,
+    #[serde(flatten)]
+    pub source: SourceFact,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagSeen {
+    pub tag: String,
+    pub current: Option<String>,
+    pub signatures: Option<SignatureFacts>,
+}
+
+impl SignaturesSeen {
+    /// The signature facts of `facts`; none when no key was trusted.
+    pub fn of(facts: &Facts) -> Option<SignaturesSeen> {
+        if facts.trusted_keys.is_empty() {
+            return None;
+        }
+        Some(SignaturesSeen {
+            trusted_keys: facts.trusted_keys.clone(),
+            sources: facts
+                .arches
+                .iter()
+                .map(|a| SourceSeen {
+                    arch: a.arch.clone(),
+                    source: a.source.clone(),
+                })
+                .collect(),
+            tags: facts
+                .tags
+                .iter()
+                .map(|t| TagSeen {
+                    tag: t.name.clone(),
+                    current: t.current.clone(),
+                    signatures: t.signatures.clone(),
+                })
+                .collect(),
+        })
+    }
 }
 
 /// A policy module, as the decision names it.
@@ -162,6 +220,7 @@ impl DecisionPredicate {
             time: e.time.clone(),
             pushgate_version: env!("CARGO_PKG_VERSION").to_string(),
             contract: crate::policy::CONTRACT.to_string(),
+            signatures: None,
         })
     }
 }

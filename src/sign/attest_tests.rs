@@ -167,3 +167,47 @@ fn attestations_that_do_not_hold_are_refused() {
     .to_string();
     assert!(err.contains("not about"), "{err}");
 }
+
+#[test]
+fn the_predicate_carries_the_signature_facts_the_decision_saw_when_keys_were_trusted() {
+    use crate::contract::{AttestationFact, Origin};
+    let mut facts = crate::check::corpus()
+        .into_iter()
+        .find(|(name, _)| name.starts_with("promotion from a registry"))
+        .map(|(_, f)| f)
+        .expect("the corpus has a promotion");
+    facts.arches[0]
+        .source
+        .signatures
+        .as_mut()
+        .unwrap()
+        .attestations = vec![AttestationFact {
+        predicate_type: "https://slsa.dev/provenance/v1".into(),
+        keys: vec!["build".into()],
+    }];
+    let seen = SignaturesSeen::of(&facts).expect("keys were trusted");
+    assert_eq!(seen.trusted_keys, ["build", "release"]);
+    assert_eq!(seen.sources.len(), facts.arches.len());
+    assert!(matches!(seen.sources[0].source.origin, Origin::Registry(_)));
+
+    let mut p = DecisionPredicate::from_log_entry(&entry()).unwrap();
+    let bare = serde_json::to_value(&p).unwrap();
+    assert!(bare.get("signatures").is_none(), "{bare}");
+    p.signatures = Some(seen);
+    let doc = serde_json::to_value(&p).unwrap();
+    let source = &doc["signatures"]["sources"][0];
+    assert_eq!(source["arch"], "x86_64");
+    assert_eq!(
+        source["signatures"]["valid-keys"],
+        serde_json::json!(["build"])
+    );
+    assert_eq!(
+        source["signatures"]["attestations"][0]["predicate-type"],
+        "https://slsa.dev/provenance/v1"
+    );
+    let back: DecisionPredicate = serde_json::from_value(doc).unwrap();
+    assert_eq!(back, p);
+
+    facts.trusted_keys.clear();
+    assert_eq!(SignaturesSeen::of(&facts), None);
+}
