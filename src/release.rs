@@ -56,9 +56,16 @@ pub struct ReleaseConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ContainerConfig {
     pub name: String,
-    pub artifact: String,
-    /// meta.json key (cosa's `--metajsonname`).
-    pub key: String,
+    /// The cosa artifact (`--artifact`); or `images`.
+    pub artifact: Option<String>,
+    /// meta.json key (cosa's `--metajsonname`), with `artifact`.
+    pub key: Option<String>,
+    /// Instead of `artifact` and `key`: the images the list is assembled from,
+    /// as `--image` takes them (a promotion of staging images,
+    /// `docker://REGISTRY/REPO@sha256:…` per arch); `{build}` is replaced by
+    /// the build id. Nothing is recorded in meta.json for them.
+    #[serde(default)]
+    pub images: Vec<String>,
     pub repo: String,
     /// Tags; `{build}` is replaced by the build id.
     pub tags: Vec<String>,
@@ -116,6 +123,30 @@ impl ReleaseConfig {
             if c.tags.is_empty() {
                 bail!("{}: container {:?} has no tags", path.display(), c.name);
             }
+            match (&c.artifact, &c.key, c.images.is_empty()) {
+                (Some(_), Some(_), true) | (None, None, false) => {}
+                (_, _, false) => bail!(
+                    "{}: container {:?} names images and an artifact or key: give \
+                     `images`, or `artifact` and `key`",
+                    path.display(),
+                    c.name
+                ),
+                (artifact, _, true) => bail!(
+                    "{}: container {:?} has no `{}`: give `artifact` and `key` (a cosa \
+                     artifact and its meta.json key), or `images`",
+                    path.display(),
+                    c.name,
+                    if artifact.is_none() {
+                        "artifact"
+                    } else {
+                        "key"
+                    }
+                ),
+            }
+            for image in &c.images {
+                crate::sources::parse_origin(image)
+                    .with_context(|| format!("{}: container {:?}", path.display(), c.name))?;
+            }
             if let Some(p) = &c.policy {
                 let source = PolicySource::parse(p)
                     .with_context(|| format!("{}: container {:?}", path.display(), c.name))?;
@@ -164,10 +195,22 @@ pub struct ReleaseOptions {
 pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<ContainerResult>> {
     let build = opts.build.clone().unwrap_or_else(|| cfg.build.clone());
     // Resolve `latest` once, so every container publishes the same build even if
-    // a new build lands mid-run.
-    let build = crate::sources::cosa::Workdir::new(&cfg.workdir)
-        .resolve_build(&build)?
-        .id;
+    // a new build lands mid-run. A release of images alone, none naming
+    // `{build}`, needs no cosa workdir.
+    let uses_build = cfg.containers.iter().any(|c| {
+        c.artifact.is_some()
+            || c.tags
+                .iter()
+                .chain(&c.images)
+                .any(|t| t.contains("{build}"))
+    });
+    let build = if uses_build {
+        crate::sources::cosa::Workdir::new(&cfg.workdir)
+            .resolve_build(&build)?
+            .id
+    } else {
+        build
+    };
     let needs_host = cfg.containers.iter().any(|c| c.policy_source.is_some());
     let host = if needs_host {
         Some(Arc::new(PolicyHost::new(opts.policy_limits)?))
@@ -219,12 +262,20 @@ async fn run_one(
         container: c.name.clone(),
         repo,
         tags,
-        source: SourceSpec::Artifact {
-            workdir: cfg.workdir.clone(),
-            artifact: c.artifact.clone(),
-            key: c.key.clone(),
-            build: build.to_string(),
-            arches: c.arches.clone(),
+        source: match (&c.artifact, &c.key) {
+            (Some(artifact), Some(key)) => SourceSpec::Artifact {
+                workdir: cfg.workdir.clone(),
+                artifact: artifact.clone(),
+                key: key.clone(),
+                build: build.to_string(),
+                arches: c.arches.clone(),
+            },
+            _ => SourceSpec::Images(
+                c.images
+                    .iter()
+                    .map(|i| i.replace("{build}", build))
+                    .collect(),
+            ),
         },
         v2s2: c.v2s2.unwrap_or(cfg.v2s2),
         force: opts.force,
@@ -446,5 +497,46 @@ mod tests {
         assert_eq!(json(&results, false)["ok"], true);
         let results = [report("a", Outcome::Failed, false)];
         assert_eq!(json(&results, false)["ok"], false);
+    }
+
+    #[test]
+    fn a_container_takes_an_artifact_and_key_or_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |container: &str| {
+            let path = dir.path().join("release.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[trust-keys]\nbuild = \"keys/build.pub\"\n\n[[container]]\nname = \"os\"\n\
+                     repo = \"quay.io/fedora/fedora-coreos\"\ntags = [\"stable\"]\n{container}"
+                ),
+            )
+            .unwrap();
+            super::ReleaseConfig::read(&path).map_err(|e| format!("{e:#}"))
+        };
+        let cfg = read("artifact = \"ostree\"\nkey = \"base-oscontainer\"\n").unwrap();
+        assert_eq!(cfg.containers[0].artifact.as_deref(), Some("ostree"));
+        assert_eq!(
+            cfg.trust_keys(),
+            [("build".to_string(), dir.path().join("keys/build.pub"))]
+        );
+        let cfg = read("images = [\"docker://registry.example/staging/os@sha256:0000000000000000000000000000000000000000000000000000000000000000\"]\n").unwrap();
+        assert_eq!(cfg.containers[0].images.len(), 1);
+
+        let both = read("artifact = \"ostree\"\nkey = \"k\"\nimages = [\"docker://r.io/a:b\"]\n")
+            .unwrap_err();
+        assert!(
+            both.contains("names images and an artifact or key"),
+            "{both}"
+        );
+        let neither = read("").unwrap_err();
+        assert!(neither.contains("has no `artifact`"), "{neither}");
+        let no_key = read("artifact = \"ostree\"\n").unwrap_err();
+        assert!(no_key.contains("has no `key`"), "{no_key}");
+        let bad = read("images = [\"ftp://x\"]\n").unwrap_err();
+        assert!(
+            bad.contains("container \"os\"") && bad.contains("unknown transport"),
+            "{bad}"
+        );
     }
 }
