@@ -29,6 +29,7 @@ mod policy_metadata;
 mod policy_oci;
 mod policy_tools;
 mod progress;
+mod promote;
 mod proxy;
 mod push;
 mod registry_auth_tls;

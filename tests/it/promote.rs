@@ -1,0 +1,234 @@
+//! Verify, then promote: staging images pushed and signed (or not) with keys
+//! made as cosign makes them, promoted by digest (`docker://…@sha256:…`) the
+//! way the pipeline's push_manifest assembles a list. The host verifies the
+//! signatures with the `--trust-key`s and tells the policy key names; the
+//! shipped `signed-sources` policy lets the signed promotion land and fails the
+//! others, naming what is missing, with nothing written for them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::sign_interop::{CosignKeys, cosign_keys};
+use crate::support::run::{Run, path_str, run, s};
+use crate::support::{Registry, pushgate};
+use pushgate_sample::{SampleBuild, write_build};
+
+const BUILD: &str = "41.20261206.3.0";
+const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+const DECISION: &str = "https://pushgate.dev/decision/v1";
+
+/// A registry and a cosa build, with the build staged three times: signed by
+/// the build key, unsigned, and signed by a key nobody trusts.
+struct Staged {
+    reg: Registry,
+    wd: tempfile::TempDir,
+    build_key: CosignKeys,
+    other_key: CosignKeys,
+    /// Per staging repository, the per-arch digests.
+    digests: BTreeMap<&'static str, BTreeMap<String, String>>,
+}
+
+fn stage(
+    reg: &Registry,
+    wd: &Path,
+    repo: &str,
+    key: Option<&CosignKeys>,
+) -> BTreeMap<String, String> {
+    let mut cmd = pushgate();
+    let key_name = repo.replace('/', "-");
+    cmd.args(["push", "--repo", &reg.repo(repo), "--tag", "staged"])
+        .args(["--artifact", "ostree", "--metajsonname", &key_name])
+        .args(["--tls-verify=false", "--json"])
+        .arg("--workdir")
+        .arg(wd);
+    if let Some(k) = key {
+        cmd.arg("--sign-by-sigstore-private-key")
+            .arg(&k.key)
+            .arg("--sign-passphrase-file")
+            .arg(&k.passphrase_file);
+    }
+    let out = Run::of(&mut cmd);
+    out.ok()["digests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(a, d)| (a.clone(), d.as_str().unwrap().to_string()))
+        .collect()
+}
+
+impl Staged {
+    fn new() -> Staged {
+        let reg = Registry::start();
+        let wd = tempfile::tempdir().unwrap();
+        write_build(wd.path(), &SampleBuild::small(BUILD, &ARCHES)).unwrap();
+        let (build_key, other_key) = (cosign_keys(), cosign_keys());
+        let mut digests = BTreeMap::new();
+        digests.insert(
+            "staging/signed",
+            stage(&reg, wd.path(), "staging/signed", Some(&build_key)),
+        );
+        digests.insert(
+            "staging/unsigned",
+            stage(&reg, wd.path(), "staging/unsigned", None),
+        );
+        digests.insert(
+            "staging/other",
+            stage(&reg, wd.path(), "staging/other", Some(&other_key)),
+        );
+        Staged {
+            reg,
+            wd,
+            build_key,
+            other_key,
+            digests,
+        }
+    }
+
+    /// `--image docker://REG/REPO@DIGEST` for each arch of a staging repo.
+    fn images(&self, repo: &str) -> Vec<String> {
+        self.digests[repo]
+            .values()
+            .map(|d| format!("docker://{}@{d}", self.reg.repo(repo)))
+            .collect()
+    }
+
+    fn trust_build(&self) -> String {
+        format!("build={}", self.build_key.public.display())
+    }
+
+    /// `policy facts` of promoting `images` to `dest`.
+    fn facts(&self, dest: &str, images: &[String], trust: &[String]) -> Value {
+        let mut args = vec![s("policy"), s("facts"), s("--repo"), self.reg.repo(dest)];
+        args.extend([s("--tag"), s("stable"), s("--tls-verify=false")]);
+        for i in images {
+            args.extend([s("--image"), i.clone()]);
+        }
+        for t in trust {
+            args.extend([s("--trust-key"), t.clone()]);
+        }
+        let out = run(&args);
+        assert_eq!(out.code, 0, "{}", out.context());
+        let case: Value = serde_json::from_str(&out.stdout).unwrap();
+        case["facts"].clone()
+    }
+}
+
+fn arch<'a>(facts: &'a Value, arch: &str) -> &'a Value {
+    facts["arches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["arch"] == arch)
+        .unwrap_or_else(|| panic!("no {arch} in {facts}"))
+}
+
+#[test]
+fn facts_say_which_trusted_keys_signed_each_source_and_why_others_do_not_count() {
+    let st = Staged::new();
+    // One arch from each: x86_64 signed by the build key, aarch64 by another.
+    let signed = st.images("staging/signed");
+    let other = st.images("staging/other");
+    let unsigned = st.images("staging/unsigned");
+    let mixed = [signed[1].clone(), other[0].clone()];
+    let facts = st.facts("prod/os", &mixed, &[st.trust_build()]);
+    assert_eq!(facts["trusted-keys"], json!(["build"]));
+    let (x86, arm) = (arch(&facts, "x86_64"), arch(&facts, "aarch64"));
+    let x86_digest = &st.digests["staging/signed"]["x86_64"];
+    assert_eq!(
+        x86["source"]["origin"]["registry"],
+        format!("{}@{x86_digest}", st.reg.repo("staging/signed"))
+    );
+    assert_eq!(x86["source"]["digest"], x86_digest.as_str());
+    assert_eq!(x86["source"]["signatures"]["valid-keys"], json!(["build"]));
+    assert_eq!(x86["source"]["signatures"]["invalid"], json!([]));
+    assert_eq!(arm["source"]["signatures"]["valid-keys"], json!([]));
+    let invalid = arm["source"]["signatures"]["invalid"].as_array().unwrap();
+    assert_eq!(invalid.len(), 1, "{arm}");
+    assert!(
+        invalid[0]
+            .as_str()
+            .unwrap()
+            .contains("made by none of the trusted keys (build)"),
+        "{arm}"
+    );
+    // pushgate's own decision attestation of the staging push is an in-toto
+    // attestation of the list, not of the per-arch images.
+    assert_eq!(x86["source"]["signatures"]["attestations"], json!([]));
+
+    // Unsigned: no signature at all, nothing invalid either.
+    let facts = st.facts("prod/os", &unsigned, &[st.trust_build()]);
+    for a in ARCHES {
+        let sigs = &arch(&facts, a)["source"]["signatures"];
+        assert_eq!(sigs["valid-keys"], json!([]), "{facts}");
+        assert_eq!(sigs["invalid"], json!([]), "{facts}");
+    }
+
+    // No trusted key: nothing is looked for, and the facts say so.
+    let facts = st.facts("prod/os", &signed, &[]);
+    assert_eq!(facts["trusted-keys"], json!([]));
+    assert_eq!(arch(&facts, "x86_64")["source"]["signatures"], Value::Null);
+
+    // Both keys trusted: the other key's signature counts for its name.
+    let trust_both = [
+        st.trust_build(),
+        format!("release={}", st.other_key.public.display()),
+    ];
+    let facts = st.facts("prod/os", &other, &trust_both);
+    assert_eq!(
+        arch(&facts, "x86_64")["source"]["signatures"]["valid-keys"],
+        json!(["release"])
+    );
+}
+
+#[test]
+fn facts_say_which_trusted_keys_signed_the_list_a_tag_serves_and_what_they_attested() {
+    let st = Staged::new();
+    // The staging push signed `staged` with the build key and attested its
+    // decision: the destination facts of a push to that repository see both.
+    let facts = st.facts(
+        "staging/signed",
+        &st.images("staging/signed"),
+        &[st.trust_build()],
+    );
+    let tag = &facts["tags"][0];
+    assert_eq!(tag["name"], "stable");
+    assert_eq!(
+        tag["signatures"],
+        Value::Null,
+        "stable does not exist: {tag}"
+    );
+
+    let mut args = vec![
+        s("policy"),
+        s("facts"),
+        s("--repo"),
+        st.reg.repo("staging/signed"),
+    ];
+    args.extend([s("--tag"), s("staged"), s("--tls-verify=false")]);
+    args.extend([
+        s("--artifact"),
+        s("ostree"),
+        s("--metajsonname"),
+        s("staging-signed"),
+    ]);
+    args.extend([s("--workdir"), path_str(st.wd.path())]);
+    args.extend([s("--trust-key"), st.trust_build()]);
+    let out = run(&args);
+    assert_eq!(out.code, 0, "{}", out.context());
+    let case: Value = serde_json::from_str(&out.stdout).unwrap();
+    let tag = &case["facts"]["tags"][0];
+    assert_eq!(tag["name"], "staged");
+    assert_eq!(tag["signatures"]["valid-keys"], json!(["build"]), "{tag}");
+    assert_eq!(
+        tag["signatures"]["attestations"],
+        json!([{ "predicate-type": DECISION, "keys": ["build"] }]),
+        "{tag}"
+    );
+    // Archives have no registry home: their signatures are none, explicitly.
+    for a in case["facts"]["arches"].as_array().unwrap() {
+        assert!(a["source"]["origin"]["local"].is_string(), "{a}");
+        assert_eq!(a["source"]["signatures"], Value::Null, "{a}");
+    }
+}
