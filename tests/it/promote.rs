@@ -232,3 +232,42 @@ fn facts_say_which_trusted_keys_signed_the_list_a_tag_serves_and_what_they_attes
         assert_eq!(a["source"]["signatures"], Value::Null, "{a}");
     }
 }
+
+#[test]
+fn a_source_registry_that_cannot_be_read_for_signatures_fails_the_container_naming_it() {
+    use crate::support::proxy::{Action, Faults, Proxy, Rule};
+    let st = Staged::new();
+    // The staging registry, behind a proxy that refuses every read of a `.sig`.
+    let proxy = Proxy::start(
+        st.reg.addr(),
+        Faults::none().rule(Rule::every("GET", ".sig", Action::status(403))),
+    );
+    let images: Vec<String> = st.digests["staging/signed"]
+        .values()
+        .map(|d| format!("docker://{}@{d}", proxy.repo("staging/signed")))
+        .collect();
+    let mut args = vec![s("push"), s("--repo"), st.reg.repo("prod/os")];
+    args.extend([
+        s("--tag"),
+        s("stable"),
+        s("--tls-verify=false"),
+        s("--json"),
+    ]);
+    args.extend([s("--trust-key"), st.trust_build()]);
+    for i in &images {
+        args.extend([s("--image"), i.clone()]);
+    }
+    let out = run(&args);
+    assert_eq!(out.code, 1, "{}", out.context());
+    assert!(
+        out.stderr.contains("cannot read the signatures of the")
+            && out.stderr.contains(proxy.addr()),
+        "the error names the source and its registry: {}",
+        out.context()
+    );
+    assert!(
+        st.reg.writes().iter().all(|w| !w.path.contains("prod/os")),
+        "nothing written for the container: {:?}",
+        st.reg.writes()
+    );
+}
