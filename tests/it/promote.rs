@@ -271,3 +271,103 @@ fn a_source_registry_that_cannot_be_read_for_signatures_fails_the_container_nami
         st.reg.writes()
     );
 }
+
+/// An in-toto statement of `predicate_type` about `digest`, in a DSSE envelope
+/// signed by the Sigstore crate with `keys`, stored as cosign stores
+/// attestations: a layer of the `sha256-<hex>.att` manifest.
+fn attach_attestation(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    predicate_type: &str,
+    keys: &CosignKeys,
+) {
+    use base64::Engine as _;
+    use pushgate::registry::{Options, RepoName, Repository};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hex = digest.trim_start_matches("sha256:");
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": reg.repo(repo), "digest": {"sha256": hex}}],
+        "predicateType": predicate_type,
+        "predicate": {"buildDefinition": {"buildType": "https://example.com/cosa"}},
+    });
+    let payload = serde_json::to_vec(&statement).unwrap();
+    let payload_type = "application/vnd.in-toto+json";
+    // DSSE's pre-authentication encoding, written out here from the spec.
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    let envelope = serde_json::to_vec(&json!({
+        "payloadType": payload_type,
+        "payload": b64.encode(&payload),
+        "signatures": [{"keyid": "", "sig": b64.encode(keys.sigstore_sign(&pae))}],
+    }))
+    .unwrap();
+    let digest_of = |b: &[u8]| pushgate::digest::Digest::of(b).to_string();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": digest_of(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json",
+                    "digest": digest_of(&envelope), "size": envelope.len(),
+                    "annotations": {"predicateType": predicate_type}}],
+    }))
+    .unwrap();
+    let name: RepoName = reg.repo(repo).parse().unwrap();
+    let opts = Options {
+        plain_http: true,
+        ..Options::default()
+    };
+    let r = Repository::new(&name, &opts).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        r.push_blob_bytes(b"{}").await.unwrap();
+        r.push_blob_bytes(&envelope).await.unwrap();
+        r.put_manifest(
+            &format!("sha256-{hex}.att"),
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )
+        .await
+        .unwrap();
+    });
+}
+
+#[test]
+fn an_attestation_made_by_cosigns_tooling_is_a_fact_by_key_name() {
+    const SLSA: &str = "https://slsa.dev/provenance/v1";
+    let st = Staged::new();
+    let x86 = st.digests["staging/signed"]["x86_64"].clone();
+    attach_attestation(&st.reg, "staging/signed", &x86, SLSA, &st.build_key);
+    // One by a key nobody trusts, of the same type: an invalid fact.
+    attach_attestation(
+        &st.reg,
+        "staging/signed",
+        &st.digests["staging/signed"]["aarch64"],
+        SLSA,
+        &st.other_key,
+    );
+    let facts = st.facts("prod/os", &st.images("staging/signed"), &[st.trust_build()]);
+    let x = &arch(&facts, "x86_64")["source"]["signatures"];
+    assert_eq!(
+        x["attestations"],
+        json!([{ "predicate-type": SLSA, "keys": ["build"] }]),
+        "{x}"
+    );
+    assert_eq!(x["valid-keys"], json!(["build"]), "{x}");
+    let a = &arch(&facts, "aarch64")["source"]["signatures"];
+    assert_eq!(a["attestations"], json!([]), "{a}");
+    let invalid = a["invalid"].as_array().unwrap();
+    assert!(
+        invalid.iter().any(|i| i
+            .as_str()
+            .unwrap()
+            .contains(".att attestation 0: signed by none of the trusted keys (build)")),
+        "{a}"
+    );
+}

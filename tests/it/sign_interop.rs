@@ -50,6 +50,17 @@ pub(crate) fn cosign_keys() -> CosignKeys {
 
 /// Writes `cosign.key`, `cosign.pub` and `passphrase` into `dir`, as cosign and
 /// a pipeline's secret would hold them.
+impl CosignKeys {
+    /// `message` signed by the Sigstore crate (not pushgate's code), DER.
+    pub(crate) fn sigstore_sign(&self, message: &[u8]) -> Vec<u8> {
+        self.pair
+            .to_sigstore_signer(&SigningScheme::ECDSA_P256_SHA256_ASN1)
+            .unwrap()
+            .sign(message)
+            .unwrap()
+    }
+}
+
 pub(crate) fn write_cosign_keys(dir: &Path) -> (PathBuf, PathBuf, PathBuf, SigStoreKeyPair) {
     let pair = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
     let key = dir.join("cosign.key");
