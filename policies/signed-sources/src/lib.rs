@@ -37,7 +37,13 @@ const NAME: &str = "signed-sources";
 const ARCHES: [&str; 5] = ["x86_64", "aarch64", "ppc64le", "s390x", "riscv64"];
 
 /// The settings keys, for the unknown-key message.
-const KEYS: [&str; 5] = ["keys", "require", "arches", "archive-sources", "attestations"];
+const KEYS: [&str; 5] = [
+    "keys",
+    "require",
+    "arches",
+    "archive-sources",
+    "attestations",
+];
 
 /// How many of a source's invalid signatures a reason quotes, and how much of each.
 const QUOTED_INVALID: usize = 3;
@@ -58,7 +64,8 @@ Every named key must be trusted by the host, and the host must trust at least on
 whatever the verdict; an up-to-date container is skipped without judging its sources, \
 and --force waives nothing.";
 
-const SAMPLE_SETTINGS: &str = r#"{"keys": ["build"], "require": "any-of", "archive-sources": "fail"}"#;
+const SAMPLE_SETTINGS: &str =
+    r#"{"keys": ["build"], "require": "any-of", "archive-sources": "fail"}"#;
 
 struct SignedSourcesPolicy;
 
@@ -357,7 +364,11 @@ pub fn judge(settings: &Settings, arch: &ArchFact) -> Option<String> {
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        problems.push(format!("no attestation of {} by {}", missing.join(", "), settings.attesters()));
+        problems.push(format!(
+            "no attestation of {} by {}",
+            missing.join(", "),
+            settings.attesters()
+        ));
     }
     if problems.is_empty() {
         return None;
@@ -387,18 +398,20 @@ fn unsigned(settings: &Settings, signatures: &SignatureFacts) -> Option<String> 
     if enough {
         return None;
     }
-    Some(match (signatures.valid_keys.as_slice(), signatures.invalid.len()) {
-        ([], 0) => "no signature at all".to_string(),
-        ([], n) => format!("no valid signature by a trusted key, {n} that do not count"),
-        (valid, _) if settings.require == Require::AnyOf => {
-            format!("signed by {} only", valid.join(", "))
-        }
-        (valid, _) => format!(
-            "signed by {} but not by {}",
-            valid.join(", "),
-            missing.join(", ")
-        ),
-    })
+    Some(
+        match (signatures.valid_keys.as_slice(), signatures.invalid.len()) {
+            ([], 0) => "no signature at all".to_string(),
+            ([], n) => format!("no valid signature by a trusted key, {n} that do not count"),
+            (valid, _) if settings.require == Require::AnyOf => {
+                format!("signed by {} only", valid.join(", "))
+            }
+            (valid, _) => format!(
+                "signed by {} but not by {}",
+                valid.join(", "),
+                missing.join(", ")
+            ),
+        },
+    )
 }
 
 /// Whether one of the keys attested `ptype` about the image.

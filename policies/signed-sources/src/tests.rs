@@ -113,13 +113,34 @@ fn bad_settings_say_what_is_wrong() {
         (r#"{"keys": [1]}"#, "\"keys\"[0] must be a string"),
         (r#"{"keys": ["a", "a"]}"#, "given twice"),
         (r#"{"keys": ["a b"]}"#, "not a key name"),
-        (r#"{"keys": ["build"], "require": "one-of"}"#, "\"any-of\" or \"all-of\""),
-        (r#"{"keys": ["build"], "require": 1}"#, "\"require\" must be"),
-        (r#"{"keys": ["build"], "arches": ["x86-64"]}"#, "not a cosa basearch"),
-        (r#"{"keys": ["build"], "arches": []}"#, "\"arches\" is empty"),
-        (r#"{"keys": ["build"], "archive-sources": "skip"}"#, "\"fail\" or \"allow\""),
-        (r#"{"keys": ["build"], "attestations": []}"#, "\"attestations\" is empty"),
-        (r#"{"keys": ["build"], "key": ["x"]}"#, "unknown setting \"key\""),
+        (
+            r#"{"keys": ["build"], "require": "one-of"}"#,
+            "\"any-of\" or \"all-of\"",
+        ),
+        (
+            r#"{"keys": ["build"], "require": 1}"#,
+            "\"require\" must be",
+        ),
+        (
+            r#"{"keys": ["build"], "arches": ["x86-64"]}"#,
+            "not a cosa basearch",
+        ),
+        (
+            r#"{"keys": ["build"], "arches": []}"#,
+            "\"arches\" is empty",
+        ),
+        (
+            r#"{"keys": ["build"], "archive-sources": "skip"}"#,
+            "\"fail\" or \"allow\"",
+        ),
+        (
+            r#"{"keys": ["build"], "attestations": []}"#,
+            "\"attestations\" is empty",
+        ),
+        (
+            r#"{"keys": ["build"], "key": ["x"]}"#,
+            "unknown setting \"key\"",
+        ),
     ] {
         let err = Settings::parse(bad).unwrap_err();
         assert!(err.contains(needle), "{bad}: {err}");
@@ -128,7 +149,10 @@ fn bad_settings_say_what_is_wrong() {
 
 #[test]
 fn invalid_settings_in_facts_fail() {
-    let f = facts(r#"{"keys": "build"}"#, vec![registry("x86_64", signed(&["build"], &[]))]);
+    let f = facts(
+        r#"{"keys": "build"}"#,
+        vec![registry("x86_64", signed(&["build"], &[]))],
+    );
     assert!(fail_reason(decide(&f)).starts_with("signed-sources: invalid settings: "));
 }
 
@@ -169,7 +193,10 @@ fn a_signature_by_no_trusted_key_fails_quoting_the_host() {
 fn a_signature_by_another_trusted_key_does_not_count() {
     let f = facts(BUILD, vec![registry("x86_64", signed(&["release"], &[]))]);
     let reason = fail_reason(decide(&f));
-    assert!(reason.contains("signed by release only; looked for a signature by build"), "{reason}");
+    assert!(
+        reason.contains("signed by release only; looked for a signature by build"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -186,9 +213,13 @@ fn long_and_many_invalid_reasons_are_shortened() {
 
 #[test]
 fn any_of_and_all_of() {
-    let two = |require: &str| format!(r#"{{"keys": ["build", "release"], "require": "{require}"}}"#);
+    let two =
+        |require: &str| format!(r#"{{"keys": ["build", "release"], "require": "{require}"}}"#);
     let one = vec![registry("x86_64", signed(&["release"], &[]))];
-    assert!(matches!(decide(&facts(&two("any-of"), one.clone())), Decision::Push(_)));
+    assert!(matches!(
+        decide(&facts(&two("any-of"), one.clone())),
+        Decision::Push(_)
+    ));
     let reason = fail_reason(decide(&facts(&two("all-of"), one)));
     assert!(
         reason.ends_with(
@@ -197,7 +228,10 @@ fn any_of_and_all_of() {
         "{reason}"
     );
     let both = vec![registry("x86_64", signed(&["build", "release"], &[]))];
-    assert!(matches!(decide(&facts(&two("all-of"), both)), Decision::Push(_)));
+    assert!(matches!(
+        decide(&facts(&two("all-of"), both)),
+        Decision::Push(_)
+    ));
 }
 
 #[test]
@@ -213,8 +247,14 @@ fn every_failing_arch_is_named_and_only_those() {
     let reason = fail_reason(decide(&f));
     let parts: Vec<&str> = reason.split("; looked for a signature by build").collect();
     assert_eq!(parts.len(), 3, "{reason}");
-    assert!(parts[0].starts_with("signed-sources: aarch64: "), "{reason}");
-    assert!(parts[1].starts_with("; signed-sources: s390x: "), "{reason}");
+    assert!(
+        parts[0].starts_with("signed-sources: aarch64: "),
+        "{reason}"
+    );
+    assert!(
+        parts[1].starts_with("; signed-sources: s390x: "),
+        "{reason}"
+    );
     assert!(!reason.contains("x86_64"), "{reason}");
 }
 
@@ -225,7 +265,10 @@ fn the_arches_filter_judges_only_named_arches() {
         registry("aarch64", signed(&[], &[])),
     ];
     let only_x86 = r#"{"keys": ["build"], "arches": ["x86_64"]}"#;
-    assert!(matches!(decide(&facts(only_x86, arches.clone())), Decision::Push(_)));
+    assert!(matches!(
+        decide(&facts(only_x86, arches.clone())),
+        Decision::Push(_)
+    ));
     let only_arm = r#"{"keys": ["build"], "arches": ["aarch64"]}"#;
     assert!(fail_reason(decide(&facts(only_arm, arches))).contains("aarch64"));
 }
@@ -241,17 +284,26 @@ fn local_sources_fail_unless_allowed() {
         ),
         "{reason}"
     );
-    assert!(reason.contains("\"archive-sources\": \"allow\""), "{reason}");
+    assert!(
+        reason.contains("\"archive-sources\": \"allow\""),
+        "{reason}"
+    );
     let allow = r#"{"keys": ["build"], "archive-sources": "allow"}"#;
     assert!(matches!(decide(&facts(allow, arches)), Decision::Push(_)));
     let unnamed = fail_reason(decide(&facts(BUILD, vec![local("x86_64", "")])));
-    assert!(unnamed.contains("x86_64: a local source carries"), "{unnamed}");
+    assert!(
+        unnamed.contains("x86_64: a local source carries"),
+        "{unnamed}"
+    );
 }
 
 #[test]
 fn a_registry_source_nobody_checked_fails() {
     let reason = fail_reason(decide(&facts(BUILD, vec![registry("x86_64", None)])));
-    assert!(reason.contains("the host checked no signature of it"), "{reason}");
+    assert!(
+        reason.contains("the host checked no signature of it"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -265,7 +317,10 @@ fn attestations_must_be_made_by_one_of_the_keys() {
         });
         vec![registry("x86_64", Some(s))]
     };
-    assert!(matches!(decide(&facts(&settings, with(SLSA, &["build"]))), Decision::Push(_)));
+    assert!(matches!(
+        decide(&facts(&settings, with(SLSA, &["build"]))),
+        Decision::Push(_)
+    ));
     for arches in [
         with(SLSA, &["release"]),
         with("https://spdx.dev/Document", &["build"]),
@@ -283,7 +338,9 @@ fn attestations_must_be_made_by_one_of_the_keys() {
     let neither = vec![registry("x86_64", signed(&[], &[]))];
     let reason = fail_reason(decide(&facts(&settings, neither)));
     assert!(
-        reason.contains(&format!("no signature at all, and no attestation of {SLSA} by build")),
+        reason.contains(&format!(
+            "no signature at all, and no attestation of {SLSA} by build"
+        )),
         "{reason}"
     );
 }
@@ -316,7 +373,10 @@ fn a_named_key_the_host_does_not_trust_fails() {
 
 #[test]
 fn up_to_date_skips_without_judging_sources() {
-    let mut f = facts(BUILD, vec![local("x86_64", "builds/42/x86_64/os.ociarchive")]);
+    let mut f = facts(
+        BUILD,
+        vec![local("x86_64", "builds/42/x86_64/os.ociarchive")],
+    );
     f.verdict = Verdict::UpToDate;
     f.verdict_reason = "up to date".into();
     assert_eq!(decide(&f), Decision::Skip("up to date".into()));
