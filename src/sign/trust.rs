@@ -42,6 +42,9 @@ pub struct Signers {
     pub invalid: Vec<String>,
 }
 
+/// One trusted key's verdict on one signature layer.
+type KeyVerdict<'a> = (&'a str, Result<(), LayerError>);
+
 /// What the attestations about one manifest say, checked with the trusted keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attested {
@@ -146,7 +149,7 @@ impl TrustedKeys {
     ) -> Signers {
         let mut out = Signers::default();
         // Per layer (as the manifest numbers them), the verdict of each key.
-        let mut by_layer: std::collections::BTreeMap<usize, Vec<(&str, Result<(), LayerError>)>> =
+        let mut by_layer: std::collections::BTreeMap<usize, Vec<KeyVerdict<'_>>> =
             Default::default();
         for k in self.iter() {
             for (i, r) in sigs.check_identity(&blob, &k.key, identity, digest) {
