@@ -149,8 +149,9 @@ pub fn corpus() -> Vec<(String, Facts)> {
     staged.trusted_keys = vec!["build".into(), "release".into()];
     for a in &mut staged.arches {
         let signed = a.arch == "x86_64";
+        let digest = a.desired_digest.clone().unwrap_or_default();
         a.source = SourceFact {
-            origin: Origin::Registry(format!("registry.example/staging/os@{}", D_X86)),
+            origin: Origin::Registry(format!("registry.example/staging/os@{digest}")),
             digest: a.desired_digest.clone(),
             signatures: Some(SignatureFacts {
                 valid_keys: if signed { vec!["build".into()] } else { vec![] },

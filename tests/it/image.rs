@@ -19,7 +19,7 @@ use crate::support::{Registry, pushgate, skopeo, skopeo_inspect_raw, skopeo_pull
 use serde_json::Value;
 
 /// The shipped policies, as the Containerfile's context holds them.
-const POLICIES: [&str; 3] = ["default", "kubevirt", "release-tags"];
+const POLICIES: [&str; 4] = ["default", "kubevirt", "release-tags", "signed-sources"];
 /// The CA roots the image carries (Debian's ca-certificates).
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 

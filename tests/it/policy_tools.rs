@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use crate::support::{Registry, policy_module, pushgate, sha256_digest, skopeo_digest};
 use pushgate_sample::{SampleBuild, write_build};
 
-const SHIPPED: [&str; 3] = ["default", "kubevirt", "release-tags"];
+const SHIPPED: [&str; 4] = ["default", "kubevirt", "release-tags", "signed-sources"];
 const BUILD: &str = "41.20261127.1.0";
 const KEY: &str = "base-oscontainer";
 

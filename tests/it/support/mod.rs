@@ -764,7 +764,7 @@ pub fn policy_module(name: &str) -> PathBuf {
     }
     let file = name.replace('-', "_");
     let workspace = match file.as_str() {
-        "default" | "kubevirt" | "release_tags" => "policies",
+        "default" | "kubevirt" | "release_tags" | "signed_sources" => "policies",
         "hostile" | "hostile_metadata" | "hostile_metadata_huge" | "wrong_version" => {
             "tests/policies"
         }
