@@ -371,3 +371,143 @@ fn an_attestation_made_by_cosigns_tooling_is_a_fact_by_key_name() {
         "{a}"
     );
 }
+
+#[test]
+fn a_release_promotes_the_signed_staging_images_and_fails_the_others_writing_nothing_for_them() {
+    use base64::Engine as _;
+    let st = Staged::new();
+    let module = crate::support::policy_module("signed-sources");
+    let container = |name: &str, staging: &str| {
+        let images: Vec<String> = st
+            .images(staging)
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect();
+        format!(
+            "[[container]]\nname = \"{name}\"\nrepo = \"{}\"\ntags = [\"stable\", \"{{build}}\"]\n\
+             images = [{}]\npolicy = {:?}\nsettings = {{ keys = [\"build\"] }}\n\n",
+            st.reg.repo(&format!("prod/{name}")),
+            images.join(", "),
+            module.display().to_string(),
+        )
+    };
+    let config = st.wd.path().join("promote.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "build = \"{BUILD}\"\n[trust-keys]\nbuild = {:?}\n\n{}{}{}",
+            st.build_key.public.display().to_string(),
+            container("signed", "staging/signed"),
+            container("unsigned", "staging/unsigned"),
+            container("other", "staging/other"),
+        ),
+    )
+    .unwrap();
+    let writes_before = st.reg.writes().len();
+    let mut cmd = pushgate();
+    cmd.args(["release", "--tls-verify=false", "--json", "--config"])
+        .arg(&config)
+        .arg("--sign-by-sigstore-private-key")
+        .arg(&st.build_key.key)
+        .arg("--sign-passphrase-file")
+        .arg(&st.build_key.passphrase_file);
+    let out = Run::of(&mut cmd);
+    assert_eq!(out.code, 1, "{}", out.context());
+
+    let signed = out.release_result("signed");
+    assert_eq!(signed["outcome"], "pushed", "{}", out.context());
+    let listed = crate::support::run::list_digests(&crate::support::run::raw_json(&format!(
+        "{}:{BUILD}",
+        st.reg.repo("prod/signed")
+    )));
+    let staged: Vec<String> = st.digests["staging/signed"].values().cloned().collect();
+    assert_eq!(
+        listed.iter().collect::<std::collections::BTreeSet<_>>(),
+        staged.iter().collect(),
+        "the promoted list holds the staged images"
+    );
+
+    let unsigned = out.release_result("unsigned");
+    assert_eq!(unsigned["outcome"], "failed", "{}", out.context());
+    let reason = unsigned["reason"].as_str().unwrap();
+    for arch in ARCHES {
+        let image = format!(
+            "{}@{}",
+            st.reg.repo("staging/unsigned"),
+            st.digests["staging/unsigned"][arch]
+        );
+        assert!(
+            reason.contains(&format!("{arch}: {image}: no signature at all")),
+            "names the arch, the image and what is missing: {reason}"
+        );
+    }
+    assert!(
+        reason.contains("build"),
+        "names the keys looked for: {reason}"
+    );
+    let other = out.release_result("other");
+    assert_eq!(other["outcome"], "failed", "{}", out.context());
+    assert!(
+        other["reason"]
+            .as_str()
+            .unwrap()
+            .contains("made by none of the trusted keys (build)"),
+        "{}",
+        out.context()
+    );
+    let writes: Vec<_> = st.reg.writes()[writes_before..].to_vec();
+    for refused in ["prod/unsigned", "prod/other"] {
+        assert!(
+            writes.iter().all(|w| !w.path.contains(refused)),
+            "nothing written to {refused}: {writes:?}"
+        );
+    }
+
+    // The decision's attestation carries the signature facts it saw: read back
+    // with skopeo and curl, its envelope checked with the Sigstore crate.
+    let attestation = signed["attestation"].as_str().expect("an attestation");
+    let manifest: Value = serde_json::from_slice(
+        &crate::support::skopeo_inspect_raw(
+            &format!("{}@{attestation}", st.reg.repo("prod/signed")),
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let envelope: Value =
+        serde_json::from_slice(&crate::signing::blob(&st.reg, "prod/signed", layer)).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let payload_type = envelope["payloadType"].as_str().unwrap();
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    let sig = b64
+        .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    crate::sign_interop::sigstore_verifier(&st.build_key.public)
+        .verify_signature(sigstore::crypto::Signature::Raw(&sig), &pae)
+        .expect("the Sigstore crate verifies the attestation");
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    let seen = &statement["predicate"]["signatures"];
+    assert_eq!(seen["trusted_keys"], json!(["build"]), "{statement}");
+    for s in seen["sources"].as_array().unwrap() {
+        assert_eq!(
+            s["signatures"]["valid-keys"],
+            json!(["build"]),
+            "{statement}"
+        );
+        assert!(
+            s["origin"]["registry"]
+                .as_str()
+                .unwrap()
+                .contains("staging/signed"),
+            "{s}"
+        );
+    }
+}

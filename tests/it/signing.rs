@@ -65,7 +65,7 @@ fn verify(repo: &str, tags: &[&str], public: &Path, extra: &[&str]) -> Run {
 }
 
 /// A blob of `repo` on `registry`, read with curl (plain HTTP).
-fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+pub(crate) fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sf", &registry.url(&format!("/v2/{repo}/blobs/{digest}"))])
         .stdin(Stdio::null())
