@@ -341,6 +341,11 @@ pub(crate) struct TrustArgs {
     /// repeat for several
     #[arg(long = "trust-key", value_name = "NAME=FILE.pub", action = ArgAction::Append, value_parser = trust_key)]
     pub(crate) trust_keys: Vec<(String, PathBuf)>,
+    /// Fail the container unless its policy, when from a registry (oci://),
+    /// carries a valid signature by a trusted key (--trust-key), checked
+    /// against the cached signature offline; a policy file is not affected
+    #[arg(long, help_heading = POLICY)]
+    pub(crate) require_signed_policies: bool,
 }
 
 impl TrustArgs {
@@ -360,7 +365,45 @@ impl TrustArgs {
         let config = pushgate::sign::TrustedKeys::load(config, &what)?;
         Ok(self.keys()?.or(&config))
     }
+
+    /// The keys a policy from a registry must be signed by, when signed
+    /// policies are required (the flag, or `config` for a release config's
+    /// `require-signed-policies`): `keys`, which must not be empty.
+    pub(crate) fn signed_policies(
+        &self,
+        keys: &pushgate::sign::TrustedKeys,
+        config: bool,
+    ) -> anyhow::Result<Option<pushgate::sign::TrustedKeys>> {
+        if !self.require_signed_policies && !config {
+            return Ok(None);
+        }
+        if keys.is_empty() {
+            let asked = if self.require_signed_policies {
+                "--require-signed-policies"
+            } else {
+                "the release config's require-signed-policies"
+            };
+            return Err(UsageError(format!(
+                "{asked} needs a key to trust: give --trust-key NAME=FILE.pub (or a \
+                 [trust-keys] table in a release config)"
+            ))
+            .into());
+        }
+        Ok(Some(keys.clone()))
+    }
 }
+
+/// A usage error found once the flags are read (exit 2, as clap's are).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// `pushgate verify`.
 #[derive(Args)]

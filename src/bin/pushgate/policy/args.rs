@@ -183,6 +183,12 @@ pub struct InspectArgs {
 }
 
 #[derive(Args)]
+#[command(mut_arg("sign_by_sigstore_private_key", |a| a.help(
+    "Sign the artifact's digest for REGISTRY/REPO:TAG with this key (as `cosign \
+     generate-key-pair` or `skopeo generate-sigstore-key` write it), stored as cosign \
+     stores signatures (the sha256-<hex>.sig tag), once: a re-push adds no second \
+     signature; what --require-signed-policies checks"
+)))]
 pub struct PushArgs {
     /// The policy module (.wasm) to publish; it must load
     pub(super) module: PathBuf,
@@ -194,6 +200,8 @@ pub struct PushArgs {
     pub(super) json: bool,
     #[command(flatten)]
     pub(super) registry: RegistryArgs,
+    #[command(flatten)]
+    pub(super) sign: cli::SignArgs,
 }
 
 #[derive(Args)]

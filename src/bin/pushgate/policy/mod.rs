@@ -209,6 +209,8 @@ fn facts(
     let (mut req, policy) =
         crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
     req.trusted = push.trust.keys()?;
+    let signed_by = push.trust.signed_policies(&req.trusted, false)?;
+    let policy = policy.map(|p| crate::PendingPolicy { signed_by, ..p });
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,
@@ -374,10 +376,17 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
     let policy = host.load(&a.module)?;
     let module =
         std::fs::read(&a.module).with_context(|| format!("cannot read {}", a.module.display()))?;
+    let key = a.sign.signer(None)?;
     let published = crate::signals::run(
         runtime,
         signals,
-        remote::publish(&policy.info, &module, &r, &a.registry.options()),
+        remote::publish(
+            &policy.info,
+            &module,
+            &r,
+            &a.registry.options(),
+            key.as_deref(),
+        ),
     )?;
     if a.json {
         out::json(
@@ -386,14 +395,25 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
             serde_json::json!({ "published": published }),
         )?;
     } else {
-        out::print(&format!(
+        let mut t = format!(
             "pushed {} {} to {}\ndigest: {}\npinned: {}\n",
             published.name,
             published.version,
             published.reference,
             published.digest,
             published.pinned
-        ))?;
+        );
+        if let Some(sig) = &published.signature {
+            let _ = writeln!(
+                t,
+                "signed:  for {} by key {} at {} ({})",
+                sig.identity,
+                sig.key_id,
+                sig.tag,
+                if sig.added { "added" } else { "already there" }
+            );
+        }
+        out::print(&t)?;
     }
     Ok(ExitCode::SUCCESS)
 }
