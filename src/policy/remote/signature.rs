@@ -242,6 +242,23 @@ pub async fn require(
     Ok(s.valid)
 }
 
+/// Keeps the registry's signatures of the fetched artifact in the cache
+/// (`policy pull`, so that a later run that requires signed policies finds
+/// them offline): read unless the artifact came from the cache. Returns
+/// whether the cache now holds a signature of it.
+pub async fn cache(f: &Fetched, opts: &registry::Options) -> Result<bool> {
+    let Some(dir) = cache_dir() else {
+        return Ok(false);
+    };
+    if !f.from_cache {
+        let repo = Repository::new(f.requested.repo(), opts)?;
+        if let Some(copy) = SigCopy::read(&repo, &f.digest).await? {
+            copy.keep(&dir, &f.digest);
+        }
+    }
+    Ok(sig_file(&dir, &f.digest).is_file())
+}
+
 /// Why no signature counts: each one's reason, or that there are none.
 fn none_counts(s: &Signers) -> String {
     if s.invalid.is_empty() {

@@ -205,15 +205,27 @@ pub struct PushArgs {
 }
 
 #[derive(Args)]
+#[command(
+    mut_arg("trust_keys", |a| a.help(
+        "Trust this public key (PEM, as cosign.pub) under NAME, for \
+         --require-signed-policies; repeat for several"
+    )),
+    mut_arg("require_signed_policies", |a| a.help(
+        "Fail unless the artifact carries a valid signature by a trusted key (--trust-key); \
+         the signatures are cached with the module either way, for offline runs"
+    )),
+)]
 pub struct PullArgs {
     /// oci://REGISTRY/REPO[:TAG|@sha256:…] (without either, :latest)
     #[arg(value_parser = cli::policy_reference)]
     pub(super) reference: String,
-    /// Print one JSON object (reference, digest, pinned, policy, cached)
+    /// Print one JSON object (reference, digest, pinned, policy, cached, signatures)
     #[arg(long, help_heading = OUTPUT)]
     pub(super) json: bool,
     #[command(flatten)]
     pub(super) registry: RegistryArgs,
+    #[command(flatten)]
+    pub(super) trust: cli::TrustArgs,
 }
 
 impl PolicyCommand {

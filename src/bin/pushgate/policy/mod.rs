@@ -37,6 +37,22 @@ impl Modules<'_> {
         crate::signals::run(self.runtime, self.signals, remote::fetch(r, &self.registry))
     }
 
+    /// Fetches `r` as [`remote::fetch_checked`] does: signed by one of
+    /// `signed_by` when given. Its signatures are kept in the cache either way.
+    fn fetch_with_signatures(
+        &self,
+        r: &remote::OciRef,
+        signed_by: Option<&pushgate::sign::TrustedKeys>,
+    ) -> Result<(remote::Fetched, bool)> {
+        crate::signals::run(self.runtime, self.signals, async {
+            let f = remote::fetch_checked(r, &self.registry, signed_by).await?;
+            let cached = remote::signature::cache(&f, &self.registry)
+                .await
+                .with_context(|| format!("policy {}: keeping its signatures", f.label()))?;
+            Ok((f, cached))
+        })
+    }
+
     /// Loads `module` (a file or a reference). A reference that cannot be had
     /// is an error naming it.
     fn load(&self, host: &PolicyHost, module: &str) -> Result<std::sync::Arc<Policy>> {
@@ -406,7 +422,7 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
         if let Some(sig) = &published.signature {
             let _ = writeln!(
                 t,
-                "signed:  for {} by key {} at {} ({})",
+                "signed: for {} by key {} at {} ({})",
                 sig.identity,
                 sig.key_id,
                 sig.tag,
@@ -420,7 +436,9 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
 
 fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
     let r = remote::OciRef::parse(&a.reference)?;
-    let fetched = modules.fetch(&r)?;
+    let keys = a.trust.keys()?;
+    let signed_by = a.trust.signed_policies(&keys, false)?;
+    let (fetched, signature_cached) = modules.fetch_with_signatures(&r, signed_by.as_ref())?;
     // Loaded too: a module that does not load is no use in the cache.
     let host = PolicyHost::new(Limits::default())?;
     let policy = host.load_fetched(&fetched)?;
@@ -432,6 +450,8 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             "policy": policy_json(&policy),
             "cached": fetched.path,
             "from_cache": fetched.from_cache,
+            "signature_cached": signature_cached,
+            "signed_by": signed_by.map(|_| &fetched.signed_by),
         });
         out::json("policy pull", true, doc)?;
     } else {
@@ -444,6 +464,14 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
                 let _ = writeln!(t, "cached:  {}", p.display());
             }
             None => t.push_str("cached:  no (the policy cache is off)\n"),
+        }
+        if signed_by.is_some() {
+            let _ = writeln!(t, "signed:  by {}", fetched.signed_by.join(", "));
+        } else if signature_cached {
+            t.push_str(
+                "signed:  not verified (--require-signed-policies --trust-key NAME=FILE.pub \
+                 does); its signatures are cached\n",
+            );
         }
         out::print(&t)?;
     }
