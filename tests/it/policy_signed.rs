@@ -362,9 +362,11 @@ fn offline_the_signature_cached_beside_the_module_is_checked() {
     assert_eq!(pull.code, 0, "{pull:?}");
     assert_eq!(pull.json["signature_cached"], true, "{pull:?}");
     assert_eq!(pull.json["signed_by"], Value::Null, "{pull:?}");
-    let sig_file = env
-        .oci_cache("c")
-        .join(format!("{}.sig", digest.strip_prefix("sha256:").unwrap()));
+    let sig_file = pushgate::policy::remote::signature::sig_file(
+        &env.oci_cache("c"),
+        &format!("{}/policies/signed", env.policy_addr),
+        &digest.parse().unwrap(),
+    );
     let cached = fs::read(&sig_file).expect("the signature is cached beside the module");
 
     env.policies.take().unwrap().stop();

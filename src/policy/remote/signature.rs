@@ -6,7 +6,7 @@
 //!
 //! What is verified is a [`SigCopy`]: the `.sig` manifest's bytes and the
 //! payloads its layers name, read from the registry or from the cache. The
-//! cache keeps the copy of an artifact beside the artifact (`<hex>.sig`,
+//! cache keeps the copy of an artifact beside the artifact ([`sig_file`],
 //! written after the payloads, atomically), so a module served from the cache
 //! is verified from the cache, offline. A signature counts when a trusted key
 //! made it over a payload naming the artifact's digest and a reference in the
@@ -90,9 +90,9 @@ impl SigCopy {
         }
     }
 
-    /// The copy the cache `dir` keeps for the artifact `digest`, if any.
-    pub fn cached(dir: &Path, digest: &Digest) -> Option<SigCopy> {
-        let manifest = fs::read(sig_file(dir, digest)).ok()?;
+    /// The copy the cache `dir` keeps for the artifact `digest` in `repo`, if any.
+    pub fn cached(dir: &Path, repo: &str, digest: &Digest) -> Option<SigCopy> {
+        let manifest = fs::read(sig_file(dir, repo, digest)).ok()?;
         let payloads = payload_digests(&manifest)
             .into_iter()
             .filter_map(|d| cached(dir, &d).map(|b| (d, b)))
@@ -100,24 +100,28 @@ impl SigCopy {
         Some(SigCopy { manifest, payloads })
     }
 
-    /// Keeps the copy beside the artifact `digest` in the cache `dir`: the
-    /// payloads first, then the manifest (atomically), so a manifest in the
-    /// cache has its payloads there. A cache that cannot be written only
-    /// costs a read next time.
-    pub fn keep(&self, dir: &Path, digest: &Digest) {
+    /// Keeps the copy beside the artifact `digest` (of `repo`) in the cache
+    /// `dir`: the payloads first, then the manifest (atomically), so a
+    /// manifest in the cache has its payloads there. A cache that cannot be
+    /// written only costs a read next time.
+    pub fn keep(&self, dir: &Path, repo: &str, digest: &Digest) {
         for p in self.payloads.values() {
             if keep(dir, p).is_none() {
                 return;
             }
         }
-        let _ = atomic::write(&sig_file(dir, digest), &self.manifest, PRIVATE);
+        let _ = atomic::write(&sig_file(dir, repo, digest), &self.manifest, PRIVATE);
     }
 }
 
-/// Where the cache keeps the signatures of the artifact `digest` (a name no
-/// content-addressed entry has).
-fn sig_file(dir: &Path, digest: &Digest) -> std::path::PathBuf {
-    dir.join(format!("{}.sig", digest.hex()))
+/// Where the cache keeps the signatures of the artifact `digest` in `repo`:
+/// `<hex>.<repo>.sig`, `<repo>` the start of the sha256 of its name (a name no
+/// content-addressed entry has). Per repository, because the same artifact
+/// has other signatures in another repository (and only those naming its
+/// own count there).
+pub fn sig_file(dir: &Path, repo: &str, digest: &Digest) -> std::path::PathBuf {
+    let repo = Digest::of(repo.as_bytes());
+    dir.join(format!("{}.{}.sig", digest.hex(), &repo.hex()[..16]))
 }
 
 /// The payload digests of the signature layers a `.sig` manifest lists (the
@@ -155,7 +159,7 @@ pub(super) async fn sign(
     if let Some(dir) = dir
         && let Some(copy) = SigCopy::read(repo, digest).await?
     {
-        copy.keep(dir, digest);
+        copy.keep(dir, repo.name(), digest);
     }
     Ok(Signature {
         identity: format!("{}:{tag}", repo.name()),
@@ -186,7 +190,10 @@ pub async fn require(
     };
     let mut cached_why = None;
     if f.from_cache {
-        match dir.as_deref().and_then(|d| SigCopy::cached(d, &f.digest)) {
+        match dir
+            .as_deref()
+            .and_then(|d| SigCopy::cached(d, repo_name.as_str(), &f.digest))
+        {
             Some(copy) => {
                 let s = copy.check(keys, repo_name, &f.digest);
                 if !s.valid.is_empty() {
@@ -229,7 +236,7 @@ pub async fn require(
         )));
     };
     if let Some(d) = &dir {
-        copy.keep(d, &f.digest);
+        copy.keep(d, repo_name.as_str(), &f.digest);
     }
     let s = copy.check(keys, repo_name, &f.digest);
     if s.valid.is_empty() {
@@ -250,13 +257,14 @@ pub async fn cache(f: &Fetched, opts: &registry::Options) -> Result<bool> {
     let Some(dir) = cache_dir() else {
         return Ok(false);
     };
+    let name = f.requested.repo();
     if !f.from_cache {
-        let repo = Repository::new(f.requested.repo(), opts)?;
+        let repo = Repository::new(name, opts)?;
         if let Some(copy) = SigCopy::read(&repo, &f.digest).await? {
-            copy.keep(&dir, &f.digest);
+            copy.keep(&dir, name.as_str(), &f.digest);
         }
     }
-    Ok(sig_file(&dir, &f.digest).is_file())
+    Ok(sig_file(&dir, name.as_str(), &f.digest).is_file())
 }
 
 /// Why no signature counts: each one's reason, or that there are none.
@@ -352,15 +360,22 @@ mod tests {
     fn the_cache_keeps_a_copy_beside_the_artifact_and_gives_it_back() {
         let dir = tempfile::tempdir().unwrap();
         let art = Digest::of(b"artifact");
-        assert_eq!(SigCopy::cached(dir.path(), &art), None);
+        let kv = "r.example/policies/kv";
+        assert_eq!(SigCopy::cached(dir.path(), kv, &art), None);
         let c = copy(1, "r.example/policies/kv:1.0", &art);
-        c.keep(dir.path(), &art);
-        assert_eq!(SigCopy::cached(dir.path(), &art), Some(c.clone()));
-        assert!(dir.path().join(format!("{}.sig", art.hex())).is_file());
+        c.keep(dir.path(), kv, &art);
+        assert_eq!(SigCopy::cached(dir.path(), kv, &art), Some(c.clone()));
+        assert!(sig_file(dir.path(), kv, &art).is_file());
+        // another repository's copy of the same artifact is its own
+        assert_eq!(SigCopy::cached(dir.path(), "r.example/other", &art), None);
+        assert_ne!(
+            sig_file(dir.path(), kv, &art),
+            sig_file(dir.path(), "r.example/other", &art)
+        );
         // a payload damaged in the cache is dropped, and the check says so
         let (payload, _) = c.payloads.iter().next().unwrap();
         fs::write(dir.path().join(payload.hex()), b"tampered").unwrap();
-        let back = SigCopy::cached(dir.path(), &art).unwrap();
+        let back = SigCopy::cached(dir.path(), kv, &art).unwrap();
         assert!(back.payloads.is_empty());
         let (_d, keys) = keys(&[("build", 1)]);
         assert!(back.check(&keys, &repo(), &art).valid.is_empty());
