@@ -278,7 +278,8 @@ async fn run_one(
                     let mut fetches = fetches.lock().await;
                     if !fetches.contains_key(&key) {
                         let signed_by = opts.require_signed_policies.then_some(&opts.trusted);
-                        let f = remote::fetch_checked(r, &opts.registry, signed_by).await;
+                        let f =
+                            crate::signed_policy::fetch_checked(r, &opts.registry, signed_by).await;
                         fetches.insert(key.clone(), f.map(Arc::new).map_err(|e| format!("{e:#}")));
                     }
                     fetches[&key].clone()

@@ -362,7 +362,7 @@ fn offline_the_signature_cached_beside_the_module_is_checked() {
     assert_eq!(pull.code, 0, "{pull:?}");
     assert_eq!(pull.json["signature_cached"], true, "{pull:?}");
     assert_eq!(pull.json["signed_by"], Value::Null, "{pull:?}");
-    let sig_file = pushgate::policy::remote::signature::sig_file(
+    let sig_file = pushgate::signed_policy::sig_file(
         &env.oci_cache("c"),
         &format!("{}/policies/signed", env.policy_addr),
         &digest.parse().unwrap(),

@@ -19,7 +19,7 @@ use anyhow::Context;
 use pushgate::decide::PolicyChoice;
 use pushgate::decision_log::DecisionLog;
 use pushgate::policy::Limits;
-use pushgate::policy::remote::{self, PolicySource};
+use pushgate::policy::remote::PolicySource;
 use pushgate::push::{PushRequest, push};
 use pushgate::registry;
 use pushgate::release::{self, ReleaseConfig, ReleaseOptions};
@@ -56,7 +56,8 @@ impl PendingPolicy {
         let host = std::sync::Arc::new(pushgate::policy::PolicyHost::new(self.limits)?);
         match (&self.source, &self.signed_by) {
             (PolicySource::Oci(r), Some(keys)) => {
-                let fetched = remote::fetch_checked(r, registry, Some(keys)).await?;
+                let fetched =
+                    pushgate::signed_policy::fetch_checked(r, registry, Some(keys)).await?;
                 PolicyChoice::from_fetched(&host, &fetched, self.settings.clone())
             }
             _ => PolicyChoice::resolve(&host, &self.source, self.settings.clone(), registry).await,

@@ -1,16 +1,14 @@
 //! Fetching a policy artifact: the manifest by tag or digest (or from the
 //! cache), its config and module, each checked against its digest and kept
-//! in the cache; and, under `--require-signed-policies`, its signature
-//! ([`super::signature`]) before the module is given to anyone.
+//! in the cache.
 
 use anyhow::{Context, Result, bail};
 
-use super::{ArtifactConfig, Fetched, OciRef, cache_dir, cached, describe, keep, signature};
+use super::{ArtifactConfig, Fetched, OciRef, cache_dir, cached, describe, keep};
 use super::{MAX_MODULE, MAX_SMALL};
 use crate::digest::Digest;
 use crate::policy::CONTRACT;
 use crate::registry::{self, Repository};
-use crate::sign::TrustedKeys;
 
 /// A repository handle, made on first need: a cache hit never makes one.
 struct Lazy<'a> {
@@ -117,22 +115,4 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
         from_cache,
         signed_by: Vec::new(),
     })
-}
-
-/// [`fetch`], and then, when `signed_by` is given, the artifact's signature:
-/// it must carry a valid signature by one of those keys, from the registry or,
-/// for a module served from the cache, from the cache (see
-/// [`signature::require`]); else the error says why, naming the reference.
-pub async fn fetch_checked(
-    r: &OciRef,
-    opts: &registry::Options,
-    signed_by: Option<&TrustedKeys>,
-) -> Result<Fetched> {
-    let mut fetched = fetch(r, opts).await?;
-    if let Some(keys) = signed_by {
-        fetched.signed_by = signature::require(&fetched, keys, opts)
-            .await
-            .with_context(|| format!("policy {}", fetched.label()))?;
-    }
-    Ok(fetched)
 }

@@ -19,14 +19,14 @@
 //! The registry is reached through [`crate::registry`], with the same auth
 //! file, certificates, `--tls-verify`, `--plain-http` and retries as images.
 //!
-//! [`fetch`] gets a module, [`publish`] publishes one, and [`signature`] signs
-//! an artifact and checks its signatures (`--require-signed-policies`).
+//! [`fetch`] gets a module and [`publish`] publishes one; signing an artifact
+//! and requiring it signed (`--require-signed-policies`) is the business of
+//! the crate's `signed_policy`, above this module.
 
 mod fetch;
 mod publish;
-pub mod signature;
 
-pub use fetch::{fetch, fetch_checked};
+pub use fetch::fetch;
 pub use publish::{Published, publish};
 
 use std::fmt;
@@ -339,7 +339,7 @@ pub struct Fetched {
     /// Everything came from the cache: no request was made.
     pub from_cache: bool,
     /// The trusted keys with a valid signature on the artifact, when they were
-    /// asked for ([`fetch_checked`]); empty otherwise.
+    /// asked for (`--require-signed-policies`); empty otherwise.
     pub signed_by: Vec<String>,
 }
 
@@ -361,7 +361,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// The cached content of `digest`, if it is there and hashes right (a damaged
 /// entry is removed, and fetched again).
-fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
+pub fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
     let path = dir.join(digest.hex());
     let bytes = fs::read(&path).ok()?;
     if &Digest::of(&bytes) == digest {
@@ -374,7 +374,7 @@ fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
 
 /// Keeps `bytes` under their digest (atomically, 0600); a cache that cannot be
 /// written only costs a fetch next time.
-fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
+pub fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let path = dir.join(Digest::of(bytes).hex());
     if path.is_file() {
         return Some(path);

@@ -1,16 +1,13 @@
-//! `policy push`: a loaded module published as an artifact under a tag, and,
-//! with a signing key, signed where cosign keeps an image's signatures.
+//! `policy push`: a loaded module published as an artifact under a tag.
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::signature::{self, Signature};
 use super::{MAX_MODULE, OciRef, artifact, cache_dir, keep};
 use crate::digest::Digest;
 use crate::manifest::OCI_MANIFEST;
 use crate::policy::PolicyInfo;
 use crate::registry::{self, Repository};
-use crate::sign::SigningKey;
 
 /// What `policy push` published.
 #[derive(Debug, Clone, Serialize)]
@@ -23,21 +20,16 @@ pub struct Published {
     pub name: String,
     pub version: String,
     pub sha256: Digest,
-    /// The artifact's signature by the key given, if one was (`null`: unsigned).
-    pub signature: Option<Signature>,
 }
 
 /// Publishes a loaded module as `r` (which must have a tag): config and module
-/// blobs unless the repository has them, then the manifest under the tag, and,
-/// with `key`, the artifact's signature for `REGISTRY/REPO:TAG` (unless that
-/// very signature is there already). The artifact and its signature are also
-/// kept in the cache, so the publisher can use them offline.
+/// blobs unless the repository has them, then the manifest under the tag. The
+/// artifact is also kept in the cache, so the publisher can use it offline.
 pub async fn publish(
     info: &PolicyInfo,
     module: &[u8],
     r: &OciRef,
     opts: &registry::Options,
-    key: Option<&SigningKey>,
 ) -> Result<Published> {
     let (Some(tag), None) = (r.tag(), r.digest()) else {
         bail!("policy push {r}: push to a tag (oci://REGISTRY/REPO:TAG); the digest is printed");
@@ -49,25 +41,19 @@ pub async fn publish(
         );
     }
     let art = artifact(info);
-    let dir = cache_dir();
     let run = async {
         let repo = Repository::new(r.repo(), opts)?;
         repo.push_blob_bytes(&art.config).await?;
         repo.push_blob_bytes(module).await?;
         repo.put_manifest(tag, OCI_MANIFEST, &art.manifest).await?;
-        if let Some(dir) = &dir {
-            keep(dir, &art.config);
-            keep(dir, module);
-            keep(dir, &art.manifest);
-        }
-        match key {
-            Some(key) => signature::sign(&repo, tag, &art.digest, key, dir.as_deref())
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        anyhow::Ok(())
     };
-    let signature = run.await.with_context(|| format!("policy push {r}"))?;
+    run.await.with_context(|| format!("policy push {r}"))?;
+    if let Some(dir) = cache_dir() {
+        keep(&dir, &art.config);
+        keep(&dir, module);
+        keep(&dir, &art.manifest);
+    }
     Ok(Published {
         reference: r.to_string(),
         pinned: r.pinned(&art.digest),
@@ -75,6 +61,5 @@ pub async fn publish(
         name: info.name.clone(),
         version: info.version.clone(),
         sha256: info.sha256.clone(),
-        signature,
     })
 }

@@ -9,6 +9,7 @@ use pushgate::cases::{self, Kind};
 use pushgate::contract::Decision;
 use pushgate::policy::remote::{self, PolicySource};
 use pushgate::policy::{Limits, Policy, PolicyHost};
+use pushgate::signed_policy;
 
 use std::fmt::Write as _;
 
@@ -37,7 +38,7 @@ impl Modules<'_> {
         crate::signals::run(self.runtime, self.signals, remote::fetch(r, &self.registry))
     }
 
-    /// Fetches `r` as [`remote::fetch_checked`] does: signed by one of
+    /// Fetches `r` as [`signed_policy::fetch_checked`] does: signed by one of
     /// `signed_by` when given. Its signatures are kept in the cache either way.
     fn fetch_with_signatures(
         &self,
@@ -45,8 +46,8 @@ impl Modules<'_> {
         signed_by: Option<&pushgate::sign::TrustedKeys>,
     ) -> Result<(remote::Fetched, bool)> {
         crate::signals::run(self.runtime, self.signals, async {
-            let f = remote::fetch_checked(r, &self.registry, signed_by).await?;
-            let cached = remote::signature::cache(&f, &self.registry)
+            let f = signed_policy::fetch_checked(r, &self.registry, signed_by).await?;
+            let cached = signed_policy::cache(&f, &self.registry)
                 .await
                 .with_context(|| format!("policy {}: keeping its signatures", f.label()))?;
             Ok((f, cached))
@@ -396,7 +397,7 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
     let published = crate::signals::run(
         runtime,
         signals,
-        remote::publish(
+        signed_policy::publish(
             &policy.info,
             &module,
             &r,
@@ -413,11 +414,11 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
     } else {
         let mut t = format!(
             "pushed {} {} to {}\ndigest: {}\npinned: {}\n",
-            published.name,
-            published.version,
-            published.reference,
-            published.digest,
-            published.pinned
+            published.published.name,
+            published.published.version,
+            published.published.reference,
+            published.published.digest,
+            published.published.pinned
         );
         if let Some(sig) = &published.signature {
             let _ = writeln!(

@@ -1,8 +1,11 @@
 //! Signed policies: a policy artifact's signatures, kept where cosign and
 //! containers/image keep an image's (the tag `sha256-<hex>.sig` beside it, one
-//! simple-signing layer per signature), made by `policy push` with a key and
-//! required by `--require-signed-policies`, as kwctl's `verify` and OPA's
-//! signed bundles require theirs.
+//! simple-signing layer per signature), made by `policy push` with a key
+//! ([`publish`]) and required by `--require-signed-policies`
+//! ([`fetch_checked`]), as kwctl's `verify` and OPA's signed bundles require
+//! theirs. It sits above [`crate::policy::remote`], which fetches and
+//! publishes artifacts, and [`crate::sign`] and [`crate::evidence`], which make,
+//! write and check signatures.
 //!
 //! What is verified is a [`SigCopy`]: the `.sig` manifest's bytes and the
 //! payloads its layers name, read from the registry or from the cache. The
@@ -17,14 +20,15 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use super::{Fetched, cache_dir, cached, keep};
 use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
 use crate::evidence::observe::MAX_SIGNATURES;
 use crate::evidence::{self, Observed, Wanted};
+use crate::policy::PolicyInfo;
+use crate::policy::remote::{self, Fetched, OciRef, Published, cache_dir, cached, keep};
 use crate::registry::{self, RepoName, Repository};
 use crate::sign::SigningKey;
 use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, SigManifest, sig_tag};
@@ -139,10 +143,68 @@ fn payload_digests(manifest: &[u8]) -> Vec<Digest> {
         .unwrap_or_default()
 }
 
+/// What `policy push` did: the artifact published, and its signature.
+#[derive(Debug, Clone, Serialize)]
+pub struct Publication {
+    #[serde(flatten)]
+    pub published: Published,
+    /// The artifact's signature by the key given, if one was (`null`: unsigned).
+    pub signature: Option<Signature>,
+}
+
+/// Publishes a loaded module as `r` ([`remote::publish`]) and, with `key`,
+/// signs the artifact for `REGISTRY/REPO:TAG` (unless that very signature is
+/// there already), keeping the signature in the cache beside the artifact.
+pub async fn publish(
+    info: &PolicyInfo,
+    module: &[u8],
+    r: &OciRef,
+    opts: &registry::Options,
+    key: Option<&SigningKey>,
+) -> Result<Publication> {
+    let published = remote::publish(info, module, r, opts).await?;
+    let signature = match (key, r.tag()) {
+        (Some(key), Some(tag)) => {
+            let run = async {
+                let repo = Repository::new(r.repo(), opts)?;
+                let dir = cache_dir();
+                sign(&repo, tag, &published.digest, key, dir.as_deref()).await
+            };
+            let signed = run
+                .await
+                .with_context(|| format!("policy push {r}: signing {}", published.digest))?;
+            Some(signed)
+        }
+        _ => None,
+    };
+    Ok(Publication {
+        published,
+        signature,
+    })
+}
+
+/// [`remote::fetch`], and then, when `signed_by` is given, the artifact's
+/// signature: it must carry a valid signature by one of those keys, from the
+/// registry or, for a module served from the cache, from the cache (see
+/// [`require`]); else the error says why, naming the reference.
+pub async fn fetch_checked(
+    r: &OciRef,
+    opts: &registry::Options,
+    signed_by: Option<&TrustedKeys>,
+) -> Result<Fetched> {
+    let mut fetched = remote::fetch(r, opts).await?;
+    if let Some(keys) = signed_by {
+        fetched.signed_by = require(&fetched, keys, opts)
+            .await
+            .with_context(|| format!("policy {}", fetched.label()))?;
+    }
+    Ok(fetched)
+}
+
 /// Signs the artifact `digest` in `repo` with `key` for `REPO:TAG`, adding to
 /// what its `.sig` tag holds (nothing when that very signature is there:
 /// signatures are deterministic), and keeps the result in the cache `dir`.
-pub(super) async fn sign(
+async fn sign(
     repo: &Repository,
     tag: &str,
     digest: &Digest,
