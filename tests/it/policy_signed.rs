@@ -8,73 +8,56 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use sigstore::crypto::Signature;
-use tempfile::TempDir;
 
+use crate::policy_oci::{self, ARCHES};
 use crate::sign_interop::{CosignKeys, cosign_keys, sigstore_verifier};
 use crate::support::run::{Run, path_str};
-use crate::support::{Registry, policy_module, pushgate, sha256_digest, skopeo_inspect_raw};
-use pushgate_sample::{SampleBuild, write_build};
+use crate::support::{policy_module, sha256_digest, skopeo_inspect_raw};
 
-const BUILD: &str = "41.20261127.1.0";
-const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
-
-/// A cosa workdir, registries for policies and for images (so the policy one
-/// can be stopped), the build key (trusted) and another one (not).
+/// policy_oci's environment (a cosa workdir, a registry for policies that can
+/// be stopped and one for images), with the build key (trusted) and another
+/// one (not).
 struct Env {
-    dir: TempDir,
-    policies: Option<Registry>,
-    images: Registry,
-    policy_addr: String,
+    base: policy_oci::Env,
     build: CosignKeys,
     other: CosignKeys,
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("pushgate-policy-signed-")
-            .tempdir()
-            .unwrap();
-        write_build(&dir.path().join("wd"), &SampleBuild::small(BUILD, &ARCHES)).unwrap();
-        let policies = Registry::start();
         Env {
-            policy_addr: policies.addr().to_string(),
-            policies: Some(policies),
-            images: Registry::start(),
-            dir,
+            base: policy_oci::Env::new(),
             build: cosign_keys(),
             other: cosign_keys(),
         }
     }
 
-    fn wd(&self) -> PathBuf {
-        self.dir.path().join("wd")
+    fn oci(&self, rest: &str) -> String {
+        self.base.oci(rest)
     }
 
-    fn oci(&self, rest: &str) -> String {
-        format!("oci://{}/{rest}", self.policy_addr)
+    fn repo(&self, name: &str) -> String {
+        self.base.images.repo(name)
     }
 
     /// `pushgate ARGS` with the policy cache `cache` (under the temp dir).
     fn run(&self, args: &[&str], cache: &str) -> Run {
-        Run::of(
-            pushgate()
-                .args(args)
-                .env("XDG_CACHE_HOME", self.dir.path().join(cache))
-                .current_dir(self.wd())
-                .stdin(Stdio::null()),
-        )
+        self.base.run_with_cache(args, cache)
     }
 
     /// The artifact cache of `cache`.
     fn oci_cache(&self, cache: &str) -> PathBuf {
-        self.dir.path().join(cache).join("pushgate").join("oci")
+        self.base
+            .dir
+            .path()
+            .join(cache)
+            .join("pushgate")
+            .join("oci")
     }
 
     /// `policy push MODULE REF --json`, signed with `key` if given: the
@@ -123,16 +106,6 @@ impl Env {
         self.run(&args, cache)
     }
 
-    fn meta(&self, arch: &str) -> Value {
-        let p = self
-            .wd()
-            .join("builds")
-            .join(BUILD)
-            .join(arch)
-            .join("meta.json");
-        serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
-    }
-
     fn trust_build(&self) -> String {
         format!("build={}", path_str(&self.build.public))
     }
@@ -141,7 +114,7 @@ impl Env {
     fn assert_nothing_written(&self, repo: &str, key: &str, run: &Run) {
         assert_eq!(run.json["uploaded_blobs"], 0, "{run:?}");
         for arch in ARCHES {
-            assert!(self.meta(arch).get(key).is_none(), "{arch}: {run:?}");
+            assert!(self.base.meta(arch).get(key).is_none(), "{arch}: {run:?}");
         }
         assert!(
             skopeo_inspect_raw(&format!("{repo}:stable"), None).is_err(),
@@ -177,7 +150,7 @@ fn policy_push_signs_once_as_cosign_does_and_sigstore_verifies_it() {
     let published = env.publish(&reference, Some(&env.build));
     let digest = published["digest"].as_str().unwrap().to_string();
     let sig = &published["signature"];
-    let repo = format!("{}/policies/signed", env.policy_addr);
+    let repo = format!("{}/policies/signed", env.base.policy_addr);
     assert_eq!(sig["identity"], format!("{repo}:1.0"));
     assert_eq!(sig["tag"], sig_tag(&digest));
     assert_eq!(sig["added"], true);
@@ -223,7 +196,11 @@ fn policy_push_signs_once_as_cosign_does_and_sigstore_verifies_it() {
     assert_eq!(unsigned["signature"], Value::Null);
     assert!(
         skopeo_inspect_raw(
-            &format!("{}/policies/unsigned:{}", env.policy_addr, sig_tag(&digest)),
+            &format!(
+                "{}/policies/unsigned:{}",
+                env.base.policy_addr,
+                sig_tag(&digest)
+            ),
             None
         )
         .is_err()
@@ -242,7 +219,7 @@ fn a_signed_policy_is_required_of_registry_modules_and_refused_otherwise() {
     let trust = env.trust_build();
     let require = ["--require-signed-policies", "--trust-key", trust.as_str()];
 
-    let repo = env.images.repo("fcos");
+    let repo = env.repo("fcos");
     let mut args = vec!["--policy", signed.as_str()];
     args.extend(require);
     let run = env.push_os(&repo, "signed", &args, "consumer");
@@ -254,7 +231,7 @@ fn a_signed_policy_is_required_of_registry_modules_and_refused_otherwise() {
         (&wrong, "wrong", &["none of the trusted keys (build)"]),
     ];
     for (reference, key, needles) in cases {
-        let repo = env.images.repo(key);
+        let repo = env.repo(key);
         let mut args = vec!["--policy", reference];
         args.extend(require);
         let run = env.push_os(&repo, key, &args, "consumer");
@@ -324,12 +301,12 @@ fn a_signed_policy_is_required_of_registry_modules_and_refused_otherwise() {
     let file = path_str(&policy_module("default"));
     let mut args = vec!["--policy", file.as_str(), "--dry-run"];
     args.extend(require);
-    let run = env.push_os(&env.images.repo("file"), "file", &args, "consumer");
+    let run = env.push_os(&env.repo("file"), "file", &args, "consumer");
     assert_eq!(run.code, 0, "{run:?}");
 
     // the flag without a key to trust is a usage error naming --trust-key
     let run = env.push_os(
-        &env.images.repo("nokey"),
+        &env.repo("nokey"),
         "nokey",
         &["--policy", &signed, "--require-signed-policies"],
         "consumer",
@@ -364,13 +341,13 @@ fn offline_the_signature_cached_beside_the_module_is_checked() {
     assert_eq!(pull.json["signed_by"], Value::Null, "{pull:?}");
     let sig_file = pushgate::signed_policy::sig_file(
         &env.oci_cache("c"),
-        &format!("{}/policies/signed", env.policy_addr),
+        &format!("{}/policies/signed", env.base.policy_addr),
         &digest.parse().unwrap(),
     );
     let cached = fs::read(&sig_file).expect("the signature is cached beside the module");
 
-    env.policies.take().unwrap().stop();
-    let run = env.push_os(&env.images.repo("offline"), "offline", &args, "c");
+    env.base.stop_policy_registry();
+    let run = env.push_os(&env.repo("offline"), "offline", &args, "c");
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.outcome(), "pushed", "{run:?}");
 
@@ -400,7 +377,7 @@ fn offline_the_signature_cached_beside_the_module_is_checked() {
     doc["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"] = forged.into();
     fs::write(&sig_file, doc.to_string()).unwrap();
     let refused = |what: &str, needles: &[&str]| {
-        let repo = env.images.repo(what);
+        let repo = env.repo(what);
         let run = env.push_os(&repo, what, &args, "c");
         assert_eq!(run.code, 1, "{what}: {run:?}");
         assert_eq!(run.outcome(), "failed", "{what}: {run:?}");
@@ -433,9 +410,9 @@ fn a_release_config_requires_signed_policies_of_its_containers() {
         .as_str()
         .unwrap()
         .to_string();
-    let (good, bad) = (env.images.repo("good"), env.images.repo("bad"));
+    let (good, bad) = (env.repo("good"), env.repo("bad"));
     let config = |require: &str, keys: &str| {
-        let path = env.wd().join("release.toml");
+        let path = env.base.wd().join("release.toml");
         let container = |name: &str, repo: &str, policy: &str| {
             format!(
                 "[[container]]\nname = \"{name}\"\nartifact = \"ostree\"\nkey = \"{name}\"\n\
@@ -457,7 +434,7 @@ fn a_release_config_requires_signed_policies_of_its_containers() {
         "[trust-keys]\nbuild = \"{}\"\n",
         path_str(&env.build.public)
     );
-    let log = env.dir.path().join("decisions.jsonl");
+    let log = env.base.dir.path().join("decisions.jsonl");
     let release = |path: &Path| {
         env.run(
             &[
@@ -482,8 +459,8 @@ fn a_release_config_requires_signed_policies_of_its_containers() {
     assert!(reason.contains("holds no signature"), "{reason}");
     assert_eq!(failed["uploaded_blobs"], 0);
     for arch in ARCHES {
-        assert!(env.meta(arch).get("bad").is_none());
-        assert!(env.meta(arch).get("good").is_some());
+        assert!(env.base.meta(arch).get("bad").is_none());
+        assert!(env.base.meta(arch).get("good").is_some());
     }
     assert!(skopeo_inspect_raw(&format!("{bad}:stable"), None).is_err());
     let logged: Vec<Value> = fs::read_to_string(&log)
