@@ -598,6 +598,50 @@ mod tests {
     }
 
     #[test]
+    fn signed_policies_need_a_key_to_trust_and_are_asked_by_the_flag_or_the_config() {
+        let none = pushgate::sign::TrustedKeys::default();
+        let off = TrustArgs::default();
+        assert!(off.signed_policies(&none, false).unwrap().is_none());
+        let on = TrustArgs {
+            require_signed_policies: true,
+            ..TrustArgs::default()
+        };
+        for (args, config, asked) in [
+            (&on, false, "--require-signed-policies"),
+            (&off, true, "require-signed-policies"),
+        ] {
+            let e = args.signed_policies(&none, config).unwrap_err();
+            assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(asked) && text.contains("--trust-key"),
+                "{text}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let pem = {
+            use p256::pkcs8::{EncodePublicKey, LineEnding};
+            let secret = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+            secret
+                .public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap()
+        };
+        std::fs::write(dir.path().join("k.pub"), pem).unwrap();
+        let keys = pushgate::sign::TrustedKeys::load(
+            &[("build".into(), dir.path().join("k.pub"))],
+            "--trust-key",
+        )
+        .unwrap();
+        assert_eq!(
+            on.signed_policies(&keys, false).unwrap().unwrap().names(),
+            ["build"]
+        );
+        assert!(off.signed_policies(&keys, false).unwrap().is_none());
+        assert!(off.signed_policies(&keys, true).unwrap().is_some());
+    }
+
+    #[test]
     fn value_parsers_accept_what_the_library_accepts() {
         assert!(repo("quay.io/fedora/fedora-coreos").is_ok());
         assert!(repo("UPPER/Case").is_err());
