@@ -475,8 +475,24 @@ fn a_release_config_requires_signed_policies_of_its_containers() {
         "{bad_line}"
     );
 
-    // required, with no key to trust anywhere: a usage error naming --trust-key
-    let run = release(&config("require-signed-policies = true", ""));
+    // required, with no key to trust anywhere: an error naming the config and
+    // --trust-key, before anything is read
+    let path = config("require-signed-policies = true", "");
+    let run = release(&path);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.json["usage_error"], false, "{run:?}");
+    assert!(run.stderr.contains(&path_str(&path)), "{run:?}");
+    assert!(run.stderr.contains("--trust-key"), "{run:?}");
+    // and so is the flag: a usage error
+    let run = env.run(
+        &[
+            "release",
+            "--config",
+            &path_str(&path),
+            "--require-signed-policies",
+        ],
+        "consumer",
+    );
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--trust-key"), "{run:?}");
 }

@@ -367,29 +367,31 @@ impl TrustArgs {
     }
 
     /// The keys a policy from a registry must be signed by, when signed
-    /// policies are required (the flag, or `config` for a release config's
-    /// `require-signed-policies`): `keys`, which must not be empty.
+    /// policies are required: by the flag, or by the release config `config`
+    /// (its `require-signed-policies`). They must not be empty: without one,
+    /// the flag is a usage error, the config's an error naming the file.
     pub(crate) fn signed_policies(
         &self,
         keys: &pushgate::sign::TrustedKeys,
-        config: bool,
+        config: Option<&std::path::Path>,
     ) -> anyhow::Result<Option<pushgate::sign::TrustedKeys>> {
-        if !self.require_signed_policies && !config {
-            return Ok(None);
+        if !keys.is_empty() {
+            return Ok((self.require_signed_policies || config.is_some()).then(|| keys.clone()));
         }
-        if keys.is_empty() {
-            let asked = if self.require_signed_policies {
-                "--require-signed-policies"
-            } else {
-                "the release config's require-signed-policies"
-            };
-            return Err(UsageError(format!(
-                "{asked} needs a key to trust: give --trust-key NAME=FILE.pub (or a \
-                 [trust-keys] table in a release config)"
-            ))
-            .into());
+        match (self.require_signed_policies, config) {
+            (false, None) => Ok(None),
+            (true, _) => Err(UsageError(
+                "--require-signed-policies needs a key to trust: give --trust-key \
+                 NAME=FILE.pub (or, for a release, a [trust-keys] table in its config)"
+                    .to_string(),
+            )
+            .into()),
+            (false, Some(path)) => anyhow::bail!(
+                "{}: require-signed-policies needs a key to trust: add a [trust-keys] \
+                 table, or give --trust-key NAME=FILE.pub",
+                path.display()
+            ),
         }
-        Ok(Some(keys.clone()))
     }
 }
 
@@ -601,23 +603,22 @@ mod tests {
     fn signed_policies_need_a_key_to_trust_and_are_asked_by_the_flag_or_the_config() {
         let none = pushgate::sign::TrustedKeys::default();
         let off = TrustArgs::default();
-        assert!(off.signed_policies(&none, false).unwrap().is_none());
+        assert!(off.signed_policies(&none, None).unwrap().is_none());
         let on = TrustArgs {
             require_signed_policies: true,
             ..TrustArgs::default()
         };
-        for (args, config, asked) in [
-            (&on, false, "--require-signed-policies"),
-            (&off, true, "require-signed-policies"),
-        ] {
-            let e = args.signed_policies(&none, config).unwrap_err();
-            assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
-            let text = e.to_string();
-            assert!(
-                text.contains(asked) && text.contains("--trust-key"),
-                "{text}"
-            );
-        }
+        let e = on.signed_policies(&none, None).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
+        assert!(e.to_string().contains("--trust-key"), "{e}");
+        let config = std::path::Path::new("release.toml");
+        let e = off.signed_policies(&none, Some(config)).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_none(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("release.toml") && text.contains("--trust-key"),
+            "{text}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let pem = {
             use p256::pkcs8::{EncodePublicKey, LineEnding};
@@ -634,11 +635,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            on.signed_policies(&keys, false).unwrap().unwrap().names(),
+            on.signed_policies(&keys, None).unwrap().unwrap().names(),
             ["build"]
         );
-        assert!(off.signed_policies(&keys, false).unwrap().is_none());
-        assert!(off.signed_policies(&keys, true).unwrap().is_some());
+        assert!(off.signed_policies(&keys, None).unwrap().is_none());
+        assert!(off.signed_policies(&keys, Some(config)).unwrap().is_some());
     }
 
     #[test]

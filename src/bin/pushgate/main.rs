@@ -376,7 +376,7 @@ fn run_push(
     req.digest_file = args.write_digest_to_file;
     req.signer = args.sign.signer(None)?;
     req.trusted = args.trust.keys()?;
-    let signed_by = args.trust.signed_policies(&req.trusted, false)?;
+    let signed_by = args.trust.signed_policies(&req.trusted, None)?;
     let policy = policy.map(|p| PendingPolicy { signed_by, ..p });
     req.decision_log = args.log.open()?;
     let run = async {
@@ -422,9 +422,10 @@ fn run_release(
     let trusted = args
         .trust
         .keys_with_config(&cfg.trust_keys(), &args.config)?;
-    let signed_by = args
-        .trust
-        .signed_policies(&trusted, cfg.require_signed_policies)?;
+    let signed_by = args.trust.signed_policies(
+        &trusted,
+        cfg.require_signed_policies.then_some(args.config.as_path()),
+    )?;
     let opts = ReleaseOptions {
         build: args.build,
         force: args.run.force,

@@ -226,7 +226,7 @@ fn facts(
     let (mut req, policy) =
         crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
     req.trusted = push.trust.keys()?;
-    let signed_by = push.trust.signed_policies(&req.trusted, false)?;
+    let signed_by = push.trust.signed_policies(&req.trusted, None)?;
     let policy = policy.map(|p| crate::PendingPolicy { signed_by, ..p });
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
@@ -438,7 +438,7 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
 fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
     let r = remote::OciRef::parse(&a.reference)?;
     let keys = a.trust.keys()?;
-    let signed_by = a.trust.signed_policies(&keys, false)?;
+    let signed_by = a.trust.signed_policies(&keys, None)?;
     let (fetched, signature_cached) = modules.fetch_with_signatures(&r, signed_by.as_ref())?;
     // Loaded too: a module that does not load is no use in the cache.
     let host = PolicyHost::new(Limits::default())?;
