@@ -25,7 +25,8 @@
 //! the [`report`]; [`decision_log`] appends each decision to an audit log.
 //! [`cases`], [`check`] and [`scaffold`] are the policy authoring
 //! tools. [`sign`] makes and checks Sigstore signatures and the attestation of
-//! each decision.
+//! each decision; [`signed_policy`] signs policy artifacts and requires them
+//! signed.
 //!
 //! Beside the pipeline, and depending on none of it: [`human`] writes sizes and
 //! times for a person, [`atomic`] replaces a file so that a crash leaves the old
@@ -60,5 +61,6 @@ pub mod release;
 pub mod report;
 pub mod scaffold;
 pub mod sign;
+pub mod signed_policy;
 pub mod sources;
 pub mod verify;

@@ -47,6 +47,10 @@ pub struct ReleaseConfig {
     /// `--trust-key NAME=FILE.pub`); relative to the config file.
     #[serde(default, rename = "trust-keys")]
     pub trust_keys: BTreeMap<String, PathBuf>,
+    /// Fail every container whose policy, from a registry, carries no valid
+    /// signature by a trusted key (as `--require-signed-policies` does).
+    #[serde(default, rename = "require-signed-policies")]
+    pub require_signed_policies: bool,
     #[serde(rename = "container")]
     pub containers: Vec<ContainerConfig>,
 }
@@ -183,6 +187,9 @@ pub struct ReleaseOptions {
     pub progress: bool,
     /// Refuse (fail) a container whose policy is a reference by tag.
     pub require_pinned_policies: bool,
+    /// Refuse (fail) a container whose policy is a reference to an artifact
+    /// without a valid signature by one of [`trusted`](Self::trusted).
+    pub require_signed_policies: bool,
     pub decision_log: Option<Arc<DecisionLog>>,
     /// The signing key (the flag's, else the config's), loaded before anything
     /// is written.
@@ -321,7 +328,9 @@ async fn run_one(
                     // reference waits for the first one's answer.
                     let mut fetches = fetches.lock().await;
                     if !fetches.contains_key(&key) {
-                        let f = remote::fetch(r, &opts.registry).await;
+                        let signed_by = opts.require_signed_policies.then_some(&opts.trusted);
+                        let f =
+                            crate::signed_policy::fetch_checked(r, &opts.registry, signed_by).await;
                         fetches.insert(key.clone(), f.map(Arc::new).map_err(|e| format!("{e:#}")));
                     }
                     fetches[&key].clone()

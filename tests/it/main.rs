@@ -27,6 +27,7 @@ mod policy;
 mod policy_cache;
 mod policy_metadata;
 mod policy_oci;
+mod policy_signed;
 mod policy_tools;
 mod progress;
 mod promote;

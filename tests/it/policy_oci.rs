@@ -18,24 +18,24 @@ use crate::support::run::{Run, path_str, s};
 use crate::support::{Registry, policy_module, pushgate, sha256_digest, skopeo_inspect_raw};
 use pushgate_sample::{SampleBuild, write_build};
 
-const BUILD: &str = "41.20261127.1.0";
-const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+pub(crate) const BUILD: &str = "41.20261127.1.0";
+pub(crate) const ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 const CONFIG_TYPE: &str = "application/vnd.pushgate.policy.config.v1+json";
 const MODULE_TYPE: &str = "application/vnd.pushgate.policy.module.v1.wasm";
 const CONTRACT: &str = "pushgate:policy/policy@0.2.0";
 
 /// A cosa workdir, a policy cache of its own, and registries: one for policies,
 /// one for images (so the policy registry can be stopped while images are pushed).
-struct Env {
-    dir: TempDir,
+pub(crate) struct Env {
+    pub(crate) dir: TempDir,
     policies: Option<Registry>,
-    images: Registry,
+    pub(crate) images: Registry,
     /// The policy registry's address, kept after it is stopped.
-    policy_addr: String,
+    pub(crate) policy_addr: String,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let dir = tempfile::Builder::new()
             .prefix("pushgate-policy-oci-")
             .tempdir()
@@ -50,16 +50,16 @@ impl Env {
         }
     }
 
-    fn wd(&self) -> PathBuf {
+    pub(crate) fn wd(&self) -> PathBuf {
         self.dir.path().join("wd")
     }
 
     /// `oci://POLICY-REGISTRY/REST`.
-    fn oci(&self, rest: &str) -> String {
+    pub(crate) fn oci(&self, rest: &str) -> String {
         format!("oci://{}/{rest}", self.policy_addr)
     }
 
-    fn stop_policy_registry(&mut self) {
+    pub(crate) fn stop_policy_registry(&mut self) {
         self.policies.take().expect("running").stop();
     }
 
@@ -68,7 +68,7 @@ impl Env {
         self.run_with_cache(args, "cache")
     }
 
-    fn run_with_cache(&self, args: &[&str], cache: &str) -> Run {
+    pub(crate) fn run_with_cache(&self, args: &[&str], cache: &str) -> Run {
         Run::of(
             pushgate()
                 .args(args)
@@ -113,7 +113,7 @@ impl Env {
         self.run(&args)
     }
 
-    fn meta(&self, arch: &str) -> Value {
+    pub(crate) fn meta(&self, arch: &str) -> Value {
         let p = self
             .wd()
             .join("builds")

@@ -86,11 +86,16 @@ fn push_help_groups_every_flag_under_a_heading() {
                 "--policy-timeout-ms",
                 "--decision-log",
                 "--decision-log-facts",
+                "--require-signed-policies",
             ],
         ),
         (
             "Signing",
-            &["--sign-by-sigstore-private-key", "--sign-passphrase-file"],
+            &[
+                "--sign-by-sigstore-private-key",
+                "--sign-passphrase-file",
+                "--trust-key",
+            ],
         ),
         ("Output", &["--json", "--quiet", "--write-digest-to-file"]),
         ("Options", &["--help"]),
@@ -119,6 +124,7 @@ fn push_help_groups_every_flag_under_a_heading() {
         ["--config", "--build", "--force", "--dry-run"]
     );
     assert!(groups["Policy"].contains(&s("--require-pinned-policies")));
+    assert!(groups["Policy"].contains(&s("--require-signed-policies")));
     assert_eq!(groups["Output"], ["--json", "--quiet"]);
 }
 

@@ -341,6 +341,11 @@ pub(crate) struct TrustArgs {
     /// repeat for several
     #[arg(long = "trust-key", value_name = "NAME=FILE.pub", action = ArgAction::Append, value_parser = trust_key)]
     pub(crate) trust_keys: Vec<(String, PathBuf)>,
+    /// Fail the container unless its policy, when from a registry (oci://),
+    /// carries a valid signature by a trusted key (--trust-key), checked
+    /// against the cached signature offline; a policy file is not affected
+    #[arg(long, help_heading = POLICY)]
+    pub(crate) require_signed_policies: bool,
 }
 
 impl TrustArgs {
@@ -360,7 +365,47 @@ impl TrustArgs {
         let config = pushgate::sign::TrustedKeys::load(config, &what)?;
         Ok(self.keys()?.or(&config))
     }
+
+    /// The keys a policy from a registry must be signed by, when signed
+    /// policies are required: by the flag, or by the release config `config`
+    /// (its `require-signed-policies`). They must not be empty: without one,
+    /// the flag is a usage error, the config's an error naming the file.
+    pub(crate) fn signed_policies(
+        &self,
+        keys: &pushgate::sign::TrustedKeys,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<pushgate::sign::TrustedKeys>> {
+        if !keys.is_empty() {
+            return Ok((self.require_signed_policies || config.is_some()).then(|| keys.clone()));
+        }
+        match (self.require_signed_policies, config) {
+            (false, None) => Ok(None),
+            (true, _) => Err(UsageError(
+                "--require-signed-policies needs a key to trust: give --trust-key \
+                 NAME=FILE.pub (or, for a release, a [trust-keys] table in its config)"
+                    .to_string(),
+            )
+            .into()),
+            (false, Some(path)) => anyhow::bail!(
+                "{}: require-signed-policies needs a key to trust: add a [trust-keys] \
+                 table, or give --trust-key NAME=FILE.pub",
+                path.display()
+            ),
+        }
+    }
 }
+
+/// A usage error found once the flags are read (exit 2, as clap's are).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// `pushgate verify`.
 #[derive(Args)]
@@ -552,6 +597,49 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cmd, "pushgate", &mut missing);
         assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+
+    #[test]
+    fn signed_policies_need_a_key_to_trust_and_are_asked_by_the_flag_or_the_config() {
+        let none = pushgate::sign::TrustedKeys::default();
+        let off = TrustArgs::default();
+        assert!(off.signed_policies(&none, None).unwrap().is_none());
+        let on = TrustArgs {
+            require_signed_policies: true,
+            ..TrustArgs::default()
+        };
+        let e = on.signed_policies(&none, None).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
+        assert!(e.to_string().contains("--trust-key"), "{e}");
+        let config = std::path::Path::new("release.toml");
+        let e = off.signed_policies(&none, Some(config)).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_none(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("release.toml") && text.contains("--trust-key"),
+            "{text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let pem = {
+            use p256::pkcs8::{EncodePublicKey, LineEnding};
+            let secret = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+            secret
+                .public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap()
+        };
+        std::fs::write(dir.path().join("k.pub"), pem).unwrap();
+        let keys = pushgate::sign::TrustedKeys::load(
+            &[("build".into(), dir.path().join("k.pub"))],
+            "--trust-key",
+        )
+        .unwrap();
+        assert_eq!(
+            on.signed_policies(&keys, None).unwrap().unwrap().names(),
+            ["build"]
+        );
+        assert!(off.signed_policies(&keys, None).unwrap().is_none());
+        assert!(off.signed_policies(&keys, Some(config)).unwrap().is_some());
     }
 
     #[test]

@@ -41,16 +41,27 @@ pub(crate) struct PendingPolicy {
     pub(crate) source: PolicySource,
     pub(crate) settings: String,
     pub(crate) limits: Limits,
+    /// `--require-signed-policies`: the keys a reference's artifact must be
+    /// signed by (a file is not affected).
+    pub(crate) signed_by: Option<pushgate::sign::TrustedKeys>,
 }
 
 impl PendingPolicy {
-    /// Loads (fetching a reference through `registry`) into a host of its own.
+    /// Loads (fetching a reference through `registry`, and checking its
+    /// signature when signed policies are required) into a host of its own.
     pub(crate) async fn resolve(
         &self,
         registry: &registry::Options,
     ) -> anyhow::Result<PolicyChoice> {
         let host = std::sync::Arc::new(pushgate::policy::PolicyHost::new(self.limits)?);
-        PolicyChoice::resolve(&host, &self.source, self.settings.clone(), registry).await
+        match (&self.source, &self.signed_by) {
+            (PolicySource::Oci(r), Some(keys)) => {
+                let fetched =
+                    pushgate::signed_policy::fetch_checked(r, registry, Some(keys)).await?;
+                PolicyChoice::from_fetched(&host, &fetched, self.settings.clone())
+            }
+            _ => PolicyChoice::resolve(&host, &self.source, self.settings.clone(), registry).await,
+        }
     }
 }
 
@@ -69,6 +80,7 @@ pub(crate) fn push_request(
             source: PolicySource::parse(arg).context("--policy")?,
             settings: PolicyChoice::settings_for_push(policy.policy_settings.as_deref())?,
             limits: policy.limits.limits(),
+            signed_by: None,
         }),
     };
     let container = target
@@ -269,12 +281,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let message = format!("{e:#}");
+            let usage = e.downcast_ref::<cli::UsageError>().is_some();
             if asked.json {
-                asked.print_failure(&message, false);
+                asked.print_failure(&message, usage);
             }
             out::eprintln(&format!("pushgate: error: {message}"));
             match e.downcast_ref::<signals::Interrupted>() {
                 Some(sig) => ExitCode::from(sig.status()),
+                None if usage => ExitCode::from(2),
                 None => ExitCode::FAILURE,
             }
         }
@@ -362,6 +376,8 @@ fn run_push(
     req.digest_file = args.write_digest_to_file;
     req.signer = args.sign.signer(None)?;
     req.trusted = args.trust.keys()?;
+    let signed_by = args.trust.signed_policies(&req.trusted, None)?;
+    let policy = policy.map(|p| PendingPolicy { signed_by, ..p });
     req.decision_log = args.log.open()?;
     let run = async {
         panic::debug_panic().await;
@@ -403,6 +419,13 @@ fn run_release(
     args: ReleaseArgs,
 ) -> anyhow::Result<ExitCode> {
     let cfg = ReleaseConfig::read(&args.config)?;
+    let trusted = args
+        .trust
+        .keys_with_config(&cfg.trust_keys(), &args.config)?;
+    let signed_by = args.trust.signed_policies(
+        &trusted,
+        cfg.require_signed_policies.then_some(args.config.as_path()),
+    )?;
     let opts = ReleaseOptions {
         build: args.build,
         force: args.run.force,
@@ -411,15 +434,14 @@ fn run_release(
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.output.json, args.output.quiet),
         require_pinned_policies: args.require_pinned_policies,
+        require_signed_policies: signed_by.is_some(),
         signer: args.sign.signer(
             cfg.sign_key
                 .as_deref()
                 .map(|k| (k, cfg.sign_passphrase_file.as_deref())),
         )?,
         decision_log: args.log.open()?,
-        trusted: args
-            .trust
-            .keys_with_config(&cfg.trust_keys(), &args.config)?,
+        trusted,
     };
     let run = async {
         panic::debug_panic().await;

@@ -183,6 +183,12 @@ pub struct InspectArgs {
 }
 
 #[derive(Args)]
+#[command(mut_arg("sign_by_sigstore_private_key", |a| a.help(
+    "Sign the artifact's digest for REGISTRY/REPO:TAG with this key (as `cosign \
+     generate-key-pair` or `skopeo generate-sigstore-key` write it), stored as cosign \
+     stores signatures (the sha256-<hex>.sig tag), once: a re-push adds no second \
+     signature; what --require-signed-policies checks"
+)))]
 pub struct PushArgs {
     /// The policy module (.wasm) to publish; it must load
     pub(super) module: PathBuf,
@@ -194,18 +200,32 @@ pub struct PushArgs {
     pub(super) json: bool,
     #[command(flatten)]
     pub(super) registry: RegistryArgs,
+    #[command(flatten)]
+    pub(super) sign: cli::SignArgs,
 }
 
 #[derive(Args)]
+#[command(
+    mut_arg("trust_keys", |a| a.help(
+        "Trust this public key (PEM, as cosign.pub) under NAME, for \
+         --require-signed-policies; repeat for several"
+    )),
+    mut_arg("require_signed_policies", |a| a.help(
+        "Fail unless the artifact carries a valid signature by a trusted key (--trust-key); \
+         the signatures are cached with the module either way, for offline runs"
+    )),
+)]
 pub struct PullArgs {
     /// oci://REGISTRY/REPO[:TAG|@sha256:…] (without either, :latest)
     #[arg(value_parser = cli::policy_reference)]
     pub(super) reference: String,
-    /// Print one JSON object (reference, digest, pinned, policy, cached)
+    /// Print one JSON object (reference, digest, pinned, policy, cached, signatures)
     #[arg(long, help_heading = OUTPUT)]
     pub(super) json: bool,
     #[command(flatten)]
     pub(super) registry: RegistryArgs,
+    #[command(flatten)]
+    pub(super) trust: cli::TrustArgs,
 }
 
 impl PolicyCommand {

@@ -9,6 +9,7 @@ use pushgate::cases::{self, Kind};
 use pushgate::contract::Decision;
 use pushgate::policy::remote::{self, PolicySource};
 use pushgate::policy::{Limits, Policy, PolicyHost};
+use pushgate::signed_policy;
 
 use std::fmt::Write as _;
 
@@ -35,6 +36,22 @@ struct Modules<'a> {
 impl Modules<'_> {
     fn fetch(&self, r: &remote::OciRef) -> Result<remote::Fetched> {
         crate::signals::run(self.runtime, self.signals, remote::fetch(r, &self.registry))
+    }
+
+    /// Fetches `r` as [`signed_policy::fetch_checked`] does: signed by one of
+    /// `signed_by` when given. Its signatures are kept in the cache either way.
+    fn fetch_with_signatures(
+        &self,
+        r: &remote::OciRef,
+        signed_by: Option<&pushgate::sign::TrustedKeys>,
+    ) -> Result<(remote::Fetched, bool)> {
+        crate::signals::run(self.runtime, self.signals, async {
+            let f = signed_policy::fetch_checked(r, &self.registry, signed_by).await?;
+            let cached = signed_policy::cache(&f, &self.registry)
+                .await
+                .with_context(|| format!("policy {}: keeping its signatures", f.label()))?;
+            Ok((f, cached))
+        })
     }
 
     /// Loads `module` (a file or a reference). A reference that cannot be had
@@ -209,6 +226,8 @@ fn facts(
     let (mut req, policy) =
         crate::push_request(push.target, &push.run, registry, &push.policy, progress)?;
     req.trusted = push.trust.keys()?;
+    let signed_by = push.trust.signed_policies(&req.trusted, None)?;
+    let policy = policy.map(|p| crate::PendingPolicy { signed_by, ..p });
     if let Some(pending) = &policy {
         req.policy = Some(crate::signals::run(
             runtime,
@@ -375,10 +394,17 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
     let policy = host.load(&a.module)?;
     let module =
         std::fs::read(&a.module).with_context(|| format!("cannot read {}", a.module.display()))?;
+    let key = a.sign.signer(None)?;
     let published = crate::signals::run(
         runtime,
         signals,
-        remote::publish(&policy.info, &module, &r, &a.registry.options()),
+        signed_policy::publish(
+            &policy.info,
+            &module,
+            &r,
+            &a.registry.options(),
+            key.as_deref(),
+        ),
     )?;
     if a.json {
         out::json(
@@ -387,21 +413,34 @@ fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Re
             serde_json::json!({ "published": published }),
         )?;
     } else {
-        out::print(&format!(
+        let mut t = format!(
             "pushed {} {} to {}\ndigest: {}\npinned: {}\n",
-            published.name,
-            published.version,
-            published.reference,
-            published.digest,
-            published.pinned
-        ))?;
+            published.published.name,
+            published.published.version,
+            published.published.reference,
+            published.published.digest,
+            published.published.pinned
+        );
+        if let Some(sig) = &published.signature {
+            let _ = writeln!(
+                t,
+                "signed: for {} by key {} at {} ({})",
+                sig.identity,
+                sig.key_id,
+                sig.tag,
+                if sig.added { "added" } else { "already there" }
+            );
+        }
+        out::print(&t)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
     let r = remote::OciRef::parse(&a.reference)?;
-    let fetched = modules.fetch(&r)?;
+    let keys = a.trust.keys()?;
+    let signed_by = a.trust.signed_policies(&keys, None)?;
+    let (fetched, signature_cached) = modules.fetch_with_signatures(&r, signed_by.as_ref())?;
     // Loaded too: a module that does not load is no use in the cache.
     let host = PolicyHost::new(Limits::default())?;
     let policy = host.load_fetched(&fetched)?;
@@ -413,6 +452,8 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             "policy": policy_json(&policy),
             "cached": fetched.path,
             "from_cache": fetched.from_cache,
+            "signature_cached": signature_cached,
+            "signed_by": signed_by.map(|_| &fetched.signed_by),
         });
         out::json("policy pull", true, doc)?;
     } else {
@@ -425,6 +466,14 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
                 let _ = writeln!(t, "cached:  {}", p.display());
             }
             None => t.push_str("cached:  no (the policy cache is off)\n"),
+        }
+        if signed_by.is_some() {
+            let _ = writeln!(t, "signed:  by {}", fetched.signed_by.join(", "));
+        } else if signature_cached {
+            t.push_str(
+                "signed:  not verified (--require-signed-policies --trust-key NAME=FILE.pub \
+                 does); its signatures are cached\n",
+            );
         }
         out::print(&t)?;
     }

@@ -18,12 +18,22 @@
 //!
 //! The registry is reached through [`crate::registry`], with the same auth
 //! file, certificates, `--tls-verify`, `--plain-http` and retries as images.
+//!
+//! [`fetch`] gets a module and [`publish`] publishes one; signing an artifact
+//! and requiring it signed (`--require-signed-policies`) is the business of
+//! the crate's `signed_policy`, above this module.
+
+mod fetch;
+mod publish;
+
+pub use fetch::fetch;
+pub use publish::{Published, publish};
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -31,7 +41,7 @@ use super::{CONTRACT, CONTRACTS, PolicyInfo, cache, runs};
 use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
 use crate::manifest::{ImageManifest, OCI_MANIFEST};
-use crate::registry::{self, Reference, RepoName, Repository};
+use crate::registry::{Reference, RepoName};
 
 /// The artifact type of a pushgate policy, and the media type of its config.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.pushgate.policy.config.v1+json";
@@ -329,6 +339,9 @@ pub struct Fetched {
     pub path: Option<PathBuf>,
     /// Everything came from the cache: no request was made.
     pub from_cache: bool,
+    /// The trusted keys with a valid signature on the artifact, when they were
+    /// asked for (`--require-signed-policies`); empty otherwise.
+    pub signed_by: Vec<String>,
 }
 
 impl Fetched {
@@ -349,7 +362,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 
 /// The cached content of `digest`, if it is there and hashes right (a damaged
 /// entry is removed, and fetched again).
-fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
+pub fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
     let path = dir.join(digest.hex());
     let bytes = fs::read(&path).ok()?;
     if &Digest::of(&bytes) == digest {
@@ -362,175 +375,13 @@ fn cached(dir: &Path, digest: &Digest) -> Option<Vec<u8>> {
 
 /// Keeps `bytes` under their digest (atomically, 0600); a cache that cannot be
 /// written only costs a fetch next time.
-fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
+pub fn keep(dir: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let path = dir.join(Digest::of(bytes).hex());
     if path.is_file() {
         return Some(path);
     }
     atomic::write(&path, bytes, PRIVATE).ok()?;
     Some(path)
-}
-
-/// A repository handle, made on first need: a cache hit never makes one.
-struct Lazy<'a> {
-    r: &'a OciRef,
-    opts: &'a registry::Options,
-    repo: Option<Repository>,
-}
-
-impl Lazy<'_> {
-    fn get(&mut self) -> Result<&Repository> {
-        if self.repo.is_none() {
-            self.repo = Some(Repository::new(self.r.repo(), self.opts)?);
-        }
-        Ok(self.repo.as_ref().expect("just made"))
-    }
-}
-
-/// Fetches the policy `r` names, verifies it and keeps it in the cache. A
-/// reference by digest whose content is cached makes no request at all. Errors
-/// name the reference.
-pub async fn fetch(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
-    fetch_inner(r, opts)
-        .await
-        .with_context(|| format!("policy {r}"))
-}
-
-async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
-    let dir = cache_dir();
-    let mut repo = Lazy {
-        r,
-        opts,
-        repo: None,
-    };
-    let mut from_cache = true;
-    let hit = match (r.digest(), &dir) {
-        (Some(d), Some(dir)) => cached(dir, d).map(|b| (d.clone(), b)),
-        _ => None,
-    };
-    let (digest, manifest) = match hit {
-        Some(hit) => hit,
-        None => {
-            from_cache = false;
-            let (reference, what) = match (r.digest(), r.tag()) {
-                (Some(d), _) => (d.to_string(), "manifest"),
-                (None, Some(t)) => (t.to_string(), "tag"),
-                (None, None) => ("latest".to_string(), "tag"),
-            };
-            // Every manifest type, so that an image or an index at the reference
-            // is told apart from a missing one ("not a pushgate policy").
-            let Some(m) = repo.get()?.get_manifest(&reference).await? else {
-                bail!(
-                    "the registry has no {what} {reference} in {}: check the reference \
-                     (`pushgate policy push` publishes a policy)",
-                    r.repo()
-                );
-            };
-            (m.digest, m.bytes)
-        }
-    };
-    let described = describe(&manifest)?;
-    let mut blob = async |d: &Digest, max: usize, what: &str| -> Result<Vec<u8>> {
-        if let Some(b) = dir.as_deref().and_then(|dir| cached(dir, d)) {
-            return Ok(b);
-        }
-        from_cache = false;
-        match repo.get()?.get_blob(d, max).await? {
-            Some(b) => Ok(b),
-            None => bail!("the registry lacks the artifact's {what} {d}"),
-        }
-    };
-    let config_bytes = blob(&described.config, MAX_SMALL, "config").await?;
-    let module = blob(&described.module, MAX_MODULE, "module").await?;
-    let config: ArtifactConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
-        anyhow::anyhow!("not a pushgate policy: its config is not a policy's config ({e})")
-    })?;
-    if !runs(&config.contract) {
-        bail!(
-            "its config says it is built for the contract {:?}, and this pushgate runs {}",
-            config.contract,
-            CONTRACTS.join(", ")
-        );
-    }
-    if config.module.sha256 != described.module {
-        bail!(
-            "its config names module {}, its layer is {}",
-            config.module.sha256,
-            described.module
-        );
-    }
-    // Kept manifest last: the manifest in the cache means the rest is there too.
-    let path = dir.as_deref().and_then(|dir| {
-        keep(dir, &config_bytes)?;
-        let p = keep(dir, &module)?;
-        keep(dir, &manifest)?;
-        Some(p)
-    });
-    Ok(Fetched {
-        requested: r.clone(),
-        pinned: r.pinned(&digest),
-        digest,
-        described,
-        config,
-        module,
-        path,
-        from_cache,
-    })
-}
-
-/// What `policy push` published.
-#[derive(Debug, Clone, Serialize)]
-pub struct Published {
-    /// The reference pushed to.
-    pub reference: String,
-    pub digest: Digest,
-    /// `oci://REGISTRY/REPO@sha256:…`: what a release config should name.
-    pub pinned: String,
-    pub name: String,
-    pub version: String,
-    pub sha256: Digest,
-}
-
-/// Publishes a loaded module as `r` (which must have a tag): config and module
-/// blobs unless the repository has them, then the manifest under the tag. The
-/// artifact is also kept in the cache, so the publisher can use it offline.
-pub async fn publish(
-    info: &PolicyInfo,
-    module: &[u8],
-    r: &OciRef,
-    opts: &registry::Options,
-) -> Result<Published> {
-    let (Some(tag), None) = (r.tag(), r.digest()) else {
-        bail!("policy push {r}: push to a tag (oci://REGISTRY/REPO:TAG); the digest is printed");
-    };
-    if module.len() > MAX_MODULE {
-        bail!(
-            "policy push {r}: the module is {} bytes, more than the {MAX_MODULE} a policy may be",
-            module.len()
-        );
-    }
-    let art = artifact(info);
-    let run = async {
-        let repo = Repository::new(r.repo(), opts)?;
-        repo.push_blob_bytes(&art.config).await?;
-        repo.push_blob_bytes(module).await?;
-        repo.put_manifest(tag, OCI_MANIFEST, &art.manifest).await?;
-        anyhow::Ok(())
-    };
-    run.await.with_context(|| format!("policy push {r}"))?;
-    if let Some(dir) = cache_dir() {
-        keep(&dir, &art.config);
-        keep(&dir, module);
-        keep(&dir, &art.manifest);
-    }
-    Ok(Published {
-        reference: r.to_string(),
-        pinned: r.pinned(&art.digest),
-        digest: art.digest,
-        name: info.name.clone(),
-        version: info.version.clone(),
-        sha256: info.sha256.clone(),
-    })
 }
 
 #[cfg(test)]
