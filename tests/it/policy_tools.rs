@@ -993,6 +993,16 @@ fn a_new_policy_builds_passes_its_case_and_checks_as_generated() {
         fs::read_to_string(root().join("wit/policy.wit")).unwrap(),
         "the crate carries the host's contract"
     );
+    assert!(
+        fs::read_to_string(crate_dir.join("wit/policy.wit"))
+            .unwrap()
+            .contains(&format!(
+                "package {};",
+                pushgate::policy::CONTRACT.replace("/policy@", "@")
+            )),
+        "the crate is scaffolded against the newest contract, {}",
+        pushgate::policy::CONTRACT
+    );
 
     // Built as the generated README says, into a target dir shared across runs.
     let target = root().join("tests/policies/target/scaffold");

@@ -511,3 +511,75 @@ fn a_release_promotes_the_signed_staging_images_and_fails_the_others_writing_not
         );
     }
 }
+
+#[test]
+fn a_promotion_captured_as_a_case_replays_offline_and_diff_shows_what_the_policy_changes() {
+    let st = Staged::new();
+    let module = crate::support::policy_module("signed-sources");
+    let default = crate::support::policy_module("default");
+    let cases = st.wd.path().join("cases");
+    std::fs::create_dir(&cases).unwrap();
+    for (name, staging) in [
+        ("signed", "staging/signed"),
+        ("unsigned", "staging/unsigned"),
+    ] {
+        let mut args = vec![s("policy"), s("facts"), s("--repo"), st.reg.repo("prod/os")];
+        args.extend([s("--tag"), s("stable"), s("--tls-verify=false")]);
+        for i in st.images(staging) {
+            args.extend([s("--image"), i]);
+        }
+        args.extend([s("--trust-key"), st.trust_build()]);
+        args.extend([s("--policy"), path_str(&module)]);
+        args.extend([s("--policy-settings"), s(r#"{"keys": ["build"]}"#)]);
+        args.extend([s("--out"), path_str(&cases.join(format!("{name}.json")))]);
+        let out = run(&args);
+        assert_eq!(out.code, 0, "{}", out.context());
+    }
+    let case = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(cases.join(format!("{name}.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(case("signed")["expect"]["decision"], "push");
+    assert_eq!(case("unsigned")["expect"]["decision"], "fail");
+
+    // Offline: the registry is gone, the cases still decide the same.
+    drop(st.reg);
+    let test = run(&[s("policy"), s("test"), path_str(&module), path_str(&cases)]);
+    assert_eq!(test.code, 0, "{}", test.context());
+    assert!(
+        test.stdout.ends_with("2 passed, 0 failed\n"),
+        "{}",
+        test.context()
+    );
+
+    // Against the default policy (which takes no settings, so refuses these
+    // cases' own): diff shows each case's decision before and after, and the
+    // new side is decided on the signature facts the cases carry.
+    let diff = run(&[
+        s("policy"),
+        s("diff"),
+        s("--json"),
+        path_str(&default),
+        path_str(&module),
+        path_str(&cases),
+    ]);
+    let doc = diff.ok();
+    let changed = doc["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 2, "{}", diff.context());
+    let of = |name: &str| {
+        changed
+            .iter()
+            .find(|c| c["case"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {}", diff.context()))
+    };
+    assert_eq!(of("/signed.json")["new"]["kind"], "push");
+    let unsigned = of("/unsigned.json");
+    assert_eq!(unsigned["new"]["kind"], "fail");
+    assert!(
+        unsigned["new"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no signature at all; looked for a signature by build"),
+        "{}",
+        diff.context()
+    );
+}
