@@ -153,26 +153,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
 impl v0_2::pushgate::policy::types::Host for State {}
 impl v0_1::pushgate::policy::types::Host for State {}
 
-impl v0_2::pushgate::policy::host::Host for State {
-    fn log(&mut self, level: v0_2::pushgate::policy::host::Level, message: String) {
-        use v0_2::pushgate::policy::host::Level;
-        let level = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-        };
-        self.record_log(level, &message);
-    }
+/// The host's `log`, for one version's bindings: the same in every version.
+macro_rules! host_log {
+    ($v:ident) => {
+        impl $v::pushgate::policy::host::Host for State {
+            fn log(&mut self, level: $v::pushgate::policy::host::Level, message: String) {
+                use $v::pushgate::policy::host::Level;
+                let level = match level {
+                    Level::Debug => "debug",
+                    Level::Info => "info",
+                    Level::Warn => "warn",
+                };
+                self.record_log(level, &message);
+            }
+        }
+    };
 }
 
-impl v0_1::pushgate::policy::host::Host for State {
-    fn log(&mut self, level: v0_1::pushgate::policy::host::Level, message: String) {
-        use v0_1::pushgate::policy::host::Level;
-        let level = match level {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-        };
-        self.record_log(level, &message);
-    }
-}
+host_log!(v0_2);
+host_log!(v0_1);

@@ -272,6 +272,19 @@ fn a_source_registry_that_cannot_be_read_for_signatures_fails_the_container_nami
     );
 }
 
+/// DSSE's pre-authentication encoding, written out here from the spec (not
+/// pushgate's).
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(payload);
+    pae
+}
+
 /// An in-toto statement of `predicate_type` about `digest`, in a DSSE envelope
 /// signed by the Sigstore crate with `keys`, stored as cosign stores
 /// attestations: a layer of the `sha256-<hex>.att` manifest.
@@ -294,14 +307,7 @@ fn attach_attestation(
     });
     let payload = serde_json::to_vec(&statement).unwrap();
     let payload_type = "application/vnd.in-toto+json";
-    // DSSE's pre-authentication encoding, written out here from the spec.
-    let mut pae = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    pae.extend_from_slice(&payload);
+    let pae = pae(payload_type, &payload);
     let envelope = serde_json::to_vec(&json!({
         "payloadType": payload_type,
         "payload": b64.encode(&payload),
@@ -480,13 +486,7 @@ fn a_release_promotes_the_signed_staging_images_and_fails_the_others_writing_not
     let b64 = base64::engine::general_purpose::STANDARD;
     let payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
     let payload_type = envelope["payloadType"].as_str().unwrap();
-    let mut pae = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    pae.extend_from_slice(&payload);
+    let pae = pae(payload_type, &payload);
     let sig = b64
         .decode(envelope["signatures"][0]["sig"].as_str().unwrap())
         .unwrap();
