@@ -7,7 +7,7 @@
 //! publishes artifacts, and [`crate::sign`] and [`crate::evidence`], which make,
 //! write and check signatures.
 //!
-//! What is verified is a [`SigCopy`]: the `.sig` manifest's bytes and the
+//! What is verified is a [`SigCopy`] ([`crate::evidence::sigcopy`]): the `.sig` manifest's bytes and the
 //! payloads its layers name, read from the registry or from the cache. The
 //! cache keeps the copy of an artifact beside the artifact ([`sig_file`],
 //! written after the payloads, atomically), so a module served from the cache
@@ -16,7 +16,6 @@
 //! module's repository, any tag (a module pinned by digest has no tag to
 //! match; `policy push` signs `REGISTRY/REPO:TAG`).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
@@ -25,18 +24,14 @@ use serde::Serialize;
 
 use crate::atomic::{self, PRIVATE};
 use crate::digest::Digest;
-use crate::evidence::observe::MAX_SIGNATURES;
+use crate::evidence::sigcopy::{self, SigCopy};
 use crate::evidence::{self, Observed, Wanted};
 use crate::policy::PolicyInfo;
 use crate::policy::remote::{self, Fetched, OciRef, Published, cache_dir, cached, keep};
-use crate::registry::{self, RepoName, Repository};
+use crate::registry::{self, Repository};
 use crate::sign::SigningKey;
-use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, SigManifest, sig_tag};
-use crate::sign::simple::Identity;
+use crate::sign::cosign::sig_tag;
 use crate::sign::trust::{Signers, TrustedKeys};
-
-/// The largest signature payload read (a payload is a few hundred bytes).
-const MAX_PAYLOAD: usize = 64 << 10;
 
 /// What `policy push` signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,53 +46,11 @@ pub struct Signature {
     pub added: bool,
 }
 
-/// The `.sig` manifest of an artifact and the payloads its signature layers
-/// name, as bytes: what is verified, and what the cache keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigCopy {
-    pub manifest: Vec<u8>,
-    pub payloads: BTreeMap<Digest, Vec<u8>>,
-}
-
 impl SigCopy {
-    /// The signatures of `digest` in `repo`: `None` when its `.sig` tag does
-    /// not exist. Payloads the registry lacks are left out (the check says so).
-    pub async fn read(repo: &Repository, digest: &Digest) -> Result<Option<SigCopy>> {
-        let Some((_, manifest)) = repo.get_tag(&sig_tag(digest)).await? else {
-            return Ok(None);
-        };
-        let mut payloads = BTreeMap::new();
-        for d in payload_digests(&manifest) {
-            if let Some(b) = repo.get_blob(&d, MAX_PAYLOAD).await? {
-                payloads.insert(d, b);
-            }
-        }
-        Ok(Some(SigCopy { manifest, payloads }))
-    }
-
-    /// Which of `keys` signed `digest` for a reference in `repo`, and why each
-    /// other signature does not count. A manifest that cannot be read is one
-    /// such why.
-    pub fn check(&self, keys: &TrustedKeys, repo: &RepoName, digest: &Digest) -> Signers {
-        let label = format!("{repo}:{}", sig_tag(digest));
-        match SigManifest::parse(&self.manifest, &label) {
-            Ok(sigs) => keys.check(
-                &sigs,
-                |d| self.payloads.get(d).cloned(),
-                &Identity::Repository(repo),
-                digest,
-            ),
-            Err(e) => Signers {
-                valid: Vec::new(),
-                invalid: vec![format!("{e:#}")],
-            },
-        }
-    }
-
     /// The copy the cache `dir` keeps for the artifact `digest` in `repo`, if any.
     pub fn cached(dir: &Path, repo: &str, digest: &Digest) -> Option<SigCopy> {
         let manifest = fs::read(sig_file(dir, repo, digest)).ok()?;
-        let payloads = payload_digests(&manifest)
+        let payloads = sigcopy::payload_digests(&manifest)
             .into_iter()
             .filter_map(|d| cached(dir, &d).map(|b| (d, b)))
             .collect();
@@ -126,21 +79,6 @@ impl SigCopy {
 pub fn sig_file(dir: &Path, repo: &str, digest: &Digest) -> std::path::PathBuf {
     let repo = Digest::of(repo.as_bytes());
     dir.join(format!("{}.{}.sig", digest.hex(), &repo.hex()[..16]))
-}
-
-/// The payload digests of the signature layers a `.sig` manifest lists (the
-/// first [`MAX_SIGNATURES`] of them), or none if it cannot be read.
-fn payload_digests(manifest: &[u8]) -> Vec<Digest> {
-    SigManifest::parse(manifest, "")
-        .map(|m| {
-            m.layers()
-                .into_iter()
-                .filter(|l| l.media_type == SIMPLESIGNING_MEDIA_TYPE)
-                .take(MAX_SIGNATURES)
-                .map(|l| l.digest)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// What `policy push` did: the artifact published, and its signature.
@@ -340,7 +278,11 @@ fn none_counts(s: &Signers) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::registry::RepoName;
+    use crate::sign::cosign::SigManifest;
     use crate::sign::simple;
 
     fn keys(seeds: &[(&str, u8)]) -> (tempfile::TempDir, TrustedKeys) {

@@ -7,6 +7,8 @@
 //! [`plan`](plan()) (pure) says which signatures are missing and whether an
 //! attestation is, [`apply`] writes exactly those, after the list and before
 //! any tag, so no tag serves a list whose signatures are not beside it.
+//! [`sigcopy`] reads a manifest's signatures as bytes and checks them with
+//! the trusted keys (for the policy's facts, and for signed policies).
 //!
 //! Signatures are deterministic (RFC 6979): the signature pushgate would make
 //! for a tag and a digest is computed, and the `.sig` manifest either holds that
@@ -15,6 +17,7 @@
 
 pub mod apply;
 pub mod observe;
+pub mod sigcopy;
 
 use std::sync::Arc;
 

@@ -3,19 +3,17 @@
 //! the referrers API, or the referrers tag where the registry has none).
 //! Reads only. Also: which trusted keys signed a manifest ([`signers`]).
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
+use super::sigcopy::SigCopy;
 use super::{DECISION_ANNOTATION, KEY_ANNOTATION, Observed, Wanted};
 use crate::digest::Digest;
 use crate::registry::Repository;
-use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, SigManifest, sig_tag};
+use crate::sign::cosign::{SigManifest, sig_tag};
 use crate::sign::dsse::{ENVELOPE_MEDIA_TYPE, IN_TOTO_PAYLOAD_TYPE};
 use crate::sign::oci::ArtifactManifest;
 use crate::sign::referrers::{ReferrersIndex, referrers_tag};
-use crate::sign::simple::Identity;
 use crate::sign::trust::{Attested, Signers, TrustedKeys};
 
 /// Reads what `repo` holds of `wanted`'s evidence; `key_id` picks this run's
@@ -57,67 +55,19 @@ pub async fn sig_manifest(repo: &Repository, digest: &Digest) -> Result<Option<S
     }
 }
 
-/// The most signature layers of one manifest whose payloads are read.
-pub const MAX_SIGNATURES: usize = 64;
-/// The largest signature payload read.
-const MAX_PAYLOAD: usize = 1 << 20;
+/// The largest attestation envelope read.
+const MAX_ENVELOPE: usize = 1 << 20;
 
 /// Which trusted keys signed `digest` in `repo` (its `.sig` tag, as cosign and
-/// containers/image store signatures), for a reference `identity` accepts.
+/// containers/image store signatures), for a reference in `repo` (any tag).
 /// Nothing there, a `.sig` manifest that cannot be read, a signature that
 /// does not verify: facts in the answer. A registry that cannot be read:
 /// an error.
-pub async fn signers(
-    repo: &Repository,
-    digest: &Digest,
-    keys: &TrustedKeys,
-    identity: &Identity<'_>,
-) -> Result<Signers> {
-    let tag = sig_tag(digest);
-    let Some((_, bytes)) = repo.get_tag(&tag).await? else {
-        return Ok(Signers::default());
-    };
-    let label = format!("{}:{tag}", repo.name());
-    let sigs = match SigManifest::parse(&bytes, &label) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(Signers {
-                valid: Vec::new(),
-                invalid: vec![format!("{e:#}")],
-            });
-        }
-    };
-    let layers = sigs.layers();
-    let payloads: HashMap<Digest, Vec<u8>> = stream::iter(
-        layers
-            .iter()
-            .take(MAX_SIGNATURES)
-            .filter(|l| l.media_type == SIMPLESIGNING_MEDIA_TYPE),
-    )
-    .map(|l| async move {
-        let blob = repo.get_blob(&l.digest, MAX_PAYLOAD).await?;
-        Ok::<_, anyhow::Error>(blob.map(|b| (l.digest.clone(), b)))
+pub async fn signers(repo: &Repository, digest: &Digest, keys: &TrustedKeys) -> Result<Signers> {
+    Ok(match SigCopy::read(repo, digest).await? {
+        None => Signers::default(),
+        Some(copy) => copy.check(keys, repo.repo(), digest),
     })
-    .buffered(8)
-    .try_collect::<Vec<_>>()
-    .await?
-    .into_iter()
-    .flatten()
-    .collect();
-    let mut found = keys.check(&sigs, |d| payloads.get(d).cloned(), identity, digest);
-    if layers.len() > MAX_SIGNATURES {
-        // Their payloads were not read: each is the last of the invalid ones,
-        // as "not given"; one line says so instead.
-        let unread = layers.len() - MAX_SIGNATURES;
-        found
-            .invalid
-            .truncate(found.invalid.len().saturating_sub(unread));
-        found.invalid.push(format!(
-            "{label} holds {} signatures; those past the first {MAX_SIGNATURES} were not checked",
-            layers.len()
-        ));
-    }
-    Ok(found)
 }
 
 /// The most attestations about one manifest read (in each place they may be).
@@ -153,7 +103,7 @@ pub async fn attestations(
                     .take(MAX_ATTESTATIONS)
                     .enumerate()
                 {
-                    if let Some(blob) = repo.get_blob(&layer.digest, MAX_PAYLOAD).await? {
+                    if let Some(blob) = repo.get_blob(&layer.digest, MAX_ENVELOPE).await? {
                         envelopes.push((format!("{label} attestation {i}"), blob));
                     }
                 }
@@ -189,7 +139,7 @@ pub async fn attestations(
             unreadable.push(format!("{label}: not a referrer of {digest}"));
             continue;
         }
-        if let Some(blob) = repo.get_blob(&layer.digest, MAX_PAYLOAD).await? {
+        if let Some(blob) = repo.get_blob(&layer.digest, MAX_ENVELOPE).await? {
             envelopes.push((label, blob));
         }
     }

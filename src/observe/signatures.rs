@@ -18,7 +18,6 @@ use crate::evidence::observe::{attestations, signers};
 use crate::plan::TagState;
 use crate::registry::Repository;
 use crate::sign::TrustedKeys;
-use crate::sign::simple::Identity;
 use crate::sources::{ArchInput, Blobs, LoadedImage};
 
 /// One arch's source, as the pipeline knows it.
@@ -91,10 +90,9 @@ async fn verified(
     repo: &Repository,
     digest: &Digest,
     keys: &TrustedKeys,
-    identity: &Identity<'_>,
 ) -> Result<SignatureFacts> {
     let (signed, attested) = futures_util::try_join!(
-        signers(repo, digest, keys, identity),
+        signers(repo, digest, keys),
         attestations(repo, digest, keys)
     )?;
     let mut invalid = signed.invalid;
@@ -125,13 +123,11 @@ pub async fn observe(
     let sources = stream::iter(sources)
         .map(|s| async move {
             let signatures = match (trusted, s.registry, &s.digest) {
-                (true, Some(repo), Some(digest)) => Some(
-                    verified(repo, digest, keys, &Identity::Repository(repo.repo()))
-                        .await
-                        .with_context(|| {
-                            format!("cannot read the signatures of the {} source", s.arch)
-                        })?,
-                ),
+                (true, Some(repo), Some(digest)) => {
+                    Some(verified(repo, digest, keys).await.with_context(|| {
+                        format!("cannot read the signatures of the {} source", s.arch)
+                    })?)
+                }
                 _ => None,
             };
             let fact = SourceFact {
@@ -154,16 +150,12 @@ pub async fn observe(
             }
         }
     }
-    let identity = Identity::Repository(dest.repo());
     let lists = stream::iter(lists)
-        .map(|d| {
-            let identity = &identity;
-            async move {
-                let facts = verified(dest, &d, keys, identity).await.with_context(|| {
-                    format!("cannot read the signatures of {d} in {}", dest.name())
-                })?;
-                Ok::<_, anyhow::Error>((d, facts))
-            }
+        .map(|d| async move {
+            let facts = verified(dest, &d, keys)
+                .await
+                .with_context(|| format!("cannot read the signatures of {d} in {}", dest.name()))?;
+            Ok::<_, anyhow::Error>((d, facts))
         })
         .buffered(8)
         .try_collect()
