@@ -295,6 +295,13 @@ fn fuzz_release_toml() {
         b"[container.settings]\n",
         b"v2s2 = true\n",
         b"workdir = \"/\"\n",
+        b"artifact = \"ostree\"\n",
+        b"key = \"k\"\n",
+        b"images = [\"docker://r.io/a@sha256:0000000000000000000000000000000000000000000000000000000000000000\"]\n",
+        b"images = [\"oci:dir\", \"ftp://x\"]\n",
+        b"[trust-keys]\n",
+        b"build = \"keys/build.pub\"\n",
+        b"require-signed-policies = true\n",
         b"'''",
         b"\"\"\"",
     ];
@@ -312,11 +319,26 @@ fn fuzz_release_toml() {
                     ensure(c.policy.is_some() == c.policy_source.is_some(), || {
                         format!("{:?}: policy not parsed", c.name)
                     })?;
+                    // Its images, or a cosa artifact and its meta.json key: not both.
+                    let artifact = c.artifact.is_some() && c.key.is_some();
+                    ensure(artifact != !c.images.is_empty(), || {
+                        format!("{:?}: neither or both of images and artifact", c.name)
+                    })?;
+                    for i in &c.images {
+                        ensure(crate::sources::parse_origin(i).is_ok(), || {
+                            format!("{:?}: image {i:?} accepted unparsed", c.name)
+                        })?;
+                    }
                 }
                 ensure(
                     cfg.workdir.starts_with(dir.path()) || cfg.workdir.is_absolute(),
                     || "the workdir is not relative to the config".into(),
                 )?;
+                for (name, file) in cfg.trust_keys() {
+                    ensure(file.starts_with(dir.path()) || file.is_absolute(), || {
+                        format!("trust key {name:?} is not relative to the config")
+                    })?;
+                }
                 Ok(Outcome::Accepted)
             }
             Err(e) => {
