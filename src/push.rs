@@ -19,7 +19,7 @@ use crate::progress::{Display, Phase, Progress};
 use crate::record;
 use crate::registry::{self, RepoName, Repository};
 use crate::report::Signatures;
-use crate::report::{Outcome, Report};
+use crate::report::{Outcome, Report, SourceLabel};
 use crate::sign::TrustedKeys;
 use crate::sign::attest::{self, Attestation, DecisionPredicate, SignaturesSeen};
 use crate::sources::{self, LoadedImage, Resolved, SourceSpec};
@@ -144,8 +144,8 @@ impl Prepared {
 
     /// (arch, source) per arch, in the sources' order: from the loaded images
     /// when they were read, else from what was resolved.
-    fn source_labels(&self) -> Vec<(String, String)> {
-        match &self.full {
+    fn source_labels(&self) -> Vec<SourceLabel> {
+        let pairs: Vec<(String, String)> = match &self.full {
             Some((loaded, _)) => loaded
                 .iter()
                 .map(|l| (l.image.arch.clone(), l.source.clone()))
@@ -156,7 +156,18 @@ impl Prepared {
                 .iter()
                 .filter_map(|i| Some((i.arch.clone()?, i.origin.label())))
                 .collect(),
-        }
+        };
+        pairs
+            .into_iter()
+            .map(|(arch, source)| {
+                let signed_by = self
+                    .signatures
+                    .source(&arch)
+                    .and_then(|s| s.signatures.as_ref())
+                    .map(|s| s.valid_keys.clone());
+                (arch, source, signed_by)
+            })
+            .collect()
     }
 }
 

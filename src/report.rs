@@ -119,7 +119,15 @@ pub struct ArchSource {
     pub source: String,
     /// `None` when the run was up to date without reading the source.
     pub blobs: Option<BlobCounts>,
+    /// The trusted keys (`--trust-key`) with a valid signature on a registry
+    /// source; absent when none was looked for (no trusted key, a local source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Vec<String>>,
 }
+
+/// One arch's source as the report names it: the arch, the source, and the
+/// trusted keys that signed it (when that was looked for).
+pub type SourceLabel = (String, String, Option<Vec<String>>);
 
 /// How many of an arch's blobs (config and layers) got there which way.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -205,15 +213,16 @@ impl Report {
     /// (`applied`: what apply did, if it ran).
     pub fn fill_sources(
         &mut self,
-        sources: &[(String, String)],
+        sources: &[SourceLabel],
         desired: Option<(&Desired, &Plan)>,
         applied: Option<&HashMap<Digest, How>>,
     ) {
         self.sources = sources
             .iter()
-            .map(|(arch, source)| ArchSource {
+            .map(|(arch, source, signed_by)| ArchSource {
                 arch: arch.clone(),
                 source: source.clone(),
+                signed_by: signed_by.clone(),
                 blobs: desired.and_then(|(d, plan)| {
                     let img = d.images.iter().find(|i| i.arch == *arch)?;
                     Some(BlobCounts::of(
@@ -370,12 +379,17 @@ impl Report {
             .filter(|s| s.source.starts_with("docker://"))
         {
             let blobs = src.blobs.as_ref().map(BlobCounts::human);
+            let signed = src.signed_by.as_ref().map(|keys| match &keys[..] {
+                [] => "; signed by no trusted key".to_string(),
+                keys => format!("; signed by {}", keys.join(", ")),
+            });
             let _ = writeln!(
                 s,
-                "  {} from {}{}",
+                "  {} from {}{}{}",
                 src.arch,
                 src.source,
-                blobs.map(|b| format!(": blobs {b}")).unwrap_or_default()
+                blobs.map(|b| format!(": blobs {b}")).unwrap_or_default(),
+                signed.unwrap_or_default()
             );
         }
         if !self.recorded.is_empty() {
@@ -453,5 +467,51 @@ mod tests {
                 "would fail"
             ]
         );
+    }
+
+    #[test]
+    fn a_registry_source_says_which_trusted_keys_signed_it() {
+        let repo: crate::registry::RepoName = "registry.example/fcos".parse().unwrap();
+        let mut r = super::Report::new("os", &repo, &["stable".into()], false);
+        r.outcome = Outcome::Pushed;
+        r.fill_sources(
+            &[
+                (
+                    "x86_64".into(),
+                    "docker://r.example/s@sha256:aa".into(),
+                    Some(vec!["build".into()]),
+                ),
+                (
+                    "aarch64".into(),
+                    "docker://r.example/s@sha256:bb".into(),
+                    Some(vec![]),
+                ),
+                (
+                    "s390x".into(),
+                    "docker://r.example/s@sha256:cc".into(),
+                    None,
+                ),
+            ],
+            None,
+            None,
+        );
+        let text = r.human();
+        assert!(
+            text.contains("x86_64 from docker://r.example/s@sha256:aa; signed by build\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "aarch64 from docker://r.example/s@sha256:bb; signed by no trusted key\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("s390x from docker://r.example/s@sha256:cc\n"),
+            "{text}"
+        );
+        let v = r.json();
+        assert_eq!(v["sources"][0]["signed_by"], serde_json::json!(["build"]));
+        assert!(v["sources"][2].get("signed_by").is_none(), "{v}");
     }
 }

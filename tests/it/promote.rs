@@ -433,8 +433,14 @@ fn a_release_promotes_the_signed_staging_images_and_fails_the_others_writing_not
         "the promoted list holds the staged images"
     );
 
+    for src in signed["sources"].as_array().unwrap() {
+        assert_eq!(src["signed_by"], json!(["build"]), "{}", out.context());
+    }
     let unsigned = out.release_result("unsigned");
     assert_eq!(unsigned["outcome"], "failed", "{}", out.context());
+    for src in unsigned["sources"].as_array().unwrap() {
+        assert_eq!(src["signed_by"], json!([]), "{}", out.context());
+    }
     let reason = unsigned["reason"].as_str().unwrap();
     for arch in ARCHES {
         let image = format!(
