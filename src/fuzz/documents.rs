@@ -321,7 +321,7 @@ fn fuzz_release_toml() {
                     })?;
                     // Its images, or a cosa artifact and its meta.json key: not both.
                     let artifact = c.artifact.is_some() && c.key.is_some();
-                    ensure(artifact != !c.images.is_empty(), || {
+                    ensure(artifact == c.images.is_empty(), || {
                         format!("{:?}: neither or both of images and artifact", c.name)
                     })?;
                     for i in &c.images {
