@@ -86,50 +86,9 @@ struct Prepared {
     /// Progress on the terminal, from the moment sources are read.
     display: Option<Display>,
     /// A signed run's evidence: wanted, observed, and what is missing.
-    evidence: Option<Evidence>,
+    evidence: Option<evidence::Evidence>,
     /// The sources, and the signatures the trusted keys verify (policy facts).
     signatures: Verified,
-}
-
-/// A signed container's evidence as observed and planned.
-struct Evidence {
-    wanted: evidence::Wanted,
-    observed: evidence::Observed,
-    gap: evidence::Gap,
-}
-
-/// Observes and plans the evidence `signer` wants for `wanted`.
-async fn evidence_of(
-    repo: &Repository,
-    signer: &evidence::Signer,
-    wanted: evidence::Wanted,
-) -> Result<Evidence> {
-    let observed = evidence::observe::observe(repo, &wanted, signer.public_key().key_id()).await?;
-    let gap = evidence::plan(signer, &wanted, &observed);
-    Ok(Evidence {
-        wanted,
-        observed,
-        gap,
-    })
-}
-
-/// What the tags serve, as the evidence wants it: the list (the first tag's)
-/// and its per-arch manifests; `None` when a tag serves no list.
-fn wanted_from_tags(
-    req: &PushRequest,
-    tags: &[String],
-    states: &[TagState],
-) -> Option<evidence::Wanted> {
-    let (list, manifest::Remote::List { entries, .. }) = states.first()?.current.as_ref()? else {
-        return None;
-    };
-    let arches: Vec<Digest> = entries.iter().map(|e| e.digest.clone()).collect();
-    Some(evidence::Wanted::new(
-        req.repo.as_str(),
-        tags,
-        list,
-        &arches,
-    ))
 }
 
 impl Prepared {
@@ -189,10 +148,14 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     // A signed run is up to date only with its evidence complete; otherwise it
     // goes the full way, and its plan says what is missing.
     let quick_evidence = match (&quick, &req.signer) {
-        (Ok(_), Some(signer)) => match wanted_from_tags(req, &tags, &tag_states) {
-            Some(wanted) => Some(evidence_of(&repo, signer, wanted).await?),
-            None => None,
-        },
+        (Ok(_), Some(signer)) => {
+            match evidence::Wanted::served(req.repo.as_str(), &tags, &tag_states) {
+                Some(wanted) => {
+                    Some(evidence::observe::observe_and_plan(&repo, signer, wanted).await?)
+                }
+                None => None,
+            }
+        }
         _ => None,
     };
     let complete =
@@ -266,7 +229,7 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
             // What the quick check observed of the same list is not read again.
             let e = match quick_evidence.filter(|e| e.wanted == wanted) {
                 Some(e) => e,
-                None => evidence_of(&repo, signer, wanted).await?,
+                None => evidence::observe::observe_and_plan(&repo, signer, wanted).await?,
             };
             plan = plan.with_evidence_missing(e.gap.missing(), e.gap.unattested);
             Some(e)
@@ -385,7 +348,7 @@ fn subject<'a>(req: &'a PushRequest, unloaded: Option<&str>) -> Subject<'a> {
 fn attestation(
     req: &PushRequest,
     signer: &evidence::Signer,
-    ev: &Evidence,
+    ev: &evidence::Evidence,
     desired: &Desired,
     trace: &mut Trace,
     outcome: Outcome,

@@ -22,6 +22,8 @@ pub mod sigcopy;
 use std::sync::Arc;
 
 use crate::digest::Digest;
+use crate::manifest::Remote;
+use crate::plan::TagState;
 use crate::sign::SigningKey;
 use crate::sign::cosign::SigManifest;
 use crate::sign::simple::{self, Signed};
@@ -57,10 +59,27 @@ impl Wanted {
         }
     }
 
+    /// What the tags serve now, as the evidence wants it: the list (the
+    /// first tag's) and its per-arch manifests; `None` when no list is served.
+    pub fn served(repo: &str, tags: &[String], states: &[TagState]) -> Option<Wanted> {
+        let (list, Remote::List { entries, .. }) = states.first()?.current.as_ref()? else {
+            return None;
+        };
+        let arches: Vec<Digest> = entries.iter().map(|e| e.digest.clone()).collect();
+        Some(Wanted::new(repo, tags, list, &arches))
+    }
+
     /// The list's digest.
     pub fn list(&self) -> &Digest {
         &self.digests[0]
     }
+}
+
+/// A signed container's evidence as observed and planned.
+pub struct Evidence {
+    pub wanted: Wanted,
+    pub observed: Observed,
+    pub gap: Gap,
 }
 
 /// What the registry holds of the evidence, as observed.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::sigcopy::SigCopy;
-use super::{DECISION_ANNOTATION, KEY_ANNOTATION, Observed, Wanted};
+use super::{DECISION_ANNOTATION, Evidence, KEY_ANNOTATION, Observed, Wanted};
 use crate::digest::Digest;
 use crate::registry::Repository;
 use crate::sign::cosign::{SigManifest, sig_tag};
@@ -38,6 +38,21 @@ pub async fn observe(repo: &Repository, wanted: &Wanted, key_id: &str) -> Result
         sigs,
         attested,
         referrers_api,
+    })
+}
+
+/// Observes and plans the evidence `signer` wants for `wanted`.
+pub async fn observe_and_plan(
+    repo: &Repository,
+    signer: &super::Signer,
+    wanted: Wanted,
+) -> Result<Evidence> {
+    let observed = observe(repo, &wanted, signer.public_key().key_id()).await?;
+    let gap = super::plan(signer, &wanted, &observed);
+    Ok(Evidence {
+        wanted,
+        observed,
+        gap,
     })
 }
 
