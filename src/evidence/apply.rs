@@ -168,3 +168,53 @@ async fn add_to_referrers_tag(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::evidence::{Wanted, plan};
+    use crate::sign::SigningKey;
+    use crate::sign::key::tests::{encrypt_pem, test_key_der};
+
+    #[test]
+    fn the_blobs_beside_the_image_are_every_payload_and_config_each_once() {
+        let pem = encrypt_pem(
+            &test_key_der(3),
+            b"",
+            10,
+            crate::sign::key::SIGSTORE_PRIVATE_KEY_LABEL,
+        );
+        let key = SigningKey::from_encrypted_pem(pem.as_bytes(), b"", "test key").unwrap();
+        let tags = ["stable".to_string(), "41.1".to_string()];
+        let wanted = Wanted::new(
+            "r.io/fcos",
+            &tags,
+            &Digest::of(b"list"),
+            &[Digest::of(b"amd64"), Digest::of(b"arm64")],
+        );
+        let gap = plan(&key, &wanted, &Observed::default());
+        let named: BTreeSet<Digest> = gap
+            .sigs
+            .iter()
+            .flat_map(|w| {
+                w.added
+                    .iter()
+                    .map(|s| Digest::of(&s.payload))
+                    .chain([Digest::of(&w.manifest.config())])
+            })
+            .collect();
+        let listed: Vec<Digest> = blobs(&gap, None)
+            .iter()
+            .map(|b| Digest::of(&b.bytes))
+            .collect();
+        let unique: BTreeSet<Digest> = listed.iter().cloned().collect();
+        assert_eq!(unique.len(), listed.len(), "each blob once: {listed:?}");
+        assert_eq!(unique, named, "every blob a .sig manifest names");
+        assert!(
+            blobs(&gap, None).iter().all(|b| b.doing.contains(".sig")),
+            "an error names the .sig tag it was for"
+        );
+    }
+}

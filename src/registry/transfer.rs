@@ -357,6 +357,27 @@ mod tests {
         assert!(within(u64::MAX.saturating_add(1), 100, "r").is_err());
         assert_eq!(within(100, 100, "r").unwrap(), 100);
     }
+
+    #[test]
+    fn only_an_unknown_session_is_opened_again() {
+        let status = |status: u16, codes: &[&str]| RegistryError::Status {
+            status,
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(lost_session(&status(404, &[])));
+        assert!(lost_session(&status(404, &["BLOB_UPLOAD_UNKNOWN"])));
+        assert!(lost_session(&status(400, &["BLOB_UPLOAD_UNKNOWN"])));
+        for refused in [
+            status(400, &["DIGEST_INVALID"]),
+            status(401, &[]),
+            status(403, &["DENIED"]),
+            status(500, &[]),
+        ] {
+            assert!(!lost_session(&refused), "{refused:?}");
+        }
+    }
 }
 
 /// Fuzz target (see `crate::fuzz`): an upload's Range either gives an end that
