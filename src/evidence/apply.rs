@@ -33,9 +33,13 @@ pub struct Written {
     pub attestation: Option<Digest>,
 }
 
-/// How many of the evidence's small writes go at once: each is a round trip
-/// or two, with next to no bytes.
-const AT_ONCE: usize = 4;
+/// How many of the evidence's blobs go up at once: each is a HEAD, a POST
+/// and a PUT of a few hundred bytes, so round trips are their whole cost (a
+/// signed push of 4 arches has 12; as many as observing sends HEADs at once).
+const BLOBS_AT_ONCE: usize = 16;
+
+/// How many `.sig` manifests go up at once (one per arch and the list).
+const SIGS_AT_ONCE: usize = 8;
 
 /// One blob the evidence names: its bytes, and what it is for (for errors).
 struct EvidenceBlob<'a> {
@@ -93,7 +97,7 @@ pub async fn put_blobs(
                 .with_context(|| b.doing.clone())
                 .map(drop)
         })
-        .buffer_unordered(AT_ONCE)
+        .buffer_unordered(BLOBS_AT_ONCE)
         .try_collect()
         .await
 }
@@ -109,7 +113,7 @@ pub async fn put_signatures(repo: &Repository, gap: &Gap) -> Result<usize> {
                 .with_context(|| format!("signing: the signatures of {} at {tag}", w.digest))?;
             Ok::<_, anyhow::Error>(w.added.len())
         })
-        .buffer_unordered(AT_ONCE)
+        .buffer_unordered(SIGS_AT_ONCE)
         .try_collect()
         .await?;
     Ok(counts.into_iter().sum())
