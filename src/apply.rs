@@ -15,9 +15,10 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::digest::Digest;
 use crate::evidence::{self, Gap, Observed};
+use crate::manifest::Descriptor;
 use crate::plan::{Desired, DesiredImage, Plan};
 use crate::progress::{Phase, Progress};
-use crate::registry::{BlobSource, Explained, Repository};
+use crate::registry::{BlobSource, Explained, Repository, Upload};
 use crate::sources::Blobs;
 
 /// How a blob got into the repository.
@@ -105,30 +106,23 @@ pub async fn apply(
         tokio::spawn(async move { crate::sources::verify(&sources, progress).await })
     });
     let bytes = AtomicU64::new(0);
-    let uploaded: Result<Vec<(Digest, How)>> = stream::iter(&plan.blobs)
-        .map(|b| {
-            let (arch, source) = owner[&b.digest];
-            let shown = progress.as_deref().and_then(|p| p.arch(arch));
-            let sent = shown.map_or_else(Default::default, |a| a.sent());
-            let bytes = &bytes;
-            async move {
-                let _slot = slots
-                    .acquire()
-                    .await
-                    .expect("the upload slots are never closed");
-                let how = put_blob(repo, source, &b.digest, b.size, sent).await?;
-                if let Some(a) = shown {
-                    a.blob_done();
-                }
-                if how != How::Mounted {
-                    bytes.fetch_add(b.size, Ordering::Relaxed);
-                }
-                Ok::<_, anyhow::Error>((b.digest.clone(), how))
-            }
-        })
-        .buffer_unordered(jobs.max(1))
-        .try_collect()
-        .await;
+    // The evidence's blobs go up beside the image's: they are small, and no
+    // manifest names them yet.
+    let evidence_blobs = async {
+        match &evidence {
+            Some(e) => evidence::apply::put_blobs(repo, e.gap, e.attestation).await,
+            None => Ok(()),
+        }
+    };
+    let uploads = Uploads {
+        repo,
+        owner: &owner,
+        progress: progress.as_deref(),
+        slots,
+        jobs,
+        bytes: &bytes,
+    };
+    let (uploaded, evidence_blobs) = tokio::join!(uploads.run(&plan.blobs), evidence_blobs);
     if let Some(v) = verifying {
         if let Some(p) = &progress {
             p.set_phase(Phase::Verifying);
@@ -137,6 +131,7 @@ pub async fn apply(
         v.await.expect("archive verification panicked")?;
     }
     let hows = uploaded?;
+    evidence_blobs?;
     if let Some(p) = &progress {
         p.set_phase(Phase::Finishing);
     }
@@ -151,39 +146,60 @@ pub async fn apply(
         desired,
         owner: &owner,
     };
-    stream::iter(&manifests)
-        .map(|i| {
+    let image_manifests = async {
+        stream::iter(&manifests)
+            .map(|i| {
+                heal.put(
+                    i.descriptor.digest.as_str(),
+                    &i.descriptor.media_type,
+                    &i.bytes,
+                    Some(i),
+                )
+            })
+            .buffer_unordered(jobs.max(1))
+            .try_collect::<()>()
+            .await?;
+        if plan.list {
             heal.put(
-                i.descriptor.digest.as_str(),
-                &i.descriptor.media_type,
-                &i.bytes,
-                Some(i),
+                desired.list_digest.as_str(),
+                desired.list_media_type,
+                &desired.list_bytes,
+                None,
             )
-        })
+            .await?;
+        }
+        Ok(())
+    };
+    // The `.sig` manifests beside the image's: no image tag serves them.
+    let signatures = async {
+        match &evidence {
+            Some(e) => evidence::apply::put_signatures(repo, e.gap).await,
+            None => Ok(0),
+        }
+    };
+    let ((), signatures) = tokio::try_join!(image_manifests, signatures)?;
+    // The attestation names the list as its subject: after the list.
+    let attestation = match &evidence {
+        Some(EvidenceWork {
+            attestation: Some(att),
+            observed,
+            ..
+        }) => {
+            Some(evidence::apply::put_attestation(repo, att, observed, &desired.list_digest).await?)
+        }
+        _ => None,
+    };
+    let written = evidence::apply::Written {
+        signatures,
+        attestation,
+    };
+    // The evidence before any tag: no tag serves a list unsigned. The tags
+    // are independent of each other.
+    stream::iter(&plan.tags)
+        .map(|tag| heal.put(tag, desired.list_media_type, &desired.list_bytes, None))
         .buffer_unordered(jobs.max(1))
         .try_collect::<()>()
         .await?;
-    if plan.list {
-        heal.put(
-            desired.list_digest.as_str(),
-            desired.list_media_type,
-            &desired.list_bytes,
-            None,
-        )
-        .await?;
-    }
-    // The evidence before any tag: no tag serves a list unsigned.
-    let written = match evidence {
-        Some(e) => {
-            evidence::apply::apply(repo, e.gap, e.attestation, e.observed, &desired.list_digest)
-                .await?
-        }
-        None => evidence::apply::Written::default(),
-    };
-    for tag in &plan.tags {
-        heal.put(tag, desired.list_media_type, &desired.list_bytes, None)
-            .await?;
-    }
     let mounted = hows.iter().filter(|(_, h)| *h == How::Mounted).count();
     Ok(Applied {
         uploaded_blobs: plan.blobs.len() - mounted,
@@ -195,20 +211,90 @@ pub async fn apply(
     })
 }
 
+/// The image's blob uploads: `jobs` at a time (each also takes one of the
+/// run's `slots`), in the plan's order, each in an upload session opened
+/// ahead (by a stage of its own, at most about `jobs` sessions ahead), so
+/// that a connection goes from one blob's PUT straight to the next blob's
+/// PUT instead of waiting a round trip for a POST in between. The requests
+/// are the same: one POST and one PUT a blob.
+struct Uploads<'a> {
+    repo: &'a Repository,
+    owner: &'a HashMap<&'a Digest, (&'a str, &'a Blobs)>,
+    progress: Option<&'a Progress>,
+    slots: &'a tokio::sync::Semaphore,
+    jobs: usize,
+    /// Bytes sent (mounts not counted).
+    bytes: &'a AtomicU64,
+}
+
+impl Uploads<'_> {
+    async fn run(&self, blobs: &[Descriptor]) -> Result<Vec<(Digest, How)>> {
+        let jobs = self.jobs.max(1);
+        // What is opened waits here for an upload to take it; a session is
+        // opened only once one more fits.
+        let (ready, mut next) = tokio::sync::mpsc::channel::<(&Descriptor, Option<Upload>)>(1);
+        let opener = async move {
+            let mut opened = stream::iter(blobs)
+                .map(|b| async move {
+                    let session = match self.owner[&b.digest].1 {
+                        Blobs::Layout(_) => Some(self.repo.open_upload(&b.digest).await?),
+                        // A mount or a copy: opened when it is its turn.
+                        Blobs::Registry(_) => None,
+                    };
+                    Ok::<_, anyhow::Error>((b, session))
+                })
+                .buffered(jobs);
+            while let Some(one) = opened.next().await {
+                if ready.send(one?).await.is_err() {
+                    break; // the uploads stopped on an error
+                }
+            }
+            Ok(())
+        };
+        let uploads = stream::poll_fn(|cx| next.poll_recv(cx))
+            .map(|(b, session)| self.one(b, session))
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<_>>();
+        let ((), done) = tokio::try_join!(opener, uploads)?;
+        Ok(done)
+    }
+
+    async fn one(&self, b: &Descriptor, session: Option<Upload>) -> Result<(Digest, How)> {
+        let (arch, source) = self.owner[&b.digest];
+        let shown = self.progress.and_then(|p| p.arch(arch));
+        let sent = shown.map_or_else(Default::default, |a| a.sent());
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the upload slots are never closed");
+        let how = put_blob(self.repo, source, &b.digest, b.size, sent, session).await?;
+        if let Some(a) = shown {
+            a.blob_done();
+        }
+        if how != How::Mounted {
+            self.bytes.fetch_add(b.size, Ordering::Relaxed);
+        }
+        Ok((b.digest.clone(), how))
+    }
+}
+
 /// Puts one blob into `repo` from `source`: a mount when the source is another
 /// repository of the same registry (nothing sent; a copy if the registry will
-/// not mount), otherwise an upload or a streamed copy.
+/// not mount), otherwise an upload (in `opened`, if a session was opened
+/// ahead) or a streamed copy.
 async fn put_blob(
     repo: &Repository,
     source: &Blobs,
     digest: &Digest,
     size: u64,
     sent: Arc<AtomicU64>,
+    opened: Option<Upload>,
 ) -> Result<How> {
     match source {
         Blobs::Layout(layout) => {
             let range = layout.blob_range(digest, size)?;
-            repo.push_blob(digest, &BlobSource::File(range), sent)
+            repo.push_blob_in(digest, &BlobSource::File(range), sent, opened)
                 .await?;
             Ok(How::Uploaded)
         }
@@ -278,6 +364,7 @@ impl Heal<'_> {
                     &b.digest,
                     b.size,
                     Arc::new(AtomicU64::new(0)),
+                    None,
                 )
                 .await?;
             }

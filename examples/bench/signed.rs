@@ -1,6 +1,8 @@
 //! The cost of signing (issue 23): a signed fresh push of the build against the
 //! unsigned one, and a signed no-op against the unsigned no-op, each pair in the
-//! same run on registries started alike. The key is made as `cosign
+//! same run on registries started alike; and the signed fresh push against the
+//! unsigned one through the WAN of issue 26 (where round trips cost what they
+//! cost a release job). The key is made as `cosign
 //! generate-key-pair` makes it, by the Sigstore project's crate (a dev-dependency).
 
 use std::ffi::OsString;
@@ -11,7 +13,10 @@ use anyhow::{Context, Result};
 use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::signing_key::ecdsa::{ECDSAKeys, EllipticCurve};
 
-use super::{Bench, Build, Measured, Registry, Row, median, secs, show, target_row, walls};
+use super::{
+    ARTIFACT, Bench, Build, KEY, Measured, REPO, Registry, Row, median, secs, show, target_row,
+    walls,
+};
 
 /// What the signing scenario measured.
 #[derive(Default)]
@@ -23,6 +28,9 @@ pub(super) struct SignedResults {
     /// Requests of the last signed push and of the last unsigned one.
     pub(super) signed_requests: String,
     pub(super) unsigned_requests: String,
+    /// Fresh pushes through the WAN, unsigned and signed.
+    pub(super) wan_unsigned: Vec<Measured>,
+    pub(super) wan_signed: Vec<Measured>,
 }
 
 /// An encrypted cosign key and its passphrase file.
@@ -105,6 +113,41 @@ impl Bench {
                 reg.stop();
             }
         }
+        println!(
+            "signed vs unsigned fresh push through the WAN ({}), {runs} runs",
+            self.size.link.describe()
+        );
+        for _ in 0..runs {
+            for signed in [false, true] {
+                build.restore_meta()?;
+                let (reg, proxy) = self.wan_registry()?;
+                let mut args = self.env.container_args(
+                    &format!("{}/{REPO}", proxy.addr()),
+                    ARTIFACT,
+                    KEY,
+                    &build.workdir,
+                    &[],
+                );
+                if signed {
+                    args.extend(key.args());
+                }
+                let (m, _) = self.env.pushgate(&args, "pushed")?;
+                println!(
+                    "  WAN {} {}",
+                    if signed { "signed  " } else { "unsigned" },
+                    show(&m)
+                );
+                let r = &mut self.results.signed;
+                if signed {
+                    &mut r.wan_signed
+                } else {
+                    &mut r.wan_unsigned
+                }
+                .push(m);
+                drop(proxy);
+                reg.stop();
+            }
+        }
         Ok(())
     }
 
@@ -120,7 +163,20 @@ impl Bench {
             median(&walls(&r.signed_noop)),
             median(&walls(&r.unsigned_noop)),
         );
+        let (wan_signed, wan_unsigned) = (
+            median(&walls(&r.wan_signed)),
+            median(&walls(&r.wan_unsigned)),
+        );
         let rows = vec![
+            target_row(
+                "WAN: signed fresh push vs unsigned",
+                secs(wan_signed),
+                format!("unsigned {}", secs(wan_unsigned)),
+                super::ratio(wan_signed, wan_unsigned),
+                1.05,
+                "≤ 1.05",
+                judged,
+            ),
             target_row(
                 "signed fresh push vs unsigned",
                 secs(signed),
@@ -146,6 +202,11 @@ impl Bench {
                 super::list(&walls(&r.unsigned)),
                 r.signed_requests,
                 r.unsigned_requests
+            ),
+            format!(
+                "| WAN: fresh push, signed / unsigned | {} / {} | | | |",
+                super::list(&walls(&r.wan_signed)),
+                super::list(&walls(&r.wan_unsigned)),
             ),
             format!(
                 "| no-op, signed / unsigned | {} / {} | | | |",

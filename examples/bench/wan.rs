@@ -96,7 +96,7 @@ fn share(t: &[Timed]) -> String {
 
 impl Bench {
     /// A fresh registry and the WAN proxy in front of it.
-    fn wan_registry(&self) -> Result<(Registry, Proxy)> {
+    pub(super) fn wan_registry(&self) -> Result<(Registry, Proxy)> {
         let reg = Registry::start(&self.env)?;
         let proxy = Proxy::start(&reg.addr, self.size.link.faults());
         Ok((reg, proxy))

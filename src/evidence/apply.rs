@@ -1,8 +1,18 @@
-//! Writes a container's missing evidence: the signatures' payloads and the
-//! `.sig` manifests that list them (every layer already there kept), then the
-//! attestation (its envelope, the empty config, the referrer manifest by
-//! digest) and, on a registry without the referrers API, the referrers tag.
-//! Called after the list is in the registry and before any tag is moved.
+//! Writes a container's missing evidence, in two stages so that its round
+//! trips overlap the image's:
+//!
+//! - [`put_blobs`]: the blobs the evidence names (the signatures' payloads,
+//!   the `.sig` manifests' configs, the attestation's envelope and empty
+//!   config). They are computed before anything is uploaded, and a blob no
+//!   manifest names yet is invisible, so they go up beside the image's blobs.
+//! - [`put_signatures`]: the `.sig` manifests (every layer already there
+//!   kept). Each is found by its tag, `sha256-<digest>.sig`, which no
+//!   image tag serves, so they may go up beside the image's manifests.
+//! - [`put_attestation`]: the attestation (the referrer manifest by digest,
+//!   naming the list as its subject) and, on a registry without the referrers
+//!   API, the referrers tag: after the list is in the registry.
+//!
+//! All of it before any tag is moved: no tag serves a list unsigned.
 
 use anyhow::{Context, Result};
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -23,68 +33,192 @@ pub struct Written {
     pub attestation: Option<Digest>,
 }
 
-/// Writes the signatures `gap` lacks and, if given, `attestation` (a referrer
-/// of `list`).
-pub async fn apply(
+/// How many of the evidence's blobs go up at once: each is a HEAD, a POST
+/// and a PUT of a few hundred bytes, so round trips are their whole cost (a
+/// signed push of 4 arches has 12; as many as observing sends HEADs at once).
+const BLOBS_AT_ONCE: usize = 16;
+
+/// How many `.sig` manifests go up at once (one per arch and the list).
+const SIGS_AT_ONCE: usize = 8;
+
+/// One blob the evidence names: its bytes, and what it is for (for errors).
+struct EvidenceBlob<'a> {
+    bytes: std::borrow::Cow<'a, [u8]>,
+    doing: String,
+}
+
+/// The blobs the writes of `gap` and `attestation` name, each once.
+fn blobs<'a>(gap: &'a Gap, attestation: Option<&'a Attestation>) -> Vec<EvidenceBlob<'a>> {
+    let mut all = Vec::new();
+    for w in &gap.sigs {
+        let doing = format!(
+            "signing: the signatures of {} at {}",
+            w.digest,
+            sig_tag(&w.digest)
+        );
+        for s in &w.added {
+            all.push(EvidenceBlob {
+                bytes: s.payload.as_slice().into(),
+                doing: doing.clone(),
+            });
+        }
+        all.push(EvidenceBlob {
+            bytes: w.manifest.config().into(),
+            doing,
+        });
+    }
+    if let Some(att) = attestation {
+        let doing = format!("attesting the decision: the referrer {}", att.digest());
+        all.push(EvidenceBlob {
+            bytes: att.envelope.as_slice().into(),
+            doing: doing.clone(),
+        });
+        all.push(EvidenceBlob {
+            bytes: EMPTY_BLOB.into(),
+            doing,
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|b| seen.insert(Digest::of(&b.bytes)));
+    all
+}
+
+/// Uploads the blobs the evidence of `gap` and `attestation` names that the
+/// repository lacks.
+pub async fn put_blobs(
     repo: &Repository,
     gap: &Gap,
     attestation: Option<&Attestation>,
-    observed: &Observed,
-    list: &Digest,
-) -> Result<Written> {
-    let mut written = Written::default();
-    // The manifests' `.sig` tags are independent of each other: written side
-    // by side (each is a few small requests, so their round trips are the cost).
+) -> Result<()> {
+    stream::iter(blobs(gap, attestation))
+        .map(|b| async move {
+            repo.push_blob_bytes(&b.bytes)
+                .await
+                .with_context(|| b.doing.clone())
+                .map(drop)
+        })
+        .buffer_unordered(BLOBS_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// Puts the `.sig` manifests `gap` lacks (their blobs are in: [`put_blobs`]):
+/// the signatures added.
+pub async fn put_signatures(repo: &Repository, gap: &Gap) -> Result<usize> {
     let counts: Vec<usize> = stream::iter(&gap.sigs)
         .map(|w| async move {
             let tag = sig_tag(&w.digest);
-            let doing = || format!("signing: the signatures of {} at {tag}", w.digest);
-            for s in &w.added {
-                repo.push_blob_bytes(&s.payload).await.with_context(doing)?;
-            }
-            repo.push_blob_bytes(&w.manifest.config())
-                .await
-                .with_context(doing)?;
             repo.put_manifest(&tag, OCI_MANIFEST, &w.manifest.to_bytes())
                 .await
-                .with_context(doing)?;
+                .with_context(|| format!("signing: the signatures of {} at {tag}", w.digest))?;
             Ok::<_, anyhow::Error>(w.added.len())
         })
-        .buffer_unordered(4)
+        .buffer_unordered(SIGS_AT_ONCE)
         .try_collect()
         .await?;
-    written.signatures = counts.into_iter().sum();
-    if let Some(att) = attestation {
-        let digest = att.digest();
-        let doing = || format!("attesting the decision: the referrer {digest} of {list}");
-        repo.push_blob_bytes(&att.envelope)
-            .await
-            .with_context(doing)?;
-        repo.push_blob_bytes(EMPTY_BLOB).await.with_context(doing)?;
-        repo.put_manifest(digest.as_str(), OCI_MANIFEST, &att.manifest_bytes())
-            .await
-            .with_context(doing)?;
-        if !observed.referrers_api {
-            add_to_referrers_tag(repo, list, att)
-                .await
-                .with_context(doing)?;
-        }
-        written.attestation = Some(digest);
-    }
-    Ok(written)
+    Ok(counts.into_iter().sum())
 }
 
-/// Keeps the referrers tag schema: reads the index the tag holds now (other
-/// tools' entries included), adds the attestation, writes it back.
-async fn add_to_referrers_tag(repo: &Repository, list: &Digest, att: &Attestation) -> Result<()> {
-    let tag = referrers_tag(list);
-    let mut index = match repo.get_tag(&tag).await? {
-        Some((_, bytes)) => ReferrersIndex::parse(&bytes, &format!("{}:{tag}", repo.name()))?,
-        None => ReferrersIndex::new(),
+/// Puts `attestation` (its blobs are in: [`put_blobs`]), a referrer of
+/// `list`, which must be in the registry: its digest.
+pub async fn put_attestation(
+    repo: &Repository,
+    attestation: &Attestation,
+    observed: &Observed,
+    list: &Digest,
+) -> Result<Digest> {
+    let digest = attestation.digest();
+    let doing = || format!("attesting the decision: the referrer {digest} of {list}");
+    let manifest = async {
+        repo.put_manifest(digest.as_str(), OCI_MANIFEST, &attestation.manifest_bytes())
+            .await
     };
+    if observed.referrers_api {
+        manifest.await.with_context(doing)?;
+    } else {
+        // The referrers tag is read while the manifest goes up; it is written
+        // after, as an index names only manifests the registry holds.
+        let (put, index) = tokio::join!(manifest, read_referrers_tag(repo, list));
+        put.with_context(doing)?;
+        let index = index.with_context(doing)?;
+        add_to_referrers_tag(repo, list, attestation, index)
+            .await
+            .with_context(doing)?;
+    }
+    Ok(digest)
+}
+
+/// The index the referrers tag of `list` holds now (other tools' entries
+/// included), or a new one.
+async fn read_referrers_tag(repo: &Repository, list: &Digest) -> Result<ReferrersIndex> {
+    let tag = referrers_tag(list);
+    match repo.get_tag(&tag).await? {
+        Some((_, bytes)) => ReferrersIndex::parse(&bytes, &format!("{}:{tag}", repo.name())),
+        None => Ok(ReferrersIndex::new()),
+    }
+}
+
+/// Keeps the referrers tag schema: adds the attestation to `index` (what the
+/// tag holds), writes it back.
+async fn add_to_referrers_tag(
+    repo: &Repository,
+    list: &Digest,
+    att: &Attestation,
+    mut index: ReferrersIndex,
+) -> Result<()> {
     if index.add(&att.manifest.referrer_descriptor()) {
-        repo.put_manifest(&tag, OCI_INDEX, &index.to_bytes())
+        repo.put_manifest(&referrers_tag(list), OCI_INDEX, &index.to_bytes())
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::evidence::{Wanted, plan};
+    use crate::sign::SigningKey;
+    use crate::sign::key::tests::{encrypt_pem, test_key_der};
+
+    #[test]
+    fn the_blobs_beside_the_image_are_every_payload_and_config_each_once() {
+        let pem = encrypt_pem(
+            &test_key_der(3),
+            b"",
+            10,
+            crate::sign::key::SIGSTORE_PRIVATE_KEY_LABEL,
+        );
+        let key = SigningKey::from_encrypted_pem(pem.as_bytes(), b"", "test key").unwrap();
+        let tags = ["stable".to_string(), "41.1".to_string()];
+        let wanted = Wanted::new(
+            "r.io/fcos",
+            &tags,
+            &Digest::of(b"list"),
+            &[Digest::of(b"amd64"), Digest::of(b"arm64")],
+        );
+        let gap = plan(&key, &wanted, &Observed::default());
+        let named: BTreeSet<Digest> = gap
+            .sigs
+            .iter()
+            .flat_map(|w| {
+                w.added
+                    .iter()
+                    .map(|s| Digest::of(&s.payload))
+                    .chain([Digest::of(&w.manifest.config())])
+            })
+            .collect();
+        let listed: Vec<Digest> = blobs(&gap, None)
+            .iter()
+            .map(|b| Digest::of(&b.bytes))
+            .collect();
+        let unique: BTreeSet<Digest> = listed.iter().cloned().collect();
+        assert_eq!(unique.len(), listed.len(), "each blob once: {listed:?}");
+        assert_eq!(unique, named, "every blob a .sig manifest names");
+        assert!(
+            blobs(&gap, None).iter().all(|b| b.doing.contains(".sig")),
+            "an error names the .sig tag it was for"
+        );
+    }
 }

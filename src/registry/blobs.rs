@@ -33,6 +33,11 @@ pub enum BlobSource<'a> {
     Bytes(bytes::Bytes),
 }
 
+/// An upload session opened ahead of its upload ([`Repository::open_upload`]).
+/// One left unused (a run that stopped) is the registry's to expire.
+#[derive(Debug)]
+pub struct Upload(reqwest::Url);
+
 /// Counts a blob's bytes as they go out, into the caller's counter (the
 /// progress display), and can set the count back to what the registry
 /// confirmed when an attempt fails: the display never shows bytes twice.
@@ -205,6 +210,18 @@ impl Repository {
         Ok(resp.status().as_u16() == 201)
     }
 
+    /// Opens an upload session for blob `digest` (one POST), to be given to
+    /// [`Repository::push_blob_in`]: an upload opened while the one before it
+    /// is still sending starts sending as soon as that one ends, instead of a
+    /// round trip later.
+    pub async fn open_upload(&self, digest: &Digest) -> Result<Upload> {
+        let op = Op::UploadBlob(digest.clone());
+        transfer::open(self, &op)
+            .await
+            .map(Upload)
+            .map_err(|e| self.explain(e, &op))
+    }
+
     /// Uploads one blob, streamed from its source: never more than a buffer
     /// of it is in memory. `sent` counts the bytes as they go out.
     pub async fn push_blob(
@@ -212,6 +229,19 @@ impl Repository {
         digest: &Digest,
         source: &BlobSource<'_>,
         sent: Arc<AtomicU64>,
+    ) -> Result<()> {
+        self.push_blob_in(digest, source, sent, None).await
+    }
+
+    /// [`Repository::push_blob`] in `opened`, a session opened for this blob
+    /// by [`Repository::open_upload`] (a new one when `None`, or when the
+    /// registry lost it).
+    pub async fn push_blob_in(
+        &self,
+        digest: &Digest,
+        source: &BlobSource<'_>,
+        sent: Arc<AtomicU64>,
+        opened: Option<Upload>,
     ) -> Result<()> {
         let op = match source {
             BlobSource::File(_) | BlobSource::Bytes(_) => Op::UploadBlob(digest.clone()),
@@ -221,7 +251,7 @@ impl Repository {
             },
         };
         let meter = Meter::new(sent);
-        transfer::upload(self, &op, digest, source, &meter)
+        transfer::upload(self, &op, digest, source, &meter, opened.map(|u| u.0))
             .await
             .map_err(|e| self.explain(e, &op))
     }

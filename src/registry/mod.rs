@@ -42,7 +42,7 @@ pub mod tls;
 mod token;
 mod transfer;
 
-pub use blobs::BlobSource;
+pub use blobs::{BlobSource, Upload};
 pub use executor::Executor;
 pub use explain::{Explained, Who};
 pub use manifests::{Fetched, MAX_MANIFEST};

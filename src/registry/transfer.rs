@@ -37,19 +37,25 @@ enum Step {
     Done,
 }
 
-/// Uploads `source` as blob `digest` into `repo`, as operation `op`.
+/// Uploads `source` as blob `digest` into `repo`, as operation `op`, in
+/// `opened` (a session [`open`]ed ahead, while another upload was sending)
+/// or in a new one.
 pub(super) async fn upload(
     repo: &Repository,
     op: &Op,
     digest: &Digest,
     source: &BlobSource<'_>,
     meter: &Meter,
+    opened: Option<Url>,
 ) -> Result<(), RegistryError> {
     let exec = &repo.exec;
     let total = source.size();
     // Attempts in a row that confirmed no new byte.
     let mut stalled = 0;
-    let mut session: Option<Url> = None;
+    // A session opened ahead may have expired by its turn: the first refusal
+    // of it (404, BLOB_UPLOAD_UNKNOWN) opens a new one instead.
+    let mut ahead = opened.is_some();
+    let mut session: Option<Url> = opened;
     // What the registry confirmed in this session.
     let mut offset = 0u64;
     // The registry refused chunks: whole PUTs only.
@@ -85,6 +91,7 @@ pub(super) async fn upload(
                 return Ok(());
             }
             Ok(Step::Moved { next, confirmed }) => {
+                ahead = false;
                 let confirmed = within(confirmed, total, exec.registry())?;
                 if confirmed > offset {
                     stalled = 0;
@@ -96,6 +103,10 @@ pub(super) async fn upload(
             }
             Err(e) => e,
         };
+        if std::mem::take(&mut ahead) && offset == 0 && lost_session(&err) {
+            session = None;
+            continue;
+        }
         if err.status() == Some(413) {
             shrink(repo, len)?;
             meter.settle(offset);
@@ -133,6 +144,11 @@ pub(super) async fn upload(
             return Ok(());
         }
     }
+}
+
+/// The registry does not know the upload session (it expired, or was purged).
+fn lost_session(err: &RegistryError) -> bool {
+    err.status() == Some(404) || err.has_code("BLOB_UPLOAD_UNKNOWN")
 }
 
 /// The chunk size for `repo` now: `--chunk-size`, or less if its host
@@ -179,6 +195,11 @@ fn within(confirmed: u64, total: u64, registry: &str) -> Result<u64, RegistryErr
         )));
     }
     Ok(confirmed)
+}
+
+/// POST to start an upload session ahead of its upload: its URL.
+pub(super) async fn open(repo: &Repository, op: &Op) -> Result<Url, RegistryError> {
+    start(repo, op).await
 }
 
 /// POST to start an upload session: its URL.
@@ -335,6 +356,27 @@ mod tests {
         );
         assert!(within(u64::MAX.saturating_add(1), 100, "r").is_err());
         assert_eq!(within(100, 100, "r").unwrap(), 100);
+    }
+
+    #[test]
+    fn only_an_unknown_session_is_opened_again() {
+        let status = |status: u16, codes: &[&str]| RegistryError::Status {
+            status,
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            message: String::new(),
+            retry_after: None,
+        };
+        assert!(lost_session(&status(404, &[])));
+        assert!(lost_session(&status(404, &["BLOB_UPLOAD_UNKNOWN"])));
+        assert!(lost_session(&status(400, &["BLOB_UPLOAD_UNKNOWN"])));
+        for refused in [
+            status(400, &["DIGEST_INVALID"]),
+            status(401, &[]),
+            status(403, &["DENIED"]),
+            status(500, &[]),
+        ] {
+            assert!(!lost_session(&refused), "{refused:?}");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::proxy::{Action, Faults, Proxy, Rule};
 use crate::support::run::{Run, digest_at};
-use crate::support::{Registry, pushgate};
+use crate::support::{Registry, Request, pushgate};
 use pushgate::digest::Digest;
 use pushgate::registry::{self, Observer, Repository};
 use pushgate_sample::{SampleBuild, write_build};
@@ -279,4 +279,67 @@ fn a_big_layer_lands_in_one_run_through_a_link_that_fails_often() {
         m.as_object_mut().unwrap().remove("base-oscontainer");
         std::fs::write(&meta, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     }
+}
+
+/// The blob uploads of `reqs` (the POSTs opening sessions, the PUTs closing them).
+fn blob_uploads<'a>(reqs: &'a [Request], method: &'a str) -> impl Iterator<Item = usize> + 'a {
+    reqs.iter()
+        .enumerate()
+        .filter(move |(_, r)| r.method == method && r.path.contains("/blobs/uploads/"))
+        .map(|(i, _)| i)
+}
+
+#[test]
+fn the_next_upload_session_is_opened_while_a_blob_is_sent_and_costs_no_request() {
+    let registry = Registry::start();
+    let wd = tempfile::tempdir().unwrap();
+    build(wd.path(), &["x86_64"], 4, 64 * 1024);
+    // The first blob's PUT is held on its way: with one job, the next blob's
+    // session is opened meanwhile, not a round trip after it.
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(Rule::nth(
+            1,
+            "PUT",
+            "/blobs/uploads/",
+            Action::Delay(Duration::from_secs(2)),
+        )),
+    );
+    let run = Run::of(&mut push(&proxy.repo("fcos"), wd.path(), &["--jobs", "1"]));
+    let blobs = run.ok()["uploaded_blobs"].as_u64().unwrap() as usize;
+    let reqs = registry.requests();
+    let posts: Vec<usize> = blob_uploads(&reqs, "POST").collect();
+    let puts: Vec<usize> = blob_uploads(&reqs, "PUT").collect();
+    assert_eq!((posts.len(), puts.len()), (blobs, blobs), "{reqs:?}");
+    assert!(
+        posts.iter().filter(|&&p| p < puts[0]).count() >= 2,
+        "the second session was opened before the first blob landed: {reqs:?}"
+    );
+    // Per blob one HEAD (is it there?), one POST, one PUT; per manifest one
+    // HEAD and one PUT; the tag: one GET, one PUT.
+    let writes = reqs.iter().filter(|r| r.is_write()).count();
+    let reads = reqs.len() - writes;
+    assert_eq!(writes, 2 * blobs + 2 + 1, "{reqs:?}");
+    assert_eq!(reads, blobs + 2 + 1, "{reqs:?}");
+}
+
+#[test]
+fn an_upload_session_lost_before_its_turn_is_opened_again() {
+    let registry = Registry::start();
+    let wd = tempfile::tempdir().unwrap();
+    build(wd.path(), &["x86_64"], 2, 64 * 1024);
+    // The registry has forgotten the first session opened ahead (expired,
+    // purged): its PUT is answered 404.
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(Rule::nth(1, "PUT", "/blobs/uploads/", Action::status(404))),
+    );
+    let run = Run::of(&mut push(&proxy.repo("fcos"), wd.path(), &[]));
+    let blobs = run.ok()["uploaded_blobs"].as_u64().unwrap() as usize;
+    let reqs = registry.requests();
+    assert_eq!(blob_uploads(&reqs, "POST").count(), blobs + 1, "{reqs:?}");
+    assert_eq!(
+        digest_at(&format!("{}:stable", registry.repo("fcos"))),
+        run.ok()["manifest_list_digest"].as_str().unwrap()
+    );
 }

@@ -200,7 +200,7 @@ struct RetryArgs {
 #[command(next_help_heading = RETRIES)]
 pub(crate) struct TransferArgs {
     /// Parallel uploads (and blob checks)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
     /// Blobs larger than this go up in chunks of this size (e.g. 16M), for a
     /// registry or proxy that caps request bodies; one that answers 413 gets
