@@ -155,7 +155,8 @@ async fn sign(
         ..Observed::default()
     };
     let gap = evidence::plan(key, &wanted, &observed);
-    let written = evidence::apply::apply(repo, &gap, None, &observed, digest).await?;
+    evidence::apply::put_blobs(repo, &gap, None).await?;
+    let added = evidence::apply::put_signatures(repo, &gap).await?;
     if let Some(dir) = dir
         && let Some(copy) = SigCopy::read(repo, digest).await?
     {
@@ -165,7 +166,7 @@ async fn sign(
         identity: format!("{}:{tag}", repo.name()),
         tag: sig_tag(digest),
         key_id: key.public_key().key_id().to_string(),
-        added: written.signatures > 0,
+        added: added > 0,
     })
 }
 
