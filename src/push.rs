@@ -205,10 +205,35 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
     {
         adopt(&repo, &tags[0], list, &mut desired).await?;
     }
-    let presence = match Presence::vouched_for(&desired, &tag_states, req.force) {
-        Some(vouched) => vouched,
-        None => observe::presence(&repo, &desired, req.registry.jobs).await?,
+    // What the registry holds of the blobs, of the evidence and of the
+    // signatures is read at once: each is round trips, none needs another.
+    let presence = async {
+        match Presence::vouched_for(&desired, &tag_states, req.force) {
+            Some(vouched) => Ok(vouched),
+            None => observe::presence(&repo, &desired, req.registry.jobs).await,
+        }
     };
+    let evidence = async {
+        let Some(signer) = &req.signer else {
+            return Ok(None);
+        };
+        let arches: Vec<Digest> = desired
+            .images
+            .iter()
+            .map(|i| i.descriptor.digest.clone())
+            .collect();
+        let wanted = evidence::Wanted::new(req.repo.as_str(), &tags, &desired.list_digest, &arches);
+        // What the quick check observed of the same list is not read again.
+        match quick_evidence.filter(|e| e.wanted == wanted) {
+            Some(e) => Ok(Some(e)),
+            None => evidence::observe::observe_and_plan(&repo, signer, wanted)
+                .await
+                .map(Some),
+        }
+    };
+    let read = loaded.iter().map(Source::loaded).collect();
+    let signatures = signatures::observe(&repo, &tag_states, read, &req.trusted);
+    let (presence, evidence, signatures) = futures_util::try_join!(presence, evidence, signatures)?;
     let mut plan = plan::plan(
         &req.repo,
         &tag_states,
@@ -217,27 +242,9 @@ async fn prepare(req: &PushRequest) -> Result<Prepared> {
         &presence,
         req.force,
     );
-    let evidence = match &req.signer {
-        Some(signer) => {
-            let arches: Vec<Digest> = desired
-                .images
-                .iter()
-                .map(|i| i.descriptor.digest.clone())
-                .collect();
-            let wanted =
-                evidence::Wanted::new(req.repo.as_str(), &tags, &desired.list_digest, &arches);
-            // What the quick check observed of the same list is not read again.
-            let e = match quick_evidence.filter(|e| e.wanted == wanted) {
-                Some(e) => e,
-                None => evidence::observe::observe_and_plan(&repo, signer, wanted).await?,
-            };
-            plan = plan.with_evidence_missing(e.gap.missing(), e.gap.unattested);
-            Some(e)
-        }
-        None => None,
-    };
-    let read = loaded.iter().map(Source::loaded).collect();
-    let signatures = signatures::observe(&repo, &tag_states, read, &req.trusted).await?;
+    if let Some(e) = &evidence {
+        plan = plan.with_evidence_missing(e.gap.missing(), e.gap.unattested);
+    }
     Ok(Prepared {
         tags,
         resolved,

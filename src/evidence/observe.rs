@@ -22,9 +22,9 @@ pub async fn observe(repo: &Repository, wanted: &Wanted, key_id: &str) -> Result
     let sigs = stream::iter(&wanted.digests)
         .map(|d| sig_manifest(repo, d))
         .buffered(8)
-        .try_collect()
-        .await?;
-    let (index, referrers_api) = referrers(repo, wanted.list()).await?;
+        .try_collect::<Vec<_>>();
+    let (sigs, (index, referrers_api)) =
+        futures_util::try_join!(sigs, referrers(repo, wanted.list()))?;
     let attested = index
         .map(|i| {
             i.of_type(IN_TOTO_PAYLOAD_TYPE)
