@@ -35,6 +35,7 @@ mod release;
 mod sign_interop;
 mod signals;
 mod signing;
+mod soak;
 mod token_tls;
 mod transfers;
 mod usage;
