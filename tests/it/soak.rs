@@ -859,3 +859,98 @@ fn concurrent_pushes_of_one_build_converge() {
             .join("\n\n")
     );
 }
+
+// ---------------------------------------------------------------------------------
+// What the soak found, each pinned by a test of its own
+// ---------------------------------------------------------------------------------
+
+/// A repository client for `repo` (plain HTTP, quick retries).
+fn client(repo: &str) -> pushgate::registry::Repository {
+    let opts = pushgate::registry::Options {
+        plain_http: true,
+        retry: pushgate::registry::RetryPolicy {
+            delay: Duration::from_millis(20),
+            ..pushgate::registry::RetryPolicy::default()
+        },
+        ..pushgate::registry::Options::default()
+    };
+    let name: pushgate::registry::RepoName = repo.parse().expect("a repository name");
+    pushgate::registry::Repository::new(&name, &opts).expect("a repository client")
+}
+
+/// The GETs of `path` the proxy saw: (registry's status, fault).
+fn gets(proxy: &Proxy, path: &str) -> Vec<(Option<u16>, Option<Action>)> {
+    proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.path().ends_with(path))
+        .map(|e| (e.upstream_status, e.fault))
+        .collect()
+}
+
+/// Seed 52 of the first soak: the run after convergence read a tag whose answer was
+/// cut in its body, and failed at once ("after 6 attempts", having made one).
+#[test]
+fn a_manifest_answer_cut_in_its_body_is_read_again() {
+    let registry = Registry::start();
+    // An index padded past any answer head, so the cut lands in its body.
+    let pad = "x".repeat(4000);
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{{"pad":"{pad}"}}}}"#
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let media_type = "application/vnd.oci.image.index.v1+json";
+    rt.block_on(client(&registry.repo(REPO)).put_manifest("stable", media_type, index.as_bytes()))
+        .unwrap();
+    let cut = Action::CutAnswer { bytes: 2000 };
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(crate::support::proxy::Rule::nth(
+            1,
+            "GET",
+            "/manifests/stable",
+            cut.clone(),
+        )),
+    );
+    let read = rt
+        .block_on(client(&proxy.repo(REPO)).get_tag("stable"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (_, bytes) = read.expect("the tag is there");
+    assert_eq!(bytes, index.as_bytes());
+    assert_eq!(
+        gets(&proxy, "/manifests/stable"),
+        vec![(Some(200), Some(cut)), (Some(200), None)],
+        "the cut answer, then the whole one"
+    );
+}
+
+/// The same for a small blob read whole (an image config).
+#[test]
+fn a_blob_answer_cut_in_its_body_is_read_again() {
+    let registry = Registry::start();
+    let blob: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let digest = rt
+        .block_on(client(&registry.repo(REPO)).push_blob_bytes(&blob))
+        .unwrap();
+    let cut = Action::CutAnswer { bytes: 3000 };
+    let path = format!("/blobs/{digest}");
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(crate::support::proxy::Rule::nth(
+            1,
+            "GET",
+            &path,
+            cut.clone(),
+        )),
+    );
+    let read = rt
+        .block_on(client(&proxy.repo(REPO)).get_blob(&digest, 1 << 20))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(read.as_deref(), Some(&blob[..]));
+    assert_eq!(
+        gets(&proxy, &path),
+        vec![(Some(200), Some(cut)), (Some(200), None)],
+        "the cut answer, then the whole one"
+    );
+}
