@@ -5,7 +5,7 @@
 //!   4-arch build through the fault proxy of tests/support (a seeded mix of 503, 429,
 //!   500, resets before and after the registry did the work, cut answers, on a given
 //!   share of the requests), SIGKILLed at a seeded point of its request sequence (a
-//!   [tripwire](crate::support::proxy::Proxy::trip_at): held before the registry sees
+//!   [tripwire](crate::support::proxy::Proxy::trip_on): held before the registry sees
 //!   the request, held after it answered, or let through and killed a seeded few
 //!   milliseconds later, which lands some kills in the record stage), then rerun (faults
 //!   still on) until a run succeeds, then run once more.
@@ -149,6 +149,10 @@ struct Reference {
     meta: BTreeMap<String, String>,
     /// Requests a clean push sends (through a proxy without faults).
     requests: u64,
+    /// Blobs a clean push uploads.
+    blobs: usize,
+    /// The tag a clean push puts last.
+    last_tag: String,
 }
 
 impl Reference {
@@ -169,6 +173,19 @@ impl Reference {
         let repo = proxy.repo(REPO);
         let clean = Attempt::run(&mut push(&repo, wd.path()));
         assert_eq!(clean.outcome(), "pushed", "clean push: {}", clean.context());
+        let log = proxy.log();
+        let requests = log.len() as u64;
+        let last_tag = log
+            .iter()
+            .rev()
+            .filter(|e| e.method == "PUT")
+            .find_map(|e| {
+                e.path()
+                    .rsplit_once("/manifests/")
+                    .map(|(_, t)| t.to_string())
+            })
+            .filter(|t| TAGS.contains(&t.as_str()))
+            .expect("the clean push put its tags last");
         let list = skopeo_inspect_raw(&format!("{repo}:{}", TAGS[0]), None)
             .expect("the clean push's list");
         let meta = ARCHES
@@ -183,7 +200,9 @@ impl Reference {
             files,
             list,
             meta,
-            requests: proxy.log().len() as u64,
+            requests,
+            last_tag,
+            blobs: Puts::of(&registry.requests()).blobs.len(),
         }
     }
 
@@ -540,22 +559,52 @@ fn check_end_state(
 // Killed pushes
 // ---------------------------------------------------------------------------------
 
-/// Where a run is killed: at its `request`th request, as `trip` says, `delay` after
-/// the tripwire when it lets the request through.
-#[derive(Debug, Clone, Copy)]
+/// Where a run is killed: at the `nth` request matching `method` and `path` (as a
+/// proxy rule matches: "*" and "" for any), as `trip` says, `delay` after the
+/// tripwire when it lets the request through.
+#[derive(Debug, Clone)]
 struct KillPoint {
-    request: u64,
+    nth: u64,
+    method: &'static str,
+    path: String,
     trip: Trip,
     delay: Duration,
 }
 
 impl KillPoint {
-    /// Seeded: any request of a clean push's sequence, any of the three ways.
-    fn of(seed: u64, requests: u64) -> KillPoint {
+    /// Seeded. Faults make a push's request sequence longer than a clean push's, and
+    /// most of it is blobs: a point drawn from the whole sequence alone would seldom
+    /// be past the blobs. So some points are drawn from the whole sequence, and the
+    /// others aimed at a blob upload, a manifest, a tag, or just after the last tag
+    /// (let through, killed up to [`MAX_KILL_DELAY_US`] later: in the record stage, or
+    /// too late when the run is quicker).
+    fn of(seed: u64, reference: &Reference) -> KillPoint {
         let r = mix(seed ^ 0x5EED_C0DE);
-        let trip = [Trip::BeforeForward, Trip::AfterUpstream, Trip::Pass][(mix(r) % 3) as usize];
+        let any_trip =
+            [Trip::BeforeForward, Trip::AfterUpstream, Trip::Pass][(mix(r) % 3) as usize];
+        let pick = |n: u64| 1 + mix(r ^ 2) % n.max(1);
+        let tag = |t: &str| format!("/manifests/{t}");
+        let (nth, method, path, trip) = match mix(r ^ 3) % 20 {
+            0..8 => (pick(reference.requests), "*", String::new(), any_trip),
+            8..12 => (
+                pick(reference.blobs as u64),
+                "PUT",
+                "/blobs/uploads/".to_string(),
+                any_trip,
+            ),
+            12..15 => (
+                pick(ARCHES.len() as u64 + 1),
+                "PUT",
+                "/manifests/sha256:".to_string(),
+                any_trip,
+            ),
+            15..17 => (1, "PUT", tag(TAGS[(r % 2) as usize]), any_trip),
+            _ => (1, "PUT", tag(&reference.last_tag), Trip::Pass),
+        };
         KillPoint {
-            request: 1 + r % requests.max(1),
+            nth,
+            method,
+            path,
             trip,
             delay: match trip {
                 Trip::Pass => Duration::from_micros(mix(r ^ 1) % MAX_KILL_DELAY_US),
@@ -574,12 +623,46 @@ struct RunStats {
     reruns: usize,
     /// The killed client's requests did not finish within [`IDLE_TIMEOUT`].
     stragglers: bool,
+    /// Where the kill landed, when it did.
+    stage: Option<Stage>,
+    /// The kill left files beside meta.json (a lock, a claim, a temp file).
+    left_by_kill: bool,
     wrong: Vec<String>,
 }
 
+/// How far a push had got when it was killed, as the registry and the workdir show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    /// Not every blob was up.
+    Blobs,
+    /// Every blob, not every manifest (the list included).
+    Manifests,
+    /// Every manifest, not every tag.
+    Tags,
+    /// Every tag: in the record stage (meta.json), or right before it.
+    Record,
+}
+
+impl Stage {
+    fn of(puts: &Puts, reference: &Reference, wd: &Path) -> Stage {
+        let recorded = ARCHES.iter().any(|a| {
+            fs::read_to_string(meta_path(wd, a)).is_ok_and(|t| t.contains(&format!("\"{KEY}\"")))
+        });
+        if recorded || puts.tags.len() == TAGS.len() {
+            Stage::Record
+        } else if puts.manifests.len() > ARCHES.len() {
+            Stage::Tags
+        } else if puts.blobs.len() == reference.blobs {
+            Stage::Manifests
+        } else {
+            Stage::Blobs
+        }
+    }
+}
+
 /// Starts a push with the tripwire armed, kills it when the tripwire says.
-fn killed_attempt(proxy: &Proxy, repo: &str, wd: &Path, at: KillPoint) -> Attempt {
-    let tripped = proxy.trip_at(at.request, at.trip);
+fn killed_attempt(proxy: &Proxy, repo: &str, wd: &Path, at: &KillPoint) -> Attempt {
+    let tripped = proxy.trip_on(at.nth, at.method, &at.path, at.trip);
     let mut running = Running::spawn(&mut push(repo, wd));
     let deadline = Instant::now() + RUN_TIMEOUT;
     loop {
@@ -607,13 +690,18 @@ fn killed_push(settings: &Settings, reference: &Reference, seed: u64) -> RunStat
     let proxy = Proxy::start(registry.addr(), settings.faults(seed));
     let repo = proxy.repo(REPO);
     let wd = reference.workdir();
-    let at = KillPoint::of(seed, reference.requests);
+    let at = KillPoint::of(seed, reference);
     let mut stats = RunStats::default();
 
-    let first = killed_attempt(&proxy, &repo, wd.path(), at);
+    let first = killed_attempt(&proxy, &repo, wd.path(), &at);
     stats.killed = first.killed;
     // What the dead process sent is finished with before anyone looks.
     stats.stragglers = !proxy.wait_idle(IDLE_TIMEOUT);
+    if first.killed {
+        let puts = Puts::of(&registry.requests());
+        stats.stage = Some(Stage::of(&puts, reference, wd.path()));
+        stats.left_by_kill = files_under(wd.path()) != reference.files;
+    }
     stats.retries += first.retries();
     stats.wrong.extend(first.unclean());
     let mut last = first;
@@ -704,12 +792,23 @@ fn killed_pushes_through_a_faulty_link_converge() {
     let (median, max) = median_max(&reruns);
     let lost: Vec<&RunStats> = all.iter().filter(|s| !s.wrong.is_empty()).collect();
     let faults: u64 = all.iter().map(|s| s.faults).sum();
+    let mut stages: BTreeMap<Stage, usize> = BTreeMap::new();
+    for stage in all.iter().filter_map(|s| s.stage) {
+        *stages.entry(stage).or_default() += 1;
+    }
+    let stages = stages
+        .iter()
+        .map(|(stage, n)| format!("{stage:?} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     eprintln!(
         "\nsoak: killed pushes of a {}-arch build ({} layers of {} KiB per arch) at {:.0} % \
          faults, seeds {}..={}, in {:.0?}\n\n\
          | runs | faults injected | kills | retries | reruns to converge (median / max) | stragglers | lost |\n\
          |-----:|----------------:|------:|--------:|----------------------------------:|-----------:|-----:|\n\
-         | {} | {} | {} | {} | {median} / {max} | {} | {} |\n",
+         | {} | {} | {} | {} | {median} / {max} | {} | {} |\n\n\
+         kills by how far the push had got: {stages}; kills that left a lock or a temp \
+         file beside meta.json: {}\n",
         ARCHES.len(),
         settings.layers,
         settings.layer_kib,
@@ -723,6 +822,7 @@ fn killed_pushes_through_a_faulty_link_converge() {
         all.iter().map(|s| s.retries).sum::<u64>(),
         all.iter().filter(|s| s.stragglers).count(),
         lost.len(),
+        all.iter().filter(|s| s.left_by_kill).count(),
     );
     if settings.rate > 0.0 && settings.runs > 0 {
         assert!(faults > 0, "no fault was injected");

@@ -50,7 +50,7 @@
 //! answer reaches the client (only a relayed "100 Continue" may precede it), so once a
 //! client has its answer (or its error), the event is there.
 //!
-//! A [tripwire](Proxy::trip_at) stops one chosen request (the nth from now) and says so
+//! A [tripwire](Proxy::trip_on) stops one chosen request (the nth from now) and says so
 //! on a channel: held before it reaches the registry, held after the registry answered it
 //! (the answer never relayed), or let through. A test SIGKILLs its client then, so the
 //! kill lands at a known point of the request sequence, not after a guessed delay.
@@ -426,7 +426,7 @@ struct Shared {
     connections: AtomicU64,
     /// Requests read and not yet answered nor held by a tripwire.
     in_flight: AtomicU64,
-    /// The armed tripwire, if any ([`Proxy::trip_at`]).
+    /// The armed tripwire, if any ([`Proxy::trip_on`]).
     tripwire: Mutex<Option<Tripwire>>,
     /// Each connection's own limit, per direction ([`Bandwidth::per_connection`]).
     per_connection: Option<u64>,
@@ -514,18 +514,27 @@ impl Proxy {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
-    /// Arms a tripwire on the `n`th request (1-based) the proxy reads from now on,
-    /// replacing one armed before. When that request comes, the proxy does what `trip`
-    /// says and sends the request's [`ProxyEvent::seq`] on the returned channel. A
-    /// held request stays held until the proxy is dropped: its client is meant to be
-    /// killed meanwhile. The channel is closed without a message when the proxy is
-    /// dropped first, or when the request is one the registry cannot answer
-    /// ([`Trip::AfterUpstream`] on a request the proxy failed to forward).
-    pub fn trip_at(&self, n: u64, trip: Trip) -> mpsc::Receiver<u64> {
+    /// Arms a tripwire on the `n`th request (1-based) the proxy reads from now on whose
+    /// method is `method` ("*" for any) and whose path and query contain
+    /// `path_contains` ("" for any), as a [`Rule`] matches, replacing one armed before.
+    /// When that request comes, the proxy does what `trip` says and sends the request's
+    /// [`ProxyEvent::seq`] on the returned channel. A held request stays held until
+    /// the proxy is dropped: its client is meant to be killed meanwhile. The channel is
+    /// closed without a message when the proxy is dropped first, or when the request
+    /// is one the registry cannot answer ([`Trip::AfterUpstream`] on a request the
+    /// proxy failed to forward).
+    pub fn trip_on(
+        &self,
+        n: u64,
+        method: &str,
+        path_contains: &str,
+        trip: Trip,
+    ) -> mpsc::Receiver<u64> {
         assert!(n >= 1, "requests count from 1");
         let (tell, told) = mpsc::channel();
         *self.shared.tripwire.lock().unwrap() = Some(Tripwire {
             left: n,
+            matching: Rule::every(method, path_contains, Action::ResetBeforeForward),
             trip,
             tell,
         });
@@ -555,7 +564,7 @@ impl Proxy {
     }
 }
 
-/// Where a tripwire stops its request ([`Proxy::trip_at`]).
+/// Where a tripwire stops its request ([`Proxy::trip_on`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trip {
     /// Held as soon as its head is read: the registry never sees it.
@@ -569,18 +578,24 @@ pub enum Trip {
     Pass,
 }
 
-/// An armed tripwire: `left` more requests to its own.
+/// An armed tripwire: `left` more requests `matching` to its own.
 struct Tripwire {
     left: u64,
+    /// The requests it counts (its action is not used).
+    matching: Rule,
     trip: Trip,
     tell: mpsc::Sender<u64>,
 }
 
 impl Shared {
-    /// The tripwire's action, if request `seq` (just read) is the one it waits for.
-    fn tripped(&self, seq: u64) -> Option<Tripped> {
+    /// The tripwire's action, if request `seq`, `req` (just read), is the one it waits
+    /// for.
+    fn tripped(&self, seq: u64, req: &RequestHead) -> Option<Tripped> {
         let mut armed = self.tripwire.lock().unwrap();
         let wire = armed.as_mut()?;
+        if !wire.matching.matches(&req.method, &req.target) {
+            return None;
+        }
         wire.left -= 1;
         if wire.left > 0 {
             return None;
@@ -688,7 +703,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
                 action = Some(Action::status(413));
             }
             // Under the decider's lock, so that the tripwire counts in `seq` order.
-            let trip = shared.tripped(seq);
+            let trip = shared.tripped(seq, &req);
             (seq, action, decider.latency(), trip)
         };
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -873,7 +888,15 @@ impl Exchange<'_> {
             sink: up_w,
             link: Link([self.own.up.as_ref(), self.shared.total.up.as_ref()]),
         };
-        let body = copy_body(client_r, &mut up_w, self.req.framing, false);
+        let body = async {
+            let sent = copy_body(client_r, &mut up_w, self.req.framing, false).await;
+            if sent.is_err() {
+                // The client went away mid-body (killed): end the body upstream
+                // too, or the registry would wait for the rest of it for ever.
+                let _ = up_w.sink.shutdown().await;
+            }
+            sent
+        };
         let answer = self.relay_answer(up_r, client_w);
         tokio::pin!(body, answer);
         let mut body_sent = None;
