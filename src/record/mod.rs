@@ -21,7 +21,7 @@ mod testutil;
 
 use std::fs;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
@@ -88,6 +88,29 @@ pub fn record_entry(
             .with_context(|| format!("writing {}", target.display()))?;
     }
     Ok(change)
+}
+
+/// How long [`tidy`] waits for a lock someone alive holds before it leaves it be.
+const TIDY_WAIT: Duration = Duration::from_millis(200);
+
+/// Clears what a writer killed in its record stage left beside `meta_path`, for an
+/// arch a run does not record (up to date, or recorded before): a SIGKILL between a
+/// meta.json's rename and its unlock leaves cosa's lock, which every rerun would
+/// leave too (none records that arch again) and cosa would wait out (it cannot tell
+/// that the holder died); a kill mid-write leaves a temp file. Done under the lock,
+/// taken without waiting for a live holder (a provably dead holder's lock is broken
+/// at once, see [`lock_meta`]). When there is neither a lock nor a temp file, as
+/// after every run that ended, nothing is done at all: an up-to-date run writes
+/// nothing.
+pub fn tidy(meta_path: &Path) {
+    if fs::symlink_metadata(lock_path_for(meta_path)).is_err()
+        && atomic::temps_of(meta_path).is_empty()
+    {
+        return;
+    }
+    if let Ok(_lock) = lock::lock_meta_with(meta_path, lock::DEFAULT_LOCK_LIFETIME, TIDY_WAIT) {
+        remove_dead_writers_temps(meta_path);
+    }
 }
 
 /// The bytes of the meta.json document at `path`, and the document.

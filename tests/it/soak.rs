@@ -1054,3 +1054,103 @@ fn a_blob_answer_cut_in_its_body_is_read_again() {
         "the cut answer, then the whole one"
     );
 }
+
+/// Plants, beside `meta`, what a pushgate SIGKILLed in its record stage leaves: cosa's
+/// lock held (unexpired) by a process of this kernel and PID namespace that is gone,
+/// its claim and owner file (as src/record/lock.rs writes them), and a temp file of
+/// a write that never got renamed. Returns the planted files.
+fn plant_a_dead_writer(meta: &Path) -> Vec<PathBuf> {
+    let dir = meta.parent().expect("an arch directory");
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let pid = gone.id();
+    gone.wait().expect("reap true");
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let ns = fs::read_link("/proc/self/ns/pid").expect("pid namespace");
+    let ns = ns.to_string_lossy();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
+    let lock = dir.join(".meta.json.lock");
+    let claim = dir.join(format!(".meta.json.lock|localhost|{pid}|42"));
+    let owner = dir.join(format!(".meta.json.lock|localhost|{pid}|42.owner"));
+    let temp = dir.join(".meta.json.k1ll3d.tmp");
+    fs::write(
+        &owner,
+        format!(
+            "boot-id={}\npid-ns={ns}\npid={pid}\nstart-time=1\n",
+            boot_id.trim()
+        ),
+    )
+    .expect("write the owner file");
+    fs::write(&claim, claim.as_os_str().as_encoded_bytes()).expect("write the claim");
+    fs::hard_link(&claim, &lock).expect("link the lock");
+    File::options()
+        .write(true)
+        .open(&lock)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(60)))
+        .expect("set the lock's expiry");
+    fs::write(&temp, b"{\"half\": ").expect("write a temp file");
+    vec![lock, claim, owner, temp]
+}
+
+/// Seed 10 of the second soak: killed between a meta.json's rename and its unlock,
+/// the push left that arch's lock, and every rerun left it there, since none records
+/// an arch whose meta.json has the entry; cosa, which cannot tell that the holder
+/// died, would wait out the lock's lifetime.
+#[test]
+fn an_up_to_date_run_clears_the_lock_a_killed_run_left() {
+    let wd = TempDir::new().unwrap();
+    write_build(
+        wd.path(),
+        &SampleBuild::ostree(BUILD_ID, &ARCHES[..2], 1, 1024),
+    )
+    .unwrap();
+    let registry = Registry::start();
+    let repo = registry.repo(REPO);
+    let first = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(first.outcome(), "pushed", "{}", first.context());
+    let planted: Vec<PathBuf> = ARCHES[..2]
+        .iter()
+        .flat_map(|a| plant_a_dead_writer(&meta_path(wd.path(), a)))
+        .collect();
+    let metas: Vec<Vec<u8>> = ARCHES[..2]
+        .iter()
+        .map(|a| fs::read(meta_path(wd.path(), a)).unwrap())
+        .collect();
+    let seen = registry.requests().len();
+    let again = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(again.outcome(), "up-to-date", "{}", again.context());
+    let writes: Vec<_> = registry.requests()[seen..]
+        .iter()
+        .filter(|r| r.is_write())
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    for (arch, before) in ARCHES[..2].iter().zip(&metas) {
+        assert_eq!(&fs::read(meta_path(wd.path(), arch)).unwrap(), before);
+    }
+    let left: Vec<_> = planted.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
+/// The same when the rerun records the other arches only.
+#[test]
+fn a_rerun_that_records_other_arches_clears_the_lock_a_killed_run_left() {
+    let wd = TempDir::new().unwrap();
+    write_build(
+        wd.path(),
+        &SampleBuild::ostree(BUILD_ID, &ARCHES[..2], 1, 1024),
+    )
+    .unwrap();
+    let registry = Registry::start();
+    let repo = registry.repo(REPO);
+    let original = fs::read(meta_path(wd.path(), ARCHES[1])).unwrap();
+    let first = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(first.outcome(), "pushed", "{}", first.context());
+    // Killed after the first arch's meta.json was replaced, before its unlock.
+    fs::write(meta_path(wd.path(), ARCHES[1]), &original).unwrap();
+    let planted = plant_a_dead_writer(&meta_path(wd.path(), ARCHES[0]));
+    let again = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(again.outcome(), "recorded", "{}", again.context());
+    assert_eq!(again.json["recorded"], serde_json::json!([ARCHES[1]]));
+    let left: Vec<_> = planted.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}
