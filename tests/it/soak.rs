@@ -31,7 +31,8 @@
 //! requests faulted, default 0.2), `PUSHGATE_SOAK_SEED` (the first seed, default 1),
 //! `PUSHGATE_SOAK_ROUNDS` (concurrent rounds, default 1), `PUSHGATE_SOAK_PUSHES`
 //! (pushes per round, default 8), `PUSHGATE_SOAK_LAYERS` and `PUSHGATE_SOAK_LAYER_KIB`
-//! (the build's images: default 2 layers of 64 KiB per arch).
+//! (the build's images: default 2 layers of 64 KiB per arch), `PUSHGATE_SOAK_CHUNK_KIB`
+//! (`--chunk-size` in KiB, for uploads in chunks; default none: pushgate's 64 MiB).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -77,6 +78,8 @@ struct Settings {
     pushes: usize,
     layers: usize,
     layer_kib: u64,
+    /// `--chunk-size`, in KiB, when set: bigger blobs go up in chunks.
+    chunk_kib: Option<u64>,
 }
 
 impl Settings {
@@ -98,12 +101,29 @@ impl Settings {
             pushes: var("PUSHGATE_SOAK_PUSHES", 8),
             layers: var("PUSHGATE_SOAK_LAYERS", 2),
             layer_kib: var("PUSHGATE_SOAK_LAYER_KIB", 64),
+            chunk_kib: std::env::var("PUSHGATE_SOAK_CHUNK_KIB").ok().map(|v| {
+                v.trim()
+                    .parse()
+                    .expect("PUSHGATE_SOAK_CHUNK_KIB is a number")
+            }),
         };
         assert!(
             (0.0..=1.0).contains(&s.rate),
             "PUSHGATE_SOAK_FAULTS in [0, 1]"
         );
         s
+    }
+
+    /// The build and how it goes up, for the summaries.
+    fn describe(&self) -> String {
+        let chunks = match self.chunk_kib {
+            Some(kib) => format!(", in chunks of {kib} KiB"),
+            None => String::new(),
+        };
+        format!(
+            "{} layers of {} KiB per arch{chunks}",
+            self.layers, self.layer_kib
+        )
     }
 
     /// The proxy's faults for `seed`: each request, with probability `rate`, gets one
@@ -153,6 +173,8 @@ struct Reference {
     blobs: usize,
     /// The tag a clean push puts last.
     last_tag: String,
+    /// `--chunk-size` of every push, in KiB.
+    chunk_kib: Option<u64>,
 }
 
 impl Reference {
@@ -171,7 +193,11 @@ impl Reference {
         let wd = TempDir::new().expect("clean push workdir");
         copy_workdir(template.path(), wd.path());
         let repo = proxy.repo(REPO);
-        let clean = Attempt::run(&mut push(&repo, wd.path()));
+        let mut clean = push(&repo, wd.path());
+        if let Some(kib) = settings.chunk_kib {
+            clean.arg(format!("--chunk-size={kib}k"));
+        }
+        let clean = Attempt::run(&mut clean);
         assert_eq!(clean.outcome(), "pushed", "clean push: {}", clean.context());
         let log = proxy.log();
         let requests = log.len() as u64;
@@ -202,8 +228,18 @@ impl Reference {
             meta,
             requests,
             last_tag,
+            chunk_kib: settings.chunk_kib,
             blobs: Puts::of(&registry.requests()).blobs.len(),
         }
+    }
+
+    /// A push of the build in `wd` to `repo`, as every run of the soak makes it.
+    fn push(&self, repo: &str, wd: &Path) -> Command {
+        let mut cmd = push(repo, wd);
+        if let Some(kib) = self.chunk_kib {
+            cmd.arg(format!("--chunk-size={kib}k"));
+        }
+        cmd
     }
 
     /// A fresh copy of the build, as no push has touched it.
@@ -477,7 +513,7 @@ fn check_end_state(
     };
     let before = metas(wd);
     let seen = registry.requests().len();
-    let noop = Attempt::run(&mut push(repo, wd));
+    let noop = Attempt::run(&mut reference.push(repo, wd));
     let writes: Vec<String> = registry.requests()[seen..]
         .iter()
         .filter(|r| r.is_write())
@@ -661,9 +697,15 @@ impl Stage {
 }
 
 /// Starts a push with the tripwire armed, kills it when the tripwire says.
-fn killed_attempt(proxy: &Proxy, repo: &str, wd: &Path, at: &KillPoint) -> Attempt {
+fn killed_attempt(
+    reference: &Reference,
+    proxy: &Proxy,
+    repo: &str,
+    wd: &Path,
+    at: &KillPoint,
+) -> Attempt {
     let tripped = proxy.trip_on(at.nth, at.method, &at.path, at.trip);
-    let mut running = Running::spawn(&mut push(repo, wd));
+    let mut running = Running::spawn(&mut reference.push(repo, wd));
     let deadline = Instant::now() + RUN_TIMEOUT;
     loop {
         match tripped.recv_timeout(POLL) {
@@ -693,7 +735,7 @@ fn killed_push(settings: &Settings, reference: &Reference, seed: u64) -> RunStat
     let at = KillPoint::of(seed, reference);
     let mut stats = RunStats::default();
 
-    let first = killed_attempt(&proxy, &repo, wd.path(), &at);
+    let first = killed_attempt(reference, &proxy, &repo, wd.path(), &at);
     stats.killed = first.killed;
     // What the dead process sent is finished with before anyone looks.
     stats.stragglers = !proxy.wait_idle(IDLE_TIMEOUT);
@@ -707,7 +749,7 @@ fn killed_push(settings: &Settings, reference: &Reference, seed: u64) -> RunStat
     let mut last = first;
     while !last.succeeded() && stats.reruns < MAX_RERUNS {
         stats.reruns += 1;
-        last = Attempt::run(&mut push(&repo, wd.path()));
+        last = Attempt::run(&mut reference.push(&repo, wd.path()));
         stats.retries += last.retries();
         stats.wrong.extend(last.unclean());
     }
@@ -802,16 +844,15 @@ fn killed_pushes_through_a_faulty_link_converge() {
         .collect::<Vec<_>>()
         .join(", ");
     eprintln!(
-        "\nsoak: killed pushes of a {}-arch build ({} layers of {} KiB per arch) at {:.0} % \
-         faults, seeds {}..={}, in {:.0?}\n\n\
+        "\nsoak: killed pushes of a {}-arch build ({}) at {:.0} % faults, seeds {}..={}, \
+         in {:.0?}\n\n\
          | runs | faults injected | kills | retries | reruns to converge (median / max) | stragglers | lost |\n\
          |-----:|----------------:|------:|--------:|----------------------------------:|-----------:|-----:|\n\
          | {} | {} | {} | {} | {median} / {max} | {} | {} |\n\n\
          kills by how far the push had got: {stages}; kills that left a lock or a temp \
          file beside meta.json: {}\n",
         ARCHES.len(),
-        settings.layers,
-        settings.layer_kib,
+        settings.describe(),
         settings.rate * 100.0,
         settings.seed,
         settings.seed + settings.runs - 1,
@@ -866,7 +907,7 @@ fn concurrent_round(settings: &Settings, reference: &Reference, seed: u64) -> Ro
     let mut stats = RoundStats::default();
 
     let running: Vec<Running> = (0..settings.pushes)
-        .map(|_| Running::spawn(&mut push(&repo, wd.path())))
+        .map(|_| Running::spawn(&mut reference.push(&repo, wd.path())))
         .collect();
     let ended: Vec<Attempt> = running
         .into_iter()
@@ -885,7 +926,7 @@ fn concurrent_round(settings: &Settings, reference: &Reference, seed: u64) -> Ro
     let mut converged = ended.iter().all(Attempt::succeeded);
     while !converged && stats.reruns < MAX_RERUNS {
         stats.reruns += 1;
-        let rerun = Attempt::run(&mut push(&repo, wd.path()));
+        let rerun = Attempt::run(&mut reference.push(&repo, wd.path()));
         stats.retries += rerun.retries();
         stats.wrong.extend(rerun.unclean());
         converged = rerun.succeeded();
@@ -929,15 +970,18 @@ fn concurrent_pushes_of_one_build_converge() {
     let (median, max) = median_max(&reruns);
     let lost = all.iter().filter(|s| !s.wrong.is_empty()).count();
     eprintln!(
-        "\nsoak: {} concurrent pushes of one {}-arch build x {} rounds at {:.0} % faults, \
-         in {:.0?}\n\n\
+        "\nsoak: {} concurrent pushes of one {}-arch build ({}) x {} rounds at {:.0} % \
+         faults, seeds {}..={}, in {:.0?}\n\n\
          | rounds | pushes | ended (outcome: pushes) | faults injected | retries | reruns to converge (median / max) | lost |\n\
          |-------:|-------:|-------------------------|----------------:|--------:|----------------------------------:|-----:|\n\
          | {} | {} | {} | {} | {} | {median} / {max} | {lost} |\n",
         settings.pushes,
         ARCHES.len(),
+        settings.describe(),
         settings.rounds,
         settings.rate * 100.0,
+        settings.seed,
+        settings.seed + settings.rounds.max(1) - 1,
         started.elapsed(),
         all.len(),
         all.len() * settings.pushes,
