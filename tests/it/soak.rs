@@ -488,9 +488,18 @@ fn concurrent_round(settings: &Settings, reference: &Reference, seed: u64) -> Ro
                 .lines()
                 .filter(|l| l.contains("; retry "))
                 .collect();
+            // And what answered 400, for a 400 without a registry error code.
+            let bad: Vec<String> = registry
+                .requests()
+                .iter()
+                .filter(|r| r.status == 400)
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect();
             eprintln!(
-                "round {seed}: a push failed cleanly: {}\n  after: {retries:#?}",
-                attempt.json["error"].as_str().unwrap_or(&attempt.stderr)
+                "round {seed}: a push failed cleanly: {}\n  after: {retries:#?}\n  \
+                 registry 400s: {bad:?}; heads the proxy could not parse: {}",
+                attempt.json["error"].as_str().unwrap_or(&attempt.stderr),
+                proxy.malformed()
             );
             "failed".to_string()
         };

@@ -93,11 +93,9 @@ fn a_blob_answer_cut_in_its_body_is_read_again() {
     );
 }
 
-/// Plants, beside `meta`, what a pushgate SIGKILLed in its record stage leaves: cosa's
-/// lock held (unexpired) by a process of this kernel and PID namespace that is gone,
-/// its claim and owner file (as src/record/lock.rs writes them), and a temp file of
-/// a write that never got renamed. Returns the planted files.
-fn plant_a_dead_writer(meta: &Path) -> Vec<PathBuf> {
+/// Plants, beside `meta`, the claim and owner file (as src/record/lock.rs writes them)
+/// of a pushgate of this kernel and PID namespace that is gone; returns them.
+fn plant_a_dead_claim(meta: &Path) -> (PathBuf, PathBuf) {
     let dir = meta.parent().expect("an arch directory");
     let mut gone = Command::new("true").spawn().expect("spawn true");
     let pid = gone.id();
@@ -106,10 +104,8 @@ fn plant_a_dead_writer(meta: &Path) -> Vec<PathBuf> {
     let ns = fs::read_link("/proc/self/ns/pid").expect("pid namespace");
     let ns = ns.to_string_lossy();
     let ns = ns.trim_start_matches("pid:[").trim_end_matches(']');
-    let lock = dir.join(".meta.json.lock");
     let claim = dir.join(format!(".meta.json.lock|localhost|{pid}|42"));
     let owner = dir.join(format!(".meta.json.lock|localhost|{pid}|42.owner"));
-    let temp = dir.join(".meta.json.k1ll3d.tmp");
     fs::write(
         &owner,
         format!(
@@ -119,6 +115,17 @@ fn plant_a_dead_writer(meta: &Path) -> Vec<PathBuf> {
     )
     .expect("write the owner file");
     fs::write(&claim, claim.as_os_str().as_encoded_bytes()).expect("write the claim");
+    (claim, owner)
+}
+
+/// Plants, beside `meta`, what a pushgate SIGKILLed in its record stage leaves: cosa's
+/// lock held (unexpired) by a process that is gone ([`plant_a_dead_claim`]), and a
+/// temp file of a write that never got renamed. Returns the planted files.
+fn plant_a_dead_writer(meta: &Path) -> Vec<PathBuf> {
+    let dir = meta.parent().expect("an arch directory");
+    let (claim, owner) = plant_a_dead_claim(meta);
+    let lock = dir.join(".meta.json.lock");
+    let temp = dir.join(".meta.json.k1ll3d.tmp");
     fs::hard_link(&claim, &lock).expect("link the lock");
     File::options()
         .write(true)
@@ -190,5 +197,33 @@ fn a_rerun_that_records_other_arches_clears_the_lock_a_killed_run_left() {
     assert_eq!(again.outcome(), "recorded", "{}", again.context());
     assert_eq!(again.json["recorded"], serde_json::json!([ARCHES[1]]));
     let left: Vec<_> = planted.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
+/// Seed 140 of the 200-run soak: killed while letting the lock go (the lock removed,
+/// its claim not yet), the push left a claim and its owner file, which no run
+/// removed; a kill between writing the owner file and the claim leaves an owner file
+/// alone.
+#[test]
+fn an_up_to_date_run_clears_the_claims_killed_runs_left() {
+    let wd = TempDir::new().unwrap();
+    write_build(
+        wd.path(),
+        &SampleBuild::ostree(BUILD_ID, &ARCHES[..2], 1, 1024),
+    )
+    .unwrap();
+    let registry = Registry::start();
+    let repo = registry.repo(REPO);
+    let first = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(first.outcome(), "pushed", "{}", first.context());
+    let (claim, owner) = plant_a_dead_claim(&meta_path(wd.path(), ARCHES[0]));
+    let (lone_claim, lone_owner) = plant_a_dead_claim(&meta_path(wd.path(), ARCHES[1]));
+    fs::remove_file(&lone_claim).unwrap();
+    let again = Attempt::run(&mut push(&repo, wd.path()));
+    assert_eq!(again.outcome(), "up-to-date", "{}", again.context());
+    let left: Vec<_> = [claim, owner, lone_owner]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
     assert!(left.is_empty(), "left: {left:?}");
 }

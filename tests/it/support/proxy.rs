@@ -426,6 +426,8 @@ struct Shared {
     connections: AtomicU64,
     /// Requests read and not yet answered nor held by a tripwire.
     in_flight: AtomicU64,
+    /// Request heads that could not be parsed (answered 400, not in the log).
+    malformed: AtomicU64,
     /// The armed tripwire, if any ([`Proxy::trip_on`]).
     tripwire: Mutex<Option<Tripwire>>,
     /// Each connection's own limit, per direction ([`Bandwidth::per_connection`]).
@@ -469,6 +471,7 @@ impl Proxy {
             log: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
             tripwire: Mutex::new(None),
             per_connection: bandwidth.per_connection,
             total: Directions::new(bandwidth.total),
@@ -539,6 +542,12 @@ impl Proxy {
             tell,
         });
         told
+    }
+
+    /// Request heads the proxy could not parse, and answered with a bare 400 (they are
+    /// not in [`Proxy::log`]): a client, or the proxy, out of step with the framing.
+    pub fn malformed(&self) -> u64 {
+        self.shared.malformed.load(Ordering::SeqCst)
     }
 
     /// Requests read from clients and not finished with yet: neither answered (or
@@ -686,6 +695,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
             Ok(Some(lines)) => match RequestHead::parse(lines) {
                 Some(req) => req,
                 None => {
+                    shared.malformed.fetch_add(1, Ordering::SeqCst);
                     let _ = client_w.write_all(&bad_request()).await;
                     return;
                 }
