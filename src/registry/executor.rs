@@ -591,6 +591,9 @@ pub(super) fn header_digest(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The error an answer with an error status stands for (its body read, bounded).
+/// A refusal cut off in its body is a lost answer (transient, retried), not a
+/// refusal without a reason: its codes, which say what it is (a
+/// `MANIFEST_BLOB_UNKNOWN` is healed, a `DENIED` explained), are lost with it.
 pub(super) async fn error_from(resp: Response) -> RegistryError {
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -598,13 +601,20 @@ pub(super) async fn error_from(resp: Response) -> RegistryError {
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let body = read_bounded(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-    let (codes, message) = parse_codes(&body);
-    RegistryError::Status {
+    let stands = |codes, message| RegistryError::Status {
         status,
         codes,
         message,
         retry_after,
+    };
+    match read_bounded(resp, MAX_ERROR_BODY).await {
+        Ok(body) => {
+            let (codes, message) = parse_codes(&body);
+            stands(codes, message)
+        }
+        // A transient status stands whole without its body.
+        Err(cut) if cut.is_transient() && !stands(Vec::new(), String::new()).is_transient() => cut,
+        Err(_) => stands(Vec::new(), String::new()),
     }
 }
 

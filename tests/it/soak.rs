@@ -412,7 +412,7 @@ fn killed_pushes_through_a_faulty_link_converge() {
          | runs | faults injected | kills | retries | reruns to converge (median / max) | stragglers | lost |\n\
          |-----:|----------------:|------:|--------:|----------------------------------:|-----------:|-----:|\n\
          | {} | {} | {} | {} | {median} / {max} | {} | {} |\n\n\
-         kills by how far the push had got: {stages}; kills that left a lock or a temp \
+         kills by how far the push had got: {stages}; kills that left a lock, a claim or a temp \
          file beside meta.json: {}\n",
         ARCHES.len(),
         settings.describe(),

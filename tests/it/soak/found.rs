@@ -227,3 +227,67 @@ fn an_up_to_date_run_clears_the_claims_killed_runs_left() {
         .collect();
     assert!(left.is_empty(), "left: {left:?}");
 }
+
+/// How many bytes the head of the registry's answer to `PUT /v2/{REPO}/manifests/{tag}`
+/// with `body` takes (status line and headers, up to the empty line), asked directly.
+fn answer_head_len(registry: &Registry, tag: &str, media_type: &str, body: &[u8]) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(registry.addr()).expect("connect");
+    let head = format!(
+        "PUT /v2/{REPO}/manifests/{tag} HTTP/1.1\r\nHost: {}\r\nContent-Type: {media_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        registry.addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("send the head");
+    stream.write_all(body).expect("send the body");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("read the answer");
+    answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole answer head")
+        + 4
+}
+
+/// Round 7 of the concurrent soak: a list PUT answered 400 MANIFEST_BLOB_UNKNOWN (a
+/// concurrent push of the same build still committing an arch manifest: pushgate heals
+/// that) had its answer cut in its body, and was taken for a refusal without a reason,
+/// "a bare 400, as a TLS server gives", and the push failed. A refusal cut off is a
+/// lost answer: it is asked again, and then says what it is.
+#[test]
+fn an_error_answer_cut_in_its_body_is_asked_again() {
+    let registry = Registry::start();
+    // A list naming a manifest the repository does not have: 400 MANIFEST_BLOB_UNKNOWN.
+    let media_type = "application/vnd.oci.image.index.v1+json";
+    let missing = format!("sha256:{}", "ab".repeat(32));
+    let list = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{missing}","size":100}}]}}"#
+    );
+    let head = answer_head_len(&registry, "probe", media_type, list.as_bytes());
+    let cut = Action::CutAnswer { bytes: head + 10 };
+    let proxy = Proxy::start(
+        registry.addr(),
+        Faults::none().rule(Rule::nth(1, "PUT", "/manifests/stable", cut.clone())),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(client(&proxy.repo(REPO)).put_manifest("stable", media_type, list.as_bytes()))
+        .expect_err("the list names a manifest the registry lacks");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("MANIFEST_BLOB_UNKNOWN") && !err.contains("bare 400"),
+        "{err}"
+    );
+    let puts: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "PUT")
+        .map(|e| (e.upstream_status, e.fault))
+        .collect();
+    assert_eq!(
+        puts,
+        vec![(Some(400), Some(cut)), (Some(400), None)],
+        "the cut refusal, then the whole one"
+    );
+}
