@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The permissions the new file gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +72,27 @@ fn temp_prefix(name: &std::ffi::OsStr) -> OsString {
 /// that exists is a dead one. Best effort: a leftover temp file is litter,
 /// never a hazard.
 pub fn remove_dead_writers_temps(path: &Path) {
+    for temp in temps_of(path) {
+        let _ = fs::remove_file(temp);
+    }
+}
+
+/// The temp files of writes of `path` there are beside it, live or dead.
+pub fn temps_of(path: &Path) -> Vec<PathBuf> {
     let (Some(name), Ok(entries)) = (path.file_name(), fs::read_dir(parent_dir(path))) else {
-        return;
+        return Vec::new();
     };
     let prefix = temp_prefix(name);
     let prefix = prefix.as_bytes();
-    for e in entries.flatten() {
-        let n = e.file_name();
-        let n = n.as_bytes();
-        if n.starts_with(prefix) && n.ends_with(b".tmp") && n.len() > prefix.len() + 4 {
-            let _ = fs::remove_file(e.path());
-        }
-    }
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.as_bytes();
+            n.starts_with(prefix) && n.ends_with(b".tmp") && n.len() > prefix.len() + 4
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// The directory holding `path` (`.` for a bare file name).

@@ -433,6 +433,7 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
         // Up to date without reading the archives: nothing to apply or record.
         if outcome == Outcome::UpToDate {
             write_digest(req, &report)?;
+            tidy_records(req, &p);
         }
         report.retries = p.retries();
         return Ok(report);
@@ -504,6 +505,7 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
                 continue;
             };
             if !p.plan.record.contains(arch) {
+                record::tidy(&meta.path);
                 continue;
             }
             let entry = desired
@@ -521,6 +523,17 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     }
     report.retries = p.retries();
     Ok(report)
+}
+
+/// Clears what a run killed while recording left beside each meta.json
+/// ([`record::tidy`]), for a run that records nothing.
+fn tidy_records(req: &PushRequest, p: &Prepared) {
+    if req.dry_run || p.resolved.key.is_none() {
+        return;
+    }
+    for meta in p.resolved.inputs.iter().filter_map(|i| i.meta.as_ref()) {
+        record::tidy(&meta.path);
+    }
 }
 
 fn gather_facts(req: &PushRequest, p: &Prepared) -> Facts {

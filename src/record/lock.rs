@@ -23,6 +23,7 @@
 //! differ. Nothing depends on it: the name only keeps claim names unique and readable,
 //! and the early break relies on the owner file, never on the host field.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
@@ -481,19 +482,64 @@ fn break_if_expired(lock_path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Whether the lock's holder is provably dead: its claim has an owner file naming our
-/// kernel (boot id) and PID namespace, and its pid is gone from that namespace or now
-/// belongs to a process started at another time. Anything less (no owner file: cosa,
-/// an older pushgate; another boot or namespace; an unreadable `/proc`) is not proof.
-/// The lock holds its claim's path, `<lock>|<hostname>|<pid>|<random>`.
+/// Whether the lock's holder is provably dead ([`claim_is_dead`]). The lock holds
+/// its claim's path, `<lock>|<hostname>|<pid>|<random>`.
 fn holder_is_dead(lock_path: &Path) -> bool {
-    let Some(me) = Owner::me() else {
-        return false;
-    };
     let Ok(content) = fs::read(lock_path) else {
         return false;
     };
     let Some(name) = Path::new(std::ffi::OsStr::from_bytes(&content)).file_name() else {
+        return false;
+    };
+    claim_is_dead(&parent_dir(lock_path).join(name))
+}
+
+/// Removes the claims beside `lock_path` (and their owner files) whose process is
+/// provably dead: those of a pushgate killed while it waited for the lock, or while it
+/// let it go (the lock removed, its claim or owner file not yet). Call it holding the
+/// lock: the holder's own claim is alive.
+pub(crate) fn remove_dead_claims(lock_path: &Path) {
+    for claim in claims_beside(lock_path) {
+        if claim_is_dead(&claim) {
+            let _ = fs::remove_file(owner_path_for(&claim));
+            let _ = fs::remove_file(&claim);
+        }
+    }
+}
+
+/// The claims beside `lock_path` (`<lock>|...`): of each claim file or owner file
+/// there, the claim's path (the claim file may be gone, its owner file left).
+pub(crate) fn claims_beside(lock_path: &Path) -> BTreeSet<PathBuf> {
+    let Some(lock_name) = lock_path.file_name() else {
+        return BTreeSet::new();
+    };
+    let mut prefix = lock_name.as_bytes().to_vec();
+    prefix.push(b'|');
+    let Ok(entries) = fs::read_dir(parent_dir(lock_path)) else {
+        return BTreeSet::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().starts_with(&prefix))
+        .map(|n| {
+            let n = n.as_bytes();
+            let claim = n.strip_suffix(b".owner").unwrap_or(n);
+            parent_dir(lock_path).join(std::ffi::OsStr::from_bytes(claim))
+        })
+        .collect()
+}
+
+/// Whether the process of a claim (`<lock>|<hostname>|<pid>|<random>`) is provably
+/// dead: the claim has an owner file naming our kernel (boot id) and PID namespace, and
+/// its pid is gone from that namespace or now belongs to a process started at another
+/// time. Anything less (no owner file: cosa, an older pushgate; another boot or
+/// namespace; an unreadable `/proc`) is not proof.
+fn claim_is_dead(claim: &Path) -> bool {
+    let Some(me) = Owner::me() else {
+        return false;
+    };
+    let Some(name) = claim.file_name() else {
         return false;
     };
     let Some(pid) = name
@@ -503,7 +549,7 @@ fn holder_is_dead(lock_path: &Path) -> bool {
     else {
         return false;
     };
-    let owner_path = owner_path_for(&parent_dir(lock_path).join(name));
+    let owner_path = owner_path_for(claim);
     let Some(owner) = fs::symlink_metadata(&owner_path)
         .ok()
         // With procfs's hidepid, other users' processes are invisible, so they would
@@ -662,6 +708,42 @@ mod tests {
         assert!(!owner_path_for(&claim).exists());
         drop(lock);
         assert_eq!(dir_names(dir.path()), ["meta.json"]);
+    }
+
+    /// Claims of dead waiters, or of holders killed while letting go, go (an owner
+    /// file left alone too); a live claim, or one that cannot be proven dead, stays.
+    #[test]
+    fn only_claims_of_provably_dead_processes_are_removed() {
+        let (dir, path) = setup("{}");
+        let lock_file = dir.path().join(".meta.json.lock");
+        let claim_of = |pid: u32, owner: Option<Owner>| {
+            let claim = PathBuf::from(format!("{}|{}|{pid}|9", lock_file.display(), hostname()));
+            if let Some(owner) = owner {
+                fs::write(owner_path_for(&claim), owner.render()).unwrap();
+            }
+            fs::write(&claim, claim.as_os_str().as_bytes()).unwrap();
+            claim
+        };
+        let dead = dead_pid();
+        let me = Owner::me().expect("this test needs /proc");
+        claim_of(dead, Some(owner_here(dead, 1)));
+        let gone = dead_pid();
+        let lone_owner = claim_of(gone, Some(owner_here(gone, 1)));
+        fs::remove_file(&lone_owner).unwrap();
+        let live = claim_of(me.pid, Some(me.clone()));
+        let unproven = claim_of(dead_pid(), None);
+        let lock =
+            lock_meta_with(&path, DEFAULT_LOCK_LIFETIME, Duration::from_millis(200)).unwrap();
+        remove_dead_claims(lock.path());
+        drop(lock);
+        let mut left = vec![
+            "meta.json".to_string(),
+            live.file_name().unwrap().to_string_lossy().into_owned(),
+            format!("{}.owner", live.file_name().unwrap().to_string_lossy()),
+            unproven.file_name().unwrap().to_string_lossy().into_owned(),
+        ];
+        left.sort();
+        assert_eq!(dir_names(dir.path()), left);
     }
 
     /// A parallel push in another VM or container: same hostname, a pid that does not

@@ -14,7 +14,6 @@ use reqwest::header::RANGE;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::RegistryError;
-use super::executor::read_bounded;
 use super::manifests::MAX_MANIFEST;
 use super::repository::Repository;
 use super::request::Op;
@@ -150,14 +149,11 @@ impl Repository {
         if max <= MAX_MANIFEST {
             req = req.small();
         }
-        let resp = match self.exec.send(&req).await {
-            Ok(r) => r,
+        let bytes = match self.exec.read(&req, max).await {
+            Ok((_, bytes)) => bytes,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(self.explain(e, &op)),
         };
-        let bytes = read_bounded(resp, max)
-            .await
-            .map_err(|e| self.explain(e, &op))?;
         let got = Digest::of(&bytes);
         if got != *digest {
             return Err(self.explain(

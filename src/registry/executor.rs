@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use futures_util::StreamExt;
-use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{self, Credentials};
@@ -246,16 +246,57 @@ impl Executor {
         self.run(req).await.map(|_| ())
     }
 
+    /// Sends a read and reads its answer whole, at most `max` bytes: the
+    /// answer's headers and body. An answer cut in its body is a transient
+    /// failure like one cut before it, retried within the request's one budget
+    /// of retries (the head alone proves nothing was read).
+    pub(super) async fn read(
+        &self,
+        req: &Request<'_>,
+        max: usize,
+    ) -> Result<(HeaderMap, Vec<u8>), RegistryError> {
+        let mut failures = 0;
+        loop {
+            let resp = match self.run_counted(req, &mut failures).await? {
+                Sent::Answer(resp) => resp,
+                Sent::Landed => {
+                    return Err(RegistryError::Invalid(format!(
+                        "{}: no answer to give",
+                        req.op
+                    )));
+                }
+            };
+            let headers = resp.headers().clone();
+            let err = match read_bounded(resp, max).await {
+                Ok(bytes) => return Ok((headers, bytes)),
+                Err(err) => err,
+            };
+            failures += 1;
+            if !err.is_transient() || !self.schedule_retry(&req.op, &err, failures) {
+                return Err(err);
+            }
+        }
+    }
+
     /// The one retry loop.
     pub(super) async fn run(&self, req: &Request<'_>) -> Result<Sent, RegistryError> {
-        let mut failures = 0;
+        self.run_counted(req, &mut 0).await
+    }
+
+    /// [`Executor::run`], counting `req`'s transient failures on from
+    /// `failures` (those its answers' bodies met before, for [`Executor::read`]).
+    async fn run_counted(
+        &self,
+        req: &Request<'_>,
+        failures: &mut u32,
+    ) -> Result<Sent, RegistryError> {
         let mut auth_rounds = 0;
         let mut start = self.url_of(req)?;
         loop {
             // Two rounds of learning at most: a registry that keeps asking
             // for what it was given has its 401 stand.
             let may_learn = auth_rounds < 2;
-            let err = match self.attempt(req, &start, failures, may_learn).await? {
+            let err = match self.attempt(req, &start, *failures, may_learn).await? {
                 Attempt::Done(resp) => return Ok(Sent::Answer(resp)),
                 Attempt::Learnt => {
                     auth_rounds += 1;
@@ -270,8 +311,8 @@ impl Executor {
             if !err.is_transient() || req.on_loss == OnLoss::Report {
                 return Err(err);
             }
-            failures += 1;
-            if !self.schedule_retry(&req.op, &err, failures) {
+            *failures += 1;
+            if !self.schedule_retry(&req.op, &err, *failures) {
                 return Err(err);
             }
             if let OnLoss::Check(landed) = &req.on_loss
@@ -331,7 +372,7 @@ impl Executor {
             Ok(resp) => Ok(match landed {
                 Landed::Blob(_) => true,
                 Landed::Manifest { digest, .. } => {
-                    header_digest(&resp).as_deref() == Some(digest.as_str())
+                    header_digest(resp.headers()).as_deref() == Some(digest.as_str())
                 }
             }),
             Err(e) if e.is_not_found() => Ok(false),
@@ -542,14 +583,17 @@ enum Attempt {
 }
 
 /// `Docker-Content-Digest`, when the answer has one.
-pub(super) fn header_digest(resp: &Response) -> Option<String> {
-    resp.headers()
+pub(super) fn header_digest(headers: &HeaderMap) -> Option<String> {
+    headers
         .get("Docker-Content-Digest")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }
 
 /// The error an answer with an error status stands for (its body read, bounded).
+/// A refusal cut off in its body is a lost answer (transient, retried), not a
+/// refusal without a reason: its codes, which say what it is (a
+/// `MANIFEST_BLOB_UNKNOWN` is healed, a `DENIED` explained), are lost with it.
 pub(super) async fn error_from(resp: Response) -> RegistryError {
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -557,13 +601,20 @@ pub(super) async fn error_from(resp: Response) -> RegistryError {
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let body = read_bounded(resp, MAX_ERROR_BODY).await.unwrap_or_default();
-    let (codes, message) = parse_codes(&body);
-    RegistryError::Status {
+    let stands = |codes, message| RegistryError::Status {
         status,
         codes,
         message,
         retry_after,
+    };
+    match read_bounded(resp, MAX_ERROR_BODY).await {
+        Ok(body) => {
+            let (codes, message) = parse_codes(&body);
+            stands(codes, message)
+        }
+        // A transient status stands whole without its body.
+        Err(cut) if cut.is_transient() && !stands(Vec::new(), String::new()).is_transient() => cut,
+        Err(_) => stands(Vec::new(), String::new()),
     }
 }
 

@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::error::RegistryError;
-use super::executor::{header_digest, read_bounded};
+use super::executor::header_digest;
 use super::repository::Repository;
 use super::request::{Body, Landed, OnLoss, Op};
 use crate::digest::Digest;
@@ -51,20 +51,16 @@ impl Repository {
             .request(op.clone(), Method::GET, format!("manifests/{reference}"))
             .header(ACCEPT, ACCEPTED.join(", "))
             .small();
-        let resp = match self.exec.send(&req).await {
-            Ok(r) => r,
+        let (headers, bytes) = match self.exec.read(&req, MAX_MANIFEST).await {
+            Ok(read) => read,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(self.explain(e, &op)),
         };
-        let said = header_digest(&resp);
-        let media_type = resp
-            .headers()
+        let said = header_digest(&headers);
+        let media_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = read_bounded(resp, MAX_MANIFEST)
-            .await
-            .map_err(|e| self.explain(e, &op))?;
         let digest = Digest::of(&bytes);
         let lie = if reference.starts_with("sha256:") && reference != digest.as_str() {
             Some(format!(

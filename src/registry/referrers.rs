@@ -7,7 +7,6 @@ use anyhow::Result;
 use reqwest::Method;
 use reqwest::header::ACCEPT;
 
-use super::executor::read_bounded;
 use super::manifests::MAX_MANIFEST;
 use super::repository::Repository;
 use super::request::Op;
@@ -25,22 +24,18 @@ impl Repository {
             .request(op.clone(), Method::GET, format!("referrers/{subject}"))
             .header(ACCEPT, INDEX)
             .small();
-        let resp = match self.exec.send(&req).await {
-            Ok(r) => r,
+        let (headers, bytes) = match self.exec.read(&req, MAX_MANIFEST).await {
+            Ok(read) => read,
             // A registry without the API has no such route: 404 (distribution
             // 2.8 with a plain-text body), or 405 from some proxies. One with
             // the API answers 200 and an empty index when nothing refers.
             Err(e) if matches!(e.status(), Some(404 | 405)) => return Ok(None),
             Err(e) => return Err(self.explain(e, &op)),
         };
-        let is_index = resp
-            .headers()
+        let is_index = headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(INDEX));
-        let bytes = read_bounded(resp, MAX_MANIFEST)
-            .await
-            .map_err(|e| self.explain(e, &op))?;
         // An answer that is not an index is a registry routing the path
         // somewhere else (a catch-all), not the API.
         Ok(is_index.then_some(bytes))

@@ -38,6 +38,7 @@ mod release;
 mod sign_interop;
 mod signals;
 mod signing;
+mod soak;
 mod token_tls;
 mod transfers;
 mod usage;

@@ -50,6 +50,13 @@
 //! answer reaches the client (only a relayed "100 Continue" may precede it), so once a
 //! client has its answer (or its error), the event is there.
 //!
+//! A [tripwire](Proxy::trip_on) stops one chosen request (the nth from now) and says so
+//! on a channel: held before it reaches the registry, held after the registry answered it
+//! (the answer never relayed), or let through. A test SIGKILLs its client then, so the
+//! kill lands at a known point of the request sequence, not after a guessed delay.
+//! [`Proxy::in_flight`] counts the requests being served, so that a test can wait, after
+//! a kill, for what the dead client had sent to be finished with before it looks.
+//!
 //! Not supported, because no test needs it: TLS (a TLS ClientHello gets the same instant
 //! 400 the registry gives, so HTTPS-first clients fall back to HTTP at once), HTTP/2,
 //! `CONNECT` and absolute-form targets (the proxy is the client's registry, not its HTTP
@@ -73,9 +80,9 @@
 use std::io;
 use std::net::{Ipv4Addr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -417,6 +424,12 @@ struct Shared {
     decider: Mutex<Decider>,
     log: Mutex<Vec<ProxyEvent>>,
     connections: AtomicU64,
+    /// Requests read and not yet answered nor held by a tripwire.
+    in_flight: AtomicU64,
+    /// Request heads that could not be parsed (answered 400, not in the log).
+    malformed: AtomicU64,
+    /// The armed tripwire, if any ([`Proxy::trip_on`]).
+    tripwire: Mutex<Option<Tripwire>>,
     /// Each connection's own limit, per direction ([`Bandwidth::per_connection`]).
     per_connection: Option<u64>,
     /// The limits all connections share ([`Bandwidth::total`]).
@@ -457,6 +470,9 @@ impl Proxy {
             decider: Mutex::new(Decider::new(faults)),
             log: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            tripwire: Mutex::new(None),
             per_connection: bandwidth.per_connection,
             total: Directions::new(bandwidth.total),
         });
@@ -500,6 +516,113 @@ impl Proxy {
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::SeqCst)
     }
+
+    /// Arms a tripwire on the `n`th request (1-based) the proxy reads from now on whose
+    /// method is `method` ("*" for any) and whose path and query contain
+    /// `path_contains` ("" for any), as a [`Rule`] matches, replacing one armed before.
+    /// When that request comes, the proxy does what `trip` says and sends the request's
+    /// [`ProxyEvent::seq`] on the returned channel. A held request stays held until
+    /// the proxy is dropped: its client is meant to be killed meanwhile. The channel is
+    /// closed without a message when the proxy is dropped first, or when the request
+    /// is one the registry cannot answer ([`Trip::AfterUpstream`] on a request the
+    /// proxy failed to forward).
+    pub fn trip_on(
+        &self,
+        n: u64,
+        method: &str,
+        path_contains: &str,
+        trip: Trip,
+    ) -> mpsc::Receiver<u64> {
+        assert!(n >= 1, "requests count from 1");
+        let (tell, told) = mpsc::channel();
+        *self.shared.tripwire.lock().unwrap() = Some(Tripwire {
+            left: n,
+            matching: Rule::every(method, path_contains, Action::ResetBeforeForward),
+            trip,
+            tell,
+        });
+        told
+    }
+
+    /// Request heads the proxy could not parse, and answered with a bare 400 (they are
+    /// not in [`Proxy::log`]): a client, or the proxy, out of step with the framing.
+    pub fn malformed(&self) -> u64 {
+        self.shared.malformed.load(Ordering::SeqCst)
+    }
+
+    /// Requests read from clients and not finished with yet: neither answered (or
+    /// failed) nor held by a tripwire.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is in flight ([`Proxy::in_flight`]), at most `timeout`;
+    /// whether that happened. After a client was killed, what it had sent is then done
+    /// with: the registry finished, or will never see, each of its requests.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Where a tripwire stops its request ([`Proxy::trip_on`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trip {
+    /// Held as soon as its head is read: the registry never sees it.
+    BeforeForward,
+    /// Forwarded, and held once the registry answered: the registry did the work, the
+    /// client never gets the answer. A request the proxy answers itself (a
+    /// [`Action::Status`] or [`Action::ResetBeforeForward`] fault) is held before
+    /// forwarding instead: it never reaches the registry anyway.
+    AfterUpstream,
+    /// Not held: it goes on as if there were no tripwire, which only says it came.
+    Pass,
+}
+
+/// An armed tripwire: `left` more requests `matching` to its own.
+struct Tripwire {
+    left: u64,
+    /// The requests it counts (its action is not used).
+    matching: Rule,
+    trip: Trip,
+    tell: mpsc::Sender<u64>,
+}
+
+impl Shared {
+    /// The tripwire's action, if request `seq`, `req` (just read), is the one it waits
+    /// for.
+    fn tripped(&self, seq: u64, req: &RequestHead) -> Option<Tripped> {
+        let mut armed = self.tripwire.lock().unwrap();
+        let wire = armed.as_mut()?;
+        if !wire.matching.matches(&req.method, &req.target) {
+            return None;
+        }
+        wire.left -= 1;
+        if wire.left > 0 {
+            return None;
+        }
+        let wire = armed.take()?;
+        Some(Tripped {
+            trip: wire.trip,
+            seq,
+            tell: wire.tell,
+        })
+    }
+}
+
+/// A request a tripwire caught.
+struct Tripped {
+    trip: Trip,
+    seq: u64,
+    tell: mpsc::Sender<u64>,
 }
 
 impl Drop for Proxy {
@@ -572,6 +695,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
             Ok(Some(lines)) => match RequestHead::parse(lines) {
                 Some(req) => req,
                 None => {
+                    shared.malformed.fetch_add(1, Ordering::SeqCst);
                     let _ = client_w.write_all(&bad_request()).await;
                     return;
                 }
@@ -579,7 +703,7 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
             // The client closed between requests, or sent garbage / went away.
             Ok(None) | Err(_) => return,
         };
-        let (seq, action, latency) = {
+        let (seq, action, latency, trip) = {
             let mut decider = shared.decider.lock().unwrap();
             let seq = decider.next;
             let mut action = decider.decide(&req.method, &req.target);
@@ -588,18 +712,23 @@ async fn serve_connection(shared: Arc<Shared>, client: TcpStream) {
             {
                 action = Some(Action::status(413));
             }
-            (seq, action, decider.latency())
+            // Under the decider's lock, so that the tripwire counts in `seq` order.
+            let trip = shared.tripped(seq, &req);
+            (seq, action, decider.latency(), trip)
         };
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let exchange = Exchange {
             shared: &shared,
             seq,
             req: &req,
             action: action.as_ref(),
             own: &own,
+            trip,
         };
         let end = exchange
             .run(latency, &mut client_r, &mut client_w, &mut upstream)
             .await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         match end {
             End::KeepAlive => continue,
             End::Close => return,
@@ -638,6 +767,8 @@ struct Exchange<'a> {
     action: Option<&'a Action>,
     /// This connection's own bandwidth limits.
     own: &'a Directions,
+    /// What a tripwire does to this request, if it caught it.
+    trip: Option<Tripped>,
 }
 
 impl Exchange<'_> {
@@ -648,6 +779,19 @@ impl Exchange<'_> {
         client_w: &mut OwnedWriteHalf,
         upstream: &mut Option<Upstream>,
     ) -> End {
+        if let Some(tripped) = &self.trip {
+            let forwarded = !matches!(
+                self.action,
+                Some(Action::Status { .. } | Action::ResetBeforeForward)
+            );
+            match tripped.trip {
+                Trip::Pass => {
+                    let _ = tripped.tell.send(tripped.seq);
+                }
+                Trip::AfterUpstream if forwarded => {}
+                Trip::BeforeForward | Trip::AfterUpstream => return self.hold().await,
+            }
+        }
         let delay = match self.action {
             Some(Action::Delay(extra)) => latency.saturating_add(*extra),
             _ => latency,
@@ -673,6 +817,16 @@ impl Exchange<'_> {
                 end
             }
         }
+    }
+
+    /// Holds this request for good (a tripwire caught it): no longer in flight, and
+    /// said on the tripwire's channel.
+    async fn hold(&self) -> End {
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(tripped) = &self.trip {
+            let _ = tripped.tell.send(tripped.seq);
+        }
+        std::future::pending().await
     }
 
     fn record(&self, upstream_status: Option<u16>, error: Option<String>) {
@@ -744,7 +898,15 @@ impl Exchange<'_> {
             sink: up_w,
             link: Link([self.own.up.as_ref(), self.shared.total.up.as_ref()]),
         };
-        let body = copy_body(client_r, &mut up_w, self.req.framing, false);
+        let body = async {
+            let sent = copy_body(client_r, &mut up_w, self.req.framing, false).await;
+            if sent.is_err() {
+                // The client went away mid-body (killed): end the body upstream
+                // too, or the registry would wait for the rest of it for ever.
+                let _ = up_w.sink.shutdown().await;
+            }
+            sent
+        };
         let answer = self.relay_answer(up_r, client_w);
         tokio::pin!(body, answer);
         let mut body_sent = None;
@@ -802,6 +964,13 @@ impl Exchange<'_> {
             Err(e) => return self.fail(client_w, format!("read answer: {e}")).await,
         };
         self.record(Some(head.status), None);
+        if self
+            .trip
+            .as_ref()
+            .is_some_and(|t| t.trip == Trip::AfterUpstream)
+        {
+            return self.hold().await;
+        }
         match self.action {
             Some(Action::ResetAfterUpstream) => return End::Reset,
             Some(Action::Stall(hold)) => tokio::time::sleep(*hold).await,
