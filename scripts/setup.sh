@@ -13,6 +13,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v man >/dev/null || need+=(man-db) # renders `pushgate man` in the tests
 [ -x /usr/bin/time ] || need+=(time) # GNU time: max RSS in scripts/bench.sh
+command -v python3 >/dev/null || need+=(python3) # the soak reads meta.json as cosa's Python does
 # OpenSSL's headers, for the tests' independent signature checker (the
 # sigstore crate's crypto backend: openssl-sys builds against them)
 command -v pkg-config >/dev/null || need+=(pkg-config)
