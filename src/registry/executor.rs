@@ -20,20 +20,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_util::StreamExt;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};
 
+use super::answer::{error_from, header_digest, read_bounded};
 use super::auth::{self, Credentials};
 use super::client::{self, Origin};
-use super::error::{MAX_ERROR_BODY, RegistryError, TlsKind, parse_codes};
+use super::error::{RegistryError, TlsKind};
 use super::observer::{self, Shared};
 use super::options::{HostState, Options};
 use super::request::{Body, Landed, OnLoss, Op, Request, Target};
-use super::retry::{RetryPolicy, parse_retry_after};
+use super::retry::RetryPolicy;
 use super::token::AuthState;
 
 /// The most redirects one request follows.
@@ -580,64 +580,6 @@ enum Attempt {
     /// The registry speaks no TLS and plain HTTP may be tried: not a retry.
     FellBack,
     Failed(RegistryError),
-}
-
-/// `Docker-Content-Digest`, when the answer has one.
-pub(super) fn header_digest(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("Docker-Content-Digest")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// The error an answer with an error status stands for (its body read, bounded).
-/// A refusal cut off in its body is a lost answer (transient, retried), not a
-/// refusal without a reason: its codes, which say what it is (a
-/// `MANIFEST_BLOB_UNKNOWN` is healed, a `DENIED` explained), are lost with it.
-pub(super) async fn error_from(resp: Response) -> RegistryError {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let stands = |codes, message| RegistryError::Status {
-        status,
-        codes,
-        message,
-        retry_after,
-    };
-    match read_bounded(resp, MAX_ERROR_BODY).await {
-        Ok(body) => {
-            let (codes, message) = parse_codes(&body);
-            stands(codes, message)
-        }
-        // A transient status stands whole without its body.
-        Err(cut) if cut.is_transient() && !stands(Vec::new(), String::new()).is_transient() => cut,
-        Err(_) => stands(Vec::new(), String::new()),
-    }
-}
-
-/// Reads a body of at most `max` bytes; a longer one is an error (never read
-/// to its end: a hostile answer cannot make pushgate hold more than `max`).
-pub(crate) async fn read_bounded(resp: Response, max: usize) -> Result<Vec<u8>, RegistryError> {
-    if let Some(n) = resp.content_length().filter(|n| *n > max as u64) {
-        return Err(RegistryError::Invalid(format!(
-            "the answer is {n} bytes, more than the {max} accepted"
-        )));
-    }
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| RegistryError::from_reqwest(&e))?;
-        if out.len() + chunk.len() > max {
-            return Err(RegistryError::Invalid(format!(
-                "the answer is more than the {max} bytes accepted"
-            )));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 /// A header value that never shows in debug output.

@@ -7,8 +7,8 @@ use anyhow::Result;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
+use super::answer::header_digest;
 use super::error::RegistryError;
-use super::executor::header_digest;
 use super::repository::Repository;
 use super::request::{Body, Landed, OnLoss, Op};
 use crate::digest::Digest;

@@ -10,7 +10,8 @@
 //! * requests as data: [`request`] describes one (operation, method, target,
 //!   body, what to do if its answer is lost); the `executor` sends it and owns
 //!   auth, retries with per-host backoff ([`retry`]), redirects, lost-answer
-//!   checks and the `--debug` trace; [`observer`] is how it talks to its caller;
+//!   checks and the `--debug` trace; `answer` reads what comes back, bounded;
+//!   [`observer`] is how it talks to its caller;
 //! * operations: `manifests` (tags and manifests), `referrers` (OCI 1.1),
 //!   `blobs` (checks, reads, mounts) and `transfer` (one upload: chunks, resumption, 413 halving), on a
 //!   `repository`; they build requests and never loop on their own;
@@ -23,6 +24,7 @@
 //! operation, and digests taken from bytes all live below the level oci-client
 //! exposes.
 
+mod answer;
 pub mod auth;
 mod blobs;
 pub mod challenge;

@@ -13,9 +13,10 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, Url};
 use serde::Deserialize;
 
+use super::answer::read_bounded;
 use super::challenge::{self, Challenge};
 use super::error::RegistryError;
-use super::executor::{Executor, read_bounded, sensitive};
+use super::executor::{Executor, sensitive};
 use super::request::{Body, OnLoss, Op, Request, Target};
 
 /// The largest token answer read.
