@@ -337,8 +337,9 @@ impl SignArgs {
 #[command(next_help_heading = SIGNING)]
 pub(crate) struct TrustArgs {
     /// Trust this public key (PEM, as cosign.pub) under NAME: the signatures it
-    /// verifies on the sources and at the tags become policy facts (by NAME);
-    /// repeat for several
+    /// verifies on the sources and at the tags become policy facts (by NAME),
+    /// and it may vouch for a policy under --require-signed-policies; repeat
+    /// for several
     #[arg(long = "trust-key", value_name = "NAME=FILE.pub", action = ArgAction::Append, value_parser = trust_key)]
     pub(crate) trust_keys: Vec<(String, PathBuf)>,
     /// Fail the container unless its policy, when from a registry (oci://),
