@@ -11,19 +11,13 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::evidence::observe::{referrers, sig_manifest};
+use crate::evidence::observe::referrer_attestations;
+use crate::evidence::sigcopy::SigCopy;
 use crate::manifest::{self, Remote};
 use crate::registry::{self, RepoName, Repository};
 use crate::sign::PublicKey;
 use crate::sign::attest::{self, DECISION_PREDICATE_TYPE, DecisionPredicate};
-use crate::sign::cosign::{SIMPLESIGNING_MEDIA_TYPE, sig_tag};
-use crate::sign::dsse::IN_TOTO_PAYLOAD_TYPE;
-use crate::sign::oci::ArtifactManifest;
-
-/// The largest signature payload or attestation envelope read.
-const MAX_EVIDENCE_BLOB: usize = 1 << 20;
-/// The most referrers of one list looked at for an attestation.
-const MAX_ATTESTATIONS: usize = 32;
+use crate::sign::cosign::{SigManifest, sig_tag};
 
 /// What to verify.
 pub struct Asked {
@@ -175,18 +169,12 @@ async fn signed(
     reference: &str,
     digest: &Digest,
 ) -> Result<std::result::Result<(), String>> {
-    let Some(sigs) = sig_manifest(repo, digest).await? else {
+    let Some(copy) = SigCopy::read(repo, digest).await? else {
         return Ok(Err(format!("the tag {} does not exist", sig_tag(digest))));
     };
-    let mut payloads = HashMap::new();
-    for layer in sigs.layers() {
-        if layer.media_type == SIMPLESIGNING_MEDIA_TYPE
-            && let Some(bytes) = repo.get_blob(&layer.digest, MAX_EVIDENCE_BLOB).await?
-        {
-            payloads.insert(layer.digest.clone(), bytes);
-        }
-    }
-    let checks = sigs.check(|d| payloads.get(d).cloned(), key, reference, digest);
+    let label = format!("{}:{}", repo.name(), sig_tag(digest));
+    let sigs = SigManifest::parse(&copy.manifest, &label)?;
+    let checks = sigs.check(|d| copy.payloads.get(d).cloned(), key, reference, digest);
     if checks.iter().any(|(_, r)| r.is_ok()) {
         return Ok(Ok(()));
     }
@@ -210,28 +198,10 @@ async fn attestation(
     key: &PublicKey,
     list: &Digest,
 ) -> Result<Option<AttestationCheck>> {
-    let (index, _) = referrers(repo, list).await?;
-    let Some(index) = index else {
-        return Ok(None);
-    };
+    let (stored, _) = referrer_attestations(repo, list).await?;
     let mut best: Option<AttestationCheck> = None;
-    for d in index
-        .of_type(IN_TOTO_PAYLOAD_TYPE)
-        .into_iter()
-        .take(MAX_ATTESTATIONS)
-    {
-        let Some(fetched) = repo.get_manifest(d.digest.as_str()).await? else {
-            continue;
-        };
-        let label = format!("{}@{}", repo.name(), d.digest);
-        let Ok(m) = ArtifactManifest::parse(&fetched.bytes, &label) else {
-            continue;
-        };
-        let [layer] = &m.layers[..] else { continue };
-        let Some(envelope) = repo.get_blob(&layer.digest, MAX_EVIDENCE_BLOB).await? else {
-            continue;
-        };
-        let Ok(statement) = attest::verify(&fetched.bytes, &envelope, key, list, &label) else {
+    for s in stored {
+        let Ok(statement) = attest::verify(&s.manifest, &s.envelope, key, list, &s.label) else {
             continue;
         };
         if statement.predicate_type != DECISION_PREDICATE_TYPE {
@@ -241,7 +211,7 @@ async fn attestation(
             continue;
         };
         let found = AttestationCheck {
-            digest: d.digest.clone(),
+            digest: s.digest,
             decision: p.decision,
             reason: p.reason,
             decided_by: p.decided_by,

@@ -71,7 +71,7 @@ pub async fn sig_manifest(repo: &Repository, digest: &Digest) -> Result<Option<S
 }
 
 /// The largest attestation envelope read.
-const MAX_ENVELOPE: usize = 1 << 20;
+pub const MAX_ENVELOPE: usize = 1 << 20;
 
 /// Which trusted keys signed `digest` in `repo` (its `.sig` tag, as cosign and
 /// containers/image store signatures), for a reference in `repo` (any tag).
@@ -103,64 +103,119 @@ pub async fn attestations(
     digest: &Digest,
     keys: &TrustedKeys,
 ) -> Result<Attested> {
-    let mut envelopes: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut unreadable: Vec<String> = Vec::new();
+    let ((mut envelopes, att_unreadable), (stored, unreadable)) = futures_util::try_join!(
+        att_envelopes(repo, digest),
+        referrer_attestations(repo, digest)
+    )?;
+    envelopes.extend(stored.into_iter().map(|s| (s.label, s.envelope)));
+    let mut found = keys.attested(&envelopes, digest);
+    found.invalid.extend(att_unreadable);
+    found.invalid.extend(unreadable);
+    Ok(found)
+}
+
+/// The envelopes in cosign's `.att` tag of `digest` (labelled), and what of
+/// it cannot be read.
+async fn att_envelopes(
+    repo: &Repository,
+    digest: &Digest,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>)> {
     let tag = att_tag(digest);
-    if let Some((_, bytes)) = repo.get_tag(&tag).await? {
-        let label = format!("{}:{tag}", repo.name());
-        match SigManifest::parse(&bytes, &label) {
-            Err(e) => unreadable.push(format!("{e:#}")),
-            Ok(att) => {
-                for (i, layer) in att
-                    .layers()
-                    .into_iter()
-                    .filter(|l| l.media_type == ENVELOPE_MEDIA_TYPE)
-                    .take(MAX_ATTESTATIONS)
-                    .enumerate()
-                {
-                    if let Some(blob) = repo.get_blob(&layer.digest, MAX_ENVELOPE).await? {
-                        envelopes.push((format!("{label} attestation {i}"), blob));
-                    }
-                }
+    let Some((_, bytes)) = repo.get_tag(&tag).await? else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let label = format!("{}:{tag}", repo.name());
+    let att = match SigManifest::parse(&bytes, &label) {
+        Ok(att) => att,
+        Err(e) => return Ok((Vec::new(), vec![format!("{e:#}")])),
+    };
+    let layers: Vec<_> = att
+        .layers()
+        .into_iter()
+        .filter(|l| l.media_type == ENVELOPE_MEDIA_TYPE)
+        .take(MAX_ATTESTATIONS)
+        .enumerate()
+        .collect();
+    let envelopes = stream::iter(layers)
+        .map(|(i, layer)| {
+            let label = format!("{label} attestation {i}");
+            async move {
+                let blob = repo.get_blob(&layer.digest, MAX_ENVELOPE).await?;
+                Ok::<_, anyhow::Error>(blob.map(|b| (label, b)))
             }
-        }
-    }
-    let (index, _) = referrers(repo, digest).await?;
-    for d in index
+        })
+        .buffered(8)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok((envelopes.into_iter().flatten().collect(), Vec::new()))
+}
+
+/// An in-toto attestation among a manifest's referrers, as stored (not yet
+/// verified): the referrer manifest and the envelope blob of its one layer.
+pub struct StoredAttestation {
+    pub digest: Digest,
+    /// `REPO@DIGEST`, for messages.
+    pub label: String,
+    pub manifest: Vec<u8>,
+    pub envelope: Vec<u8>,
+}
+
+/// The in-toto attestations among `subject`'s referrers (at most
+/// [`MAX_ATTESTATIONS`]), as stored; and why each referrer of that type that
+/// is not one DSSE envelope about `subject` was passed over.
+pub async fn referrer_attestations(
+    repo: &Repository,
+    subject: &Digest,
+) -> Result<(Vec<StoredAttestation>, Vec<String>)> {
+    let (index, _) = referrers(repo, subject).await?;
+    let listed: Vec<_> = index
         .map(|i| i.of_type(IN_TOTO_PAYLOAD_TYPE))
         .unwrap_or_default()
         .into_iter()
         .take(MAX_ATTESTATIONS)
-    {
-        let Some(fetched) = repo.get_manifest(d.digest.as_str()).await? else {
-            continue;
-        };
-        let label = format!("{}@{}", repo.name(), d.digest);
-        let m = match ArtifactManifest::parse(&fetched.bytes, &label) {
-            Ok(m) => m,
-            Err(e) => {
-                unreadable.push(format!("{e:#}"));
-                continue;
+        .collect();
+    let read = stream::iter(listed)
+        .map(|d| async move {
+            let Some(fetched) = repo.get_manifest(d.digest.as_str()).await? else {
+                return Ok(None);
+            };
+            let label = format!("{}@{}", repo.name(), d.digest);
+            let m = match ArtifactManifest::parse(&fetched.bytes, &label) {
+                Ok(m) => m,
+                Err(e) => return Ok(Some(Err(format!("{e:#}")))),
+            };
+            let layer = match &m.layers[..] {
+                [l] if l.media_type == ENVELOPE_MEDIA_TYPE => l,
+                _ => {
+                    return Ok(Some(Err(format!(
+                        "{label}: not a single DSSE envelope layer"
+                    ))));
+                }
+            };
+            if m.subject.as_ref().map(|s| &s.digest) != Some(subject) {
+                return Ok(Some(Err(format!("{label}: not a referrer of {subject}"))));
             }
-        };
-        let layer = match &m.layers[..] {
-            [l] if l.media_type == ENVELOPE_MEDIA_TYPE => l,
-            _ => {
-                unreadable.push(format!("{label}: not a single DSSE envelope layer"));
-                continue;
-            }
-        };
-        if m.subject.as_ref().map(|s| &s.digest) != Some(digest) {
-            unreadable.push(format!("{label}: not a referrer of {digest}"));
-            continue;
-        }
-        if let Some(blob) = repo.get_blob(&layer.digest, MAX_ENVELOPE).await? {
-            envelopes.push((label, blob));
+            let Some(envelope) = repo.get_blob(&layer.digest, MAX_ENVELOPE).await? else {
+                return Ok(None);
+            };
+            Ok::<_, anyhow::Error>(Some(Ok(StoredAttestation {
+                digest: d.digest.clone(),
+                label,
+                manifest: fetched.bytes,
+                envelope,
+            })))
+        })
+        .buffered(8)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let (mut stored, mut passed_over) = (Vec::new(), Vec::new());
+    for r in read.into_iter().flatten() {
+        match r {
+            Ok(s) => stored.push(s),
+            Err(why) => passed_over.push(why),
         }
     }
-    let mut found = keys.attested(&envelopes, digest);
-    found.invalid.extend(unreadable);
-    Ok(found)
+    Ok((stored, passed_over))
 }
 
 /// The referrers of `subject`, and whether they came from the referrers API
