@@ -460,8 +460,8 @@ pub(crate) struct PushArgs {
 /// `pushgate release`.
 #[derive(Args)]
 pub(crate) struct ReleaseArgs {
-    /// Release config (TOML): the product's containers, with artifact, key, repo,
-    /// tags, policy and settings each; see examples/release.toml
+    /// Release config (TOML): the product's containers, with artifact and key (or
+    /// images), repo, tags, policy and settings each; see examples/release.toml
     #[arg(long, value_name = "FILE", help_heading = RELEASE)]
     pub(crate) config: PathBuf,
     /// Build id, or `latest` [default: the config's build]
