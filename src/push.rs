@@ -478,7 +478,7 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
         desired,
         &blob_sources,
         apply::Transfers {
-            slots: &req.registry.clients.upload_slots(req.registry.jobs),
+            slots: &req.registry.clients.upload_slots(req.registry.total_jobs),
             jobs: req.registry.jobs,
         },
         shown,

@@ -2,8 +2,9 @@
 //!
 //! Each container goes through the same pipeline as `pushgate push`, several at
 //! once. They share one policy host (a module used by several containers is
-//! compiled once), one registry client per registry, and `--jobs` blob transfers
-//! in all. A container that fails does not stop the others; the run fails at the
+//! compiled once) and one registry client per registry; each uploads `--jobs`
+//! blobs at once, as it would pushed alone, and `--total-jobs` bounds them all
+//! when a shared registry wants fewer connections. A container that fails does not stop the others; the run fails at the
 //! end if any did. Reports and the summary are in config order.
 
 use std::collections::BTreeMap;
@@ -227,8 +228,9 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     // Each reference is fetched once per run, so containers naming the same tag
     // get the same module even if the tag moves mid-run.
     let fetched = tokio::sync::Mutex::new(Fetches::new());
-    // Containers go in parallel (their blob transfers share `--jobs` through
-    // the run's upload slots); results come back in config order.
+    // Containers go in parallel (each with its own `--jobs`, all within
+    // `--total-jobs` if given, through the run's upload slots); results come
+    // back in config order.
     let results = futures_util::stream::iter(&cfg.containers)
         .map(|c| {
             let (build, host, fetched) = (&build, host.as_ref(), &fetched);
@@ -245,8 +247,10 @@ pub async fn release(cfg: &ReleaseConfig, opts: &ReleaseOptions) -> Result<Vec<C
     Ok(results)
 }
 
-/// How many containers of a release are under way at once. Their uploads share
-/// `--jobs`; this bounds the reads, plans and meta.json writes around them.
+/// How many containers of a release are under way at once: with `--jobs` each,
+/// the most uploads a release makes at once unless `--total-jobs` says fewer
+/// (the registry client keeps as many connections). It bounds the reads, plans
+/// and meta.json writes around them too.
 const PARALLEL_CONTAINERS: usize = 4;
 
 /// The references fetched so far in a run (or why they could not be).

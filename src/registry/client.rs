@@ -54,7 +54,9 @@ fn builder(registry: &str, opts: &Options) -> Result<reqwest::ClientBuilder> {
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(opts.stall_timeout)
         .tcp_user_timeout(opts.stall_timeout)
-        .pool_max_idle_per_host(opts.jobs.max(1) * 2)
+        // A connection per upload and per session opened ahead, for each of
+        // the (up to 4) containers of a release under way at once.
+        .pool_max_idle_per_host(opts.total_jobs.unwrap_or(opts.jobs.max(1) * 4) * 2)
         .redirect(reqwest::redirect::Policy::none())
         .http1_only();
     if opts.tls_verify {

@@ -25,8 +25,12 @@ pub struct Options {
     /// `--cert-dir`: CAs (`*.crt`) and a client certificate (`*.cert` + `*.key`).
     pub cert_dir: Option<PathBuf>,
     pub authfile: Option<PathBuf>,
-    /// Parallel uploads.
+    /// Parallel uploads of one container (`--jobs`).
     pub jobs: usize,
+    /// Parallel uploads over every container of the run (`release
+    /// --total-jobs`); `None`: each container has its own `jobs`, and the
+    /// containers under way at once bound the rest.
+    pub total_jobs: Option<usize>,
     pub retry: RetryPolicy,
     /// No progress on an answer (or an upload) for this long ends the request.
     pub stall_timeout: Duration,
@@ -46,6 +50,7 @@ impl std::fmt::Debug for Options {
             .field("tls_verify", &self.tls_verify)
             .field("plain_http", &self.plain_http)
             .field("jobs", &self.jobs)
+            .field("total_jobs", &self.total_jobs)
             .field("retry", &self.retry)
             .field("chunk_size", &self.chunk_size)
             .finish_non_exhaustive()
@@ -64,6 +69,7 @@ impl Default for Options {
             cert_dir: None,
             authfile: None,
             jobs: 4,
+            total_jobs: None,
             retry: RetryPolicy::default(),
             stall_timeout: Duration::from_secs(60),
             chunk_size: DEFAULT_CHUNK_SIZE,
@@ -90,7 +96,7 @@ pub struct HostState {
 pub struct Clients {
     pub(super) pool: Arc<Mutex<HashMap<PoolKey, Arc<Executor>>>>,
     pub(super) hosts: Arc<Mutex<HashMap<String, Arc<HostState>>>>,
-    /// The run's blob transfers: `--jobs` at a time over every container.
+    /// The run's blob transfers: `--total-jobs` at a time over every container.
     uploads: Arc<OnceLock<Arc<tokio::sync::Semaphore>>>,
     /// Retries made by every executor of the run (a container's own count is
     /// the difference over its time: its sources' registries count too).
@@ -101,11 +107,16 @@ pub struct Clients {
 pub(super) type PoolKey = (String, Option<String>);
 
 impl Clients {
-    /// The slots blob transfers take, `jobs` in all for the whole run (made by
-    /// the first caller): containers pushed in parallel share them.
-    pub fn upload_slots(&self, jobs: usize) -> Arc<tokio::sync::Semaphore> {
+    /// The slots blob transfers take, `total` in all for the whole run (made
+    /// by the first caller): containers pushed in parallel share them. With no
+    /// total there are as many as there could be, and only each container's
+    /// own `--jobs` bounds its transfers.
+    pub fn upload_slots(&self, total: Option<usize>) -> Arc<tokio::sync::Semaphore> {
         self.uploads
-            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(jobs.max(1))))
+            .get_or_init(|| {
+                let slots = total.map_or(tokio::sync::Semaphore::MAX_PERMITS, |n| n.max(1));
+                Arc::new(tokio::sync::Semaphore::new(slots))
+            })
             .clone()
     }
 
@@ -173,6 +184,25 @@ mod tests {
         assert!(parse_chunk_size("lots").is_err());
         assert!(parse_chunk_size("16T").is_err());
         assert!(parse_chunk_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn upload_slots_are_the_runs_total_shared_by_clones_or_unbounded() {
+        let clients = Clients::default();
+        let first = clients.upload_slots(Some(3));
+        assert_eq!(first.available_permits(), 3);
+        // A clone (another container of the run) gets the same slots, whatever
+        // it asks: the first caller made them.
+        let again = clients.clone().upload_slots(Some(8));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(
+            Clients::default().upload_slots(Some(0)).available_permits(),
+            1
+        );
+        assert_eq!(
+            Clients::default().upload_slots(None).available_permits(),
+            tokio::sync::Semaphore::MAX_PERMITS
+        );
     }
 }
 

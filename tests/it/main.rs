@@ -35,6 +35,7 @@ mod proxy;
 mod push;
 mod registry_auth_tls;
 mod release;
+mod release_jobs;
 mod sign_interop;
 mod signals;
 mod signing;

@@ -199,7 +199,7 @@ struct RetryArgs {
 #[derive(Args)]
 #[command(next_help_heading = RETRIES)]
 pub(crate) struct TransferArgs {
-    /// Parallel uploads (and blob checks)
+    /// Parallel uploads (and blob checks) of each container
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
     /// Blobs larger than this go up in chunks of this size (e.g. 16M), for a
@@ -473,6 +473,11 @@ pub(crate) struct ReleaseArgs {
     pub(crate) registry: RegistryArgs,
     #[command(flatten)]
     pub(crate) transfers: TransferArgs,
+    /// Parallel uploads over all the containers at once (each still at most
+    /// --jobs), to cap the connections a release opens to a shared registry
+    /// [default: none; up to 4 containers at once, --jobs each]
+    #[arg(long, value_name = "N", help_heading = RETRIES, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) total_jobs: Option<u16>,
     /// Fail every container whose policy is a reference by tag
     /// (oci://REPO:TAG) rather than by digest (oci://REPO@sha256:…)
     #[arg(long, help_heading = POLICY)]

@@ -430,7 +430,10 @@ fn run_release(
         build: args.build,
         force: args.run.force,
         dry_run: args.run.dry_run,
-        registry: args.registry.with_transfers(&args.transfers),
+        registry: registry::Options {
+            total_jobs: args.total_jobs.map(usize::from),
+            ..args.registry.with_transfers(&args.transfers)
+        },
         policy_limits: args.limits.limits(),
         progress: pushgate::progress::wanted(args.output.json, args.output.quiet),
         require_pinned_policies: args.require_pinned_policies,

@@ -520,8 +520,8 @@ impl Proxy {
     /// Arms a tripwire on the `n`th request (1-based) the proxy reads from now on whose
     /// method is `method` ("*" for any) and whose path and query contain
     /// `path_contains` ("" for any), as a [`Rule`] matches, replacing one armed before.
-    /// When that request comes, the proxy does what `trip` says and sends the request's
-    /// [`ProxyEvent::seq`] on the returned channel. A held request stays held until
+    /// When that request comes, the proxy does what `trip` says and sends what it
+    /// caught on the returned channel. A held request stays held until
     /// the proxy is dropped: its client is meant to be killed meanwhile. The channel is
     /// closed without a message when the proxy is dropped first, or when the request
     /// is one the registry cannot answer ([`Trip::AfterUpstream`] on a request the
@@ -532,7 +532,7 @@ impl Proxy {
         method: &str,
         path_contains: &str,
         trip: Trip,
-    ) -> mpsc::Receiver<u64> {
+    ) -> mpsc::Receiver<Caught> {
         assert!(n >= 1, "requests count from 1");
         let (tell, told) = mpsc::channel();
         *self.shared.tripwire.lock().unwrap() = Some(Tripwire {
@@ -593,7 +593,23 @@ struct Tripwire {
     /// The requests it counts (its action is not used).
     matching: Rule,
     trip: Trip,
-    tell: mpsc::Sender<u64>,
+    tell: mpsc::Sender<Caught>,
+}
+
+/// The request a tripwire caught ([`Proxy::trip_on`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caught {
+    /// Its [`ProxyEvent::seq`] (a held request is never in [`Proxy::log`]).
+    pub seq: u64,
+    /// Its path and query, as requested.
+    pub target: String,
+}
+
+impl Caught {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
 }
 
 impl Shared {
@@ -612,7 +628,10 @@ impl Shared {
         let wire = armed.take()?;
         Some(Tripped {
             trip: wire.trip,
-            seq,
+            caught: Caught {
+                seq,
+                target: req.target.clone(),
+            },
             tell: wire.tell,
         })
     }
@@ -621,8 +640,8 @@ impl Shared {
 /// A request a tripwire caught.
 struct Tripped {
     trip: Trip,
-    seq: u64,
-    tell: mpsc::Sender<u64>,
+    caught: Caught,
+    tell: mpsc::Sender<Caught>,
 }
 
 impl Drop for Proxy {
@@ -786,7 +805,7 @@ impl Exchange<'_> {
             );
             match tripped.trip {
                 Trip::Pass => {
-                    let _ = tripped.tell.send(tripped.seq);
+                    let _ = tripped.tell.send(tripped.caught.clone());
                 }
                 Trip::AfterUpstream if forwarded => {}
                 Trip::BeforeForward | Trip::AfterUpstream => return self.hold().await,
@@ -824,7 +843,7 @@ impl Exchange<'_> {
     async fn hold(&self) -> End {
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(tripped) = &self.trip {
-            let _ = tripped.tell.send(tripped.seq);
+            let _ = tripped.tell.send(tripped.caught.clone());
         }
         std::future::pending().await
     }
