@@ -119,10 +119,10 @@ struct Args {
     /// layers. Default: all.
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
     only: Option<Vec<String>>,
-    /// Per-connection bandwidth of the WAN scenarios, MiB/s (default 20; 64 with --small).
+    /// Per-connection bandwidth of the WAN scenarios, MiB/s (default 10; 64 with --small).
     #[arg(long)]
     wan_per_connection: Option<u64>,
-    /// Total bandwidth of the WAN scenarios, MiB/s (default 60; 256 with --small).
+    /// Total bandwidth of the WAN scenarios, MiB/s (default 100; 256 with --small).
     #[arg(long)]
     wan_total: Option<u64>,
     /// Write the results as a Markdown section into this file.
@@ -183,9 +183,9 @@ impl Size {
             link: wan::Link {
                 per_connection: a
                     .wan_per_connection
-                    .unwrap_or(if a.small { 64 } else { 20 })
+                    .unwrap_or(if a.small { 64 } else { 10 })
                     * MIB,
-                total: a.wan_total.unwrap_or(if a.small { 256 } else { 60 }) * MIB,
+                total: a.wan_total.unwrap_or(if a.small { 256 } else { 100 }) * MIB,
             },
             only: a.only.clone(),
         }

@@ -18,8 +18,9 @@ use anyhow::Result;
 
 use super::proxy::{Faults, Proxy};
 use super::{
-    ARTIFACT, Bench, Build, KEY, MIB, Measured, REPO, RTT, Registry, ReleaseBuild, Row, TAG, bytes,
-    list, median, min_requests, ms, ratio, request_summary, secs, show, target_row, walls,
+    ARTIFACT, Bench, Build, KEY, MIB, Measured, RELEASE_CONTAINERS, REPO, RTT, Registry,
+    ReleaseBuild, Row, Size, TAG, bytes, list, median, min_requests, ms, ratio, request_summary,
+    secs, show, target_row, walls,
 };
 
 /// `--jobs` values of the table (the bench's own `--jobs` is added).
@@ -39,6 +40,13 @@ impl Link {
         Faults::none()
             .latency(RTT)
             .bandwidth(Some(self.per_connection), Some(self.total))
+    }
+
+    /// The least time `bytes` take through this link on `connections`
+    /// connections: what no client can beat.
+    fn floor(&self, bytes: u64, connections: usize) -> Duration {
+        let rate = (self.per_connection * connections as u64).min(self.total);
+        Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64)
     }
 
     pub(super) fn describe(&self) -> String {
@@ -327,10 +335,13 @@ impl Bench {
                 list(&w.raw.iter().map(|t| t.wall).collect::<Vec<_>>()),
                 share(&w.raw)
             ));
+            let (largest, floor) = release_floors(&self.size, self.env.jobs);
             details.push(format!(
-                "| WAN: release / largest alone | {} / {} | | | |",
+                "| WAN: release / largest alone | {} / {} | floor {} / {} | | |",
                 list(&walls(&w.release)),
-                list(&walls(&w.release_largest))
+                list(&walls(&w.release_largest)),
+                secs(floor),
+                secs(largest)
             ));
             details.push(format!(
                 "| WAN: no-op / skopeo inspect | {} / {} | | | |",
@@ -338,16 +349,17 @@ impl Bench {
                 list(&walls(&w.skopeo))
             ));
             table.push_str(&format!(
-                "\nFresh push of the build through the WAN ({link}) by `--jobs` (medians; throughput of the build's bytes):\n\n| --jobs | wall times | median | throughput |\n|---|---|---|---|\n"
+                "\nFresh push of the build through the WAN ({link}) by `--jobs` (medians; throughput of the build's bytes; the floor is the bytes through `--jobs` connections of this link):\n\n| --jobs | wall times | median | throughput | floor |\n|---|---|---|---|---|\n"
             ));
-            let build_bytes = self.results.build_bytes as f64;
+            let build_bytes = self.results.build_bytes;
             for (j, v) in &w.jobs {
                 let m = median(v);
                 table.push_str(&format!(
-                    "| {j} | {} | {} | {:.1} MiB/s |\n",
+                    "| {j} | {} | {} | {:.1} MiB/s | {} |\n",
                     list(v),
                     secs(m),
-                    build_bytes / MIB as f64 / m.as_secs_f64().max(1e-9)
+                    build_bytes as f64 / MIB as f64 / m.as_secs_f64().max(1e-9),
+                    secs(self.size.link.floor(build_bytes, *j))
                 ));
             }
             if let Some(j) = pick_jobs(&w.jobs) {
@@ -394,6 +406,33 @@ impl Bench {
         }
         (rows, details, table)
     }
+}
+
+/// The least time the release's largest container alone and the release take
+/// through the link, each container with `jobs` connections: the largest's
+/// bytes through its connections, and no less than all bytes through the
+/// connections of all containers (at most the link's total).
+fn release_floors(size: &Size, jobs: usize) -> (Duration, Duration) {
+    let bytes: Vec<u64> = RELEASE_CONTAINERS
+        .iter()
+        .map(|(_, _, _, first_arch, quarter)| {
+            let arches = if *first_arch { 1 } else { size.arches.len() };
+            let layers = if *quarter {
+                (size.layers / 4).max(1)
+            } else {
+                size.layers
+            };
+            (arches * layers) as u64 * size.layer_size
+        })
+        .collect();
+    let link = size.link;
+    let largest = bytes
+        .iter()
+        .map(|&b| link.floor(b, jobs))
+        .max()
+        .unwrap_or_default();
+    let all = link.floor(bytes.iter().sum(), jobs * bytes.len());
+    (largest, largest.max(all))
 }
 
 /// The fewest `--jobs` whose median is within 5% of the fastest median.
