@@ -13,7 +13,6 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, Url};
 use serde::Deserialize;
 
-use super::answer::read_bounded;
 use super::challenge::{self, Challenge};
 use super::error::RegistryError;
 use super::executor::{Executor, sensitive};
@@ -268,8 +267,8 @@ impl Executor {
         for s in scopes {
             req = req.query("scope", s.clone());
         }
-        let resp = match self.send_boxed(&req).await {
-            Ok(resp) => resp,
+        let body = match self.read_boxed(&req, MAX_TOKEN_BODY).await {
+            Ok(body) => body,
             Err(e) if matches!(e.status(), Some(401 | 403)) => {
                 let who = match &self.creds {
                     Some(c) => format!("the credentials of {}", c.username),
@@ -283,9 +282,6 @@ impl Executor {
             }
             Err(e) => return Err(refused(e.to_string())),
         };
-        let body = read_bounded(resp, MAX_TOKEN_BODY)
-            .await
-            .map_err(|e| refused(format!("reading the token: {e}")))?;
         let t: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| refused(format!("the answer is not a token: {e}")))?;
         let token = if t.token.is_empty() {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support;
-use crate::support::proxy::{Faults, Proxy};
+use crate::support::proxy::{Action, Faults, Proxy, Rule};
 use crate::support::run::Run;
 use crate::support::tls::{ClientCert, TestPki};
 use crate::support::token::TokenServer;
@@ -129,6 +129,49 @@ fn token_auth_push_and_noop_rerun_reuse_tokens() {
     ));
     assert_eq!(again.ok()["outcome"], "up-to-date");
     assert_eq!(t.token_requests().len() - before, 1, "one pull token");
+}
+
+#[test]
+fn a_token_answer_cut_in_its_body_is_fetched_again() {
+    let t = tokens(Duration::from_secs(300));
+    // The token server behind the fault proxy: its first answer stops a few
+    // hundred bytes in, after the head (a JWT with its certificate chain is
+    // kilobytes long).
+    let proxy = Proxy::start(
+        t.addr(),
+        Faults::none().rule(Rule::nth(
+            1,
+            "GET",
+            "/token",
+            Action::CutAnswer { bytes: 300 },
+        )),
+    );
+    let registry = Registry::start_with_token_realm(&t, &proxy.url("/token"));
+    let wd = workdir();
+    let auth = authfile(wd.path(), registry.addr(), "pusher", PASSWORD);
+    let repo = registry.repo("fcos");
+    let run = Run::of(&mut push(
+        &repo,
+        wd.path(),
+        &[
+            "--tls-verify=false",
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--retry-delay",
+            "20ms",
+        ],
+    ));
+    assert_eq!(run.outcome(), "pushed", "{}", run.context());
+    let cut = proxy
+        .log()
+        .into_iter()
+        .find(|e| matches!(e.fault, Some(Action::CutAnswer { .. })))
+        .expect("a token answer was cut");
+    assert_eq!(cut.upstream_status, Some(200), "the cut answer was a token");
+    assert_eq!(
+        served(&repo, &auth),
+        run.ok()["manifest_list_digest"].as_str().unwrap()
+    );
 }
 
 #[test]

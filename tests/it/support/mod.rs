@@ -124,6 +124,17 @@ impl Registry {
         Registry::launch(token_auth(tokens), None, false)
     }
 
+    /// [`Registry::start_with_token`], but its challenge sends clients to `realm`
+    /// (e.g. a fault proxy in front of the token server) instead of the token
+    /// server's own.
+    pub fn start_with_token_realm(tokens: &TokenServer, realm: &str) -> Registry {
+        let auth = Auth::Token {
+            realm: realm.to_string(),
+            signing_cert: tokens.signing_cert().to_path_buf(),
+        };
+        Registry::launch(auth, None, false)
+    }
+
     /// An anonymous registry in read-only maintenance mode: reads are served, every
     /// write (PUT, POST, PATCH, DELETE) is refused with HTTP 405.
     pub fn start_read_only() -> Registry {
