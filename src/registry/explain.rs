@@ -148,13 +148,30 @@ pub(crate) fn explain(
             },
             _,
         ) => format!("the name {reg} does not resolve: check the registry address in --repo"),
-        (RegistryError::Connection { .. }, _) => {
-            format!(
+        (RegistryError::Connection { kind, .. }, _) => match kind {
+            ConnectKind::Refused => format!(
+                "cannot connect (nothing listens there), {}: check the registry \
+                 address and port in --repo, and that the registry is up",
+                spent(who)
+            ),
+            // It answered before: the address is right, the way there is not.
+            ConnectKind::Cut => format!(
+                "the connection was cut (reset, or closed mid-answer), {}: something \
+                 between here and {reg} (a proxy, a load balancer, the network) drops \
+                 connections; rerun, pushgate resumes where it stopped",
+                spent(who)
+            ),
+            ConnectKind::Stalled => format!(
+                "no progress for --stall-timeout, {}: the link or the registry is too \
+                 slow; rerun, or give a longer --stall-timeout",
+                spent(who)
+            ),
+            ConnectKind::UnknownHost | ConnectKind::Other => format!(
                 "cannot connect, {}: check the registry address, that it is up, and \
                  --tls-verify",
                 spent(who)
-            )
-        }
+            ),
+        },
         _ => String::new(),
     };
     let message = if hint.is_empty() {
@@ -343,6 +360,39 @@ mod tests {
             e.contains("does not resolve") && e.contains("--repo"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connection_failures_say_which_kind_and_what_to_do() {
+        let explained = |kind| {
+            explain(
+                RegistryError::Connection {
+                    kind,
+                    detail: "detail".into(),
+                },
+                "r.io",
+                "r.io/x",
+                &who(None, false),
+                &Op::ReadTag("t".into()),
+            )
+            .to_string()
+        };
+        let e = explained(ConnectKind::Refused);
+        assert!(e.contains("nothing listens") && e.contains("--repo"), "{e}");
+        let e = explained(ConnectKind::Cut);
+        assert!(e.contains("cut") && e.contains("resumes"), "{e}");
+        assert!(!e.contains("check the registry address"), "{e}");
+        let e = explained(ConnectKind::Stalled);
+        assert!(e.contains("--stall-timeout"), "{e}");
+        let e = explained(ConnectKind::Other);
+        assert!(e.contains("check the registry address"), "{e}");
+        for kind in [ConnectKind::Refused, ConnectKind::Cut, ConnectKind::Stalled] {
+            let e = explained(kind);
+            assert!(
+                e.contains("after 6 attempts") && e.contains("(detail)"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
