@@ -154,7 +154,7 @@ impl Presence {
 pub struct Plan {
     pub verdict: Verdict,
     pub reason: String,
-    /// Blobs to upload, each once, in manifest order.
+    /// Blobs to upload, each once, biggest first (ties in manifest order).
     pub blobs: Vec<Descriptor>,
     /// Arches whose manifest must be put.
     pub manifests: Vec<String>,
@@ -386,13 +386,16 @@ pub fn plan(
     }
 
     let mut seen = BTreeSet::new();
-    let blobs: Vec<Descriptor> = desired
+    let mut blobs: Vec<Descriptor> = desired
         .images
         .iter()
         .flat_map(|i| &i.blobs)
         .filter(|b| !presence.blobs.contains(&b.digest) && seen.insert(b.digest.clone()))
         .cloned()
         .collect();
+    // Biggest first: `--jobs` connections then finish together, instead of
+    // one carrying a big layer that came last in its manifest alone at the end.
+    blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
     let manifests: Vec<String> = desired
         .images
         .iter()

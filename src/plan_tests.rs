@@ -208,14 +208,26 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The distinct blobs of `d` in the order a plan uploads them: biggest first,
+/// ties in manifest order (the first arch naming a blob places it).
 fn unique_blobs(d: &Desired) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::new();
+    let mut out: Vec<&Descriptor> = Vec::new();
     for b in d.images.iter().flat_map(|i| &i.blobs) {
-        if !out.contains(&b.digest) {
-            out.push(b.digest.clone());
+        if !out.iter().any(|o| o.digest == b.digest) {
+            out.push(b);
         }
     }
-    out
+    // An insertion sort written out, not the plan's own sort: biggest first,
+    // and a blob never passes one of the same size.
+    let mut sorted: Vec<&Descriptor> = Vec::new();
+    for b in out {
+        let at = sorted
+            .iter()
+            .position(|s| s.size < b.size)
+            .unwrap_or(sorted.len());
+        sorted.insert(at, b);
+    }
+    sorted.into_iter().map(|b| b.digest.clone()).collect()
 }
 
 fn assert_uploads_nothing(p: &Plan) {
@@ -899,6 +911,31 @@ fn push_uploads_only_what_is_missing() {
 }
 
 #[test]
+fn blobs_go_biggest_first_so_the_connections_finish_together() {
+    let f = fixture(false);
+    let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
+    let p = plan(
+        &repo_name(REPO),
+        &tags_now,
+        &f.a,
+        &[],
+        &Presence::default(),
+        false,
+    );
+    let sizes: Vec<u64> = p.blobs.iter().map(|b| b.size).collect();
+    assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+    // The fixture's manifests do not list their blobs that way: the order is
+    // the plan's doing.
+    let listed: Vec<u64> =
+        f.a.images
+            .iter()
+            .flat_map(|i| &i.blobs)
+            .map(|b| b.size)
+            .collect();
+    assert!(listed.windows(2).any(|w| w[0] < w[1]), "{listed:?}");
+}
+
+#[test]
 fn a_blob_shared_by_two_arches_is_uploaded_once() {
     let f = fixture(false);
     let shared = Digest::of(SHARED.as_bytes());
@@ -1305,7 +1342,7 @@ fn check_combination(
             }
         }
 
-        // blobs: each missing one once, none present, in manifest order
+        // blobs: each missing one once, none present, biggest first
         let listed: BTreeSet<&Digest> = p.blobs.iter().map(|b| &b.digest).collect();
         assert_eq!(listed.len(), p.blobs.len(), "a blob listed twice\n{ctx}");
         assert!(
