@@ -6,21 +6,26 @@
 //!   config). They are computed before anything is uploaded, and a blob no
 //!   manifest names yet is invisible, so they go up beside the image's blobs.
 //! - [`put_signatures`]: the `.sig` manifests (every layer already there
-//!   kept). Each is found by its tag, `sha256-<digest>.sig`, which no
-//!   image tag serves, so they may go up beside the image's manifests.
+//!   kept), each read again just before it is written and read back after,
+//!   merged with what another signer wrote meanwhile. Each is found by its
+//!   tag, `sha256-<digest>.sig`, which no image tag serves, so they may go up
+//!   beside the image's manifests.
 //! - [`put_attestation`]: the attestation (the referrer manifest by digest,
 //!   naming the list as its subject) and, on a registry without the referrers
 //!   API, the referrers tag: after the list is in the registry.
 //!
 //! All of it before any tag is moved: no tag serves a list unsigned.
 
-use anyhow::{Context, Result};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::{Gap, Observed};
+use super::observe::sig_manifest;
+use super::{Gap, Observed, SigWrite};
 use crate::digest::Digest;
 use crate::manifest::{OCI_INDEX, OCI_MANIFEST};
-use crate::registry::Repository;
+use crate::registry::{Repository, RetryPolicy};
 use crate::sign::attest::Attestation;
 use crate::sign::cosign::sig_tag;
 use crate::sign::oci::EMPTY_BLOB;
@@ -102,21 +107,90 @@ pub async fn put_blobs(
         .await
 }
 
-/// Puts the `.sig` manifests `gap` lacks (their blobs are in: [`put_blobs`]):
-/// the signatures added.
+/// Puts the `.sig` manifests `gap` lacks (their blobs are in: [`put_blobs`]),
+/// each checked to hold what it was meant to ([`put_sig`]): the signatures
+/// added.
 pub async fn put_signatures(repo: &Repository, gap: &Gap) -> Result<usize> {
     let counts: Vec<usize> = stream::iter(&gap.sigs)
         .map(|w| async move {
-            let tag = sig_tag(&w.digest);
-            repo.put_manifest(&tag, OCI_MANIFEST, &w.manifest.to_bytes())
-                .await
-                .with_context(|| format!("signing: the signatures of {} at {tag}", w.digest))?;
+            put_sig(repo, w).await.with_context(|| {
+                format!(
+                    "signing: the signatures of {} at {}",
+                    w.digest,
+                    sig_tag(&w.digest)
+                )
+            })?;
             Ok::<_, anyhow::Error>(w.added.len())
         })
         .buffer_unordered(SIGS_AT_ONCE)
         .try_collect()
         .await?;
     Ok(counts.into_iter().sum())
+}
+
+/// How many times a `.sig` manifest is written again, merged with what the
+/// tag holds, before the run gives up on it.
+const SIG_REWRITES: u32 = 5;
+
+/// The pause before each rewrite: short (the writers race within a round
+/// trip or two of each other), jittered so that two racers do not keep
+/// colliding, growing in case the registry answers reads with a copy a little
+/// behind its writes. At most 0.1 + 0.2 + 0.4 + 0.8 + 1 s in all.
+const REWRITE_PAUSE: RetryPolicy = RetryPolicy {
+    times: SIG_REWRITES,
+    delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(1),
+};
+
+/// Puts the `.sig` manifest `w` plans so that no other signer's layers are
+/// lost. No registry offers compare-and-swap on a tag, and another signer of
+/// the digest (a second release job, a rerun racing a slow first run) reads,
+/// adds and writes the same tag. So the tag is read again just before the
+/// write (what was observed at the start of the run may be minutes old: the
+/// layers written since are kept) and read back after it (a write that
+/// landed in between, made from an older read, may have dropped this run's
+/// layers). While any layer this run meant the tag to hold (what it read and
+/// what it added) is missing, the tag is read again after a pause, merged
+/// and put again. Two such writers end with the union unless one's whole write
+/// and read back fall between the other's read and write (one round trip);
+/// a writer that does not check back (cosign) can still drop a layer later.
+/// Two GETs of the tag a manifest written, more only where there was a race.
+async fn put_sig(repo: &Repository, w: &SigWrite) -> Result<()> {
+    let tag = sig_tag(&w.digest);
+    let mut lacking = 0;
+    for write in 0..=SIG_REWRITES {
+        if write > 0 {
+            let pause = REWRITE_PAUSE.wait(write, None, fastrand::f64());
+            tokio::time::sleep(pause.unwrap_or_default()).await;
+        }
+        let now = sig_manifest(repo, &w.digest).await?.unwrap_or_default();
+        if w.manifest.lacking_in(&now) == 0 {
+            // Another writer has it all there already (a rerun with this
+            // key, or a racer that merged this run's layers in).
+            return Ok(());
+        }
+        let manifest = w.manifest.merged_into(&now);
+        if manifest.config() != w.manifest.config() {
+            // Layers another writer added: a config listing them too.
+            repo.push_blob_bytes(&manifest.config()).await?;
+        }
+        repo.put_manifest(&tag, OCI_MANIFEST, &manifest.to_bytes())
+            .await?;
+        let back = sig_manifest(repo, &w.digest).await?.unwrap_or_default();
+        lacking = w.manifest.lacking_in(&back);
+        if lacking == 0 {
+            return Ok(());
+        }
+    }
+    bail!(
+        "{}:{tag} still lacks {lacking} of the signatures this run meant it to hold after \
+         {} writes: another writer keeps replacing it (or the registry {} serves reads \
+         older than its writes); run again once the other signer is done (a rerun \
+         adds only what is missing)",
+        repo.name(),
+        SIG_REWRITES + 1,
+        repo.repo().registry(),
+    )
 }
 
 /// Puts `attestation` (its blobs are in: [`put_blobs`]), a referrer of

@@ -132,6 +132,24 @@ impl SigManifest {
         added
     }
 
+    /// How many layers of `self` (what a writer meant the tag to hold) `now`
+    /// (what it holds) lacks. Layers are told apart as [`add`](Self::add)
+    /// does: by payload digest and signature, whatever else a tool annotated.
+    pub fn lacking_in(&self, now: &SigManifest) -> usize {
+        now.doc.lacking(&self.doc, same_layer).len()
+    }
+
+    /// `now` with every layer of `self` it lacks added after its own, each as
+    /// `self` had it: what a writer whose manifest `self` was replaced by
+    /// another writer's `now` (both having read the tag before either wrote)
+    /// writes so that neither's signatures are lost. Whoever merges last
+    /// writes the union; merging again changes nothing.
+    pub fn merged_into(&self, now: &SigManifest) -> SigManifest {
+        let mut merged = now.clone();
+        merged.doc.append(now.doc.lacking(&self.doc, same_layer));
+        merged
+    }
+
     /// The config blob for the current layers.
     pub fn config(&self) -> Vec<u8> {
         let diff_ids = self.doc.digests();
@@ -214,6 +232,19 @@ impl SigManifest {
             .filter_map(|(i, r)| r.ok().map(|_| i))
             .collect()
     }
+}
+
+/// Whether two layers, as written, are one signature: the same digest and
+/// the same signature annotation (or both without one). Compared as JSON, so
+/// a layer pushgate cannot model (a digest other than sha256) still matches
+/// its own copy.
+fn same_layer(a: &Value, b: &Value) -> bool {
+    let signature = |l: &Value| {
+        l.get("annotations")
+            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+            .cloned()
+    };
+    a.get("digest") == b.get("digest") && signature(a) == signature(b)
 }
 
 fn check_layer(

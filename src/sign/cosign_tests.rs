@@ -211,3 +211,85 @@ fn what_is_not_a_signature_manifest_is_refused_with_its_tag() {
     assert!(err.contains("repo:sha256-ab.sig"), "{err}");
     assert!(SigManifest::parse(br#"{"schemaVersion":1,"layers":[]}"#, "t").is_err());
 }
+
+#[test]
+fn racing_writers_merge_to_the_union_and_merging_again_changes_nothing() {
+    let d = Digest::of(b"list");
+    let mut base = SigManifest::new();
+    base.add(&[sign(&key(3), REF, &d, None)]);
+    // Both read `base`; each wrote its own signature added to it.
+    let (mut a, mut b) = (base.clone(), base.clone());
+    a.add(&[sign(&key(1), REF, &d, None)]);
+    b.add(&[sign(&key(2), REF, &d, None)]);
+    assert_eq!(a.lacking_in(&b), 1, "b's write dropped a's layer");
+    assert_eq!(a.lacking_in(&a), 0);
+    assert_eq!(base.lacking_in(&b), 0, "what both read is still there");
+
+    let merged = a.merged_into(&b);
+    // The payloads are the same (one reference, one digest): the
+    // signatures tell the layers apart.
+    let signatures = |m: &SigManifest| -> Vec<String> {
+        m.layers()
+            .into_iter()
+            .map(|l| l.annotations[SIGNATURE_ANNOTATION].clone())
+            .collect()
+    };
+    let (sa, sb) = (signatures(&a), signatures(&b));
+    assert_eq!(signatures(&merged), [&sb[..], &sa[1..]].concat());
+    assert_eq!(a.lacking_in(&merged), 0);
+    assert_eq!(b.lacking_in(&merged), 0);
+    // b, reading back what a wrote, finds nothing of its own missing; were
+    // it to merge anyway, the bytes would not change.
+    assert_eq!(b.merged_into(&merged).to_bytes(), merged.to_bytes());
+    let config: Value = serde_json::from_slice(&merged.config()).unwrap();
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_merge_keeps_each_layer_as_written_and_tells_signatures_apart() {
+    let d = Digest::of(b"list");
+    let ours = sign(&key(1), REF, &d, None);
+    let sha512 = format!("sha512:{}", "ab".repeat(64));
+    // What this writer meant: a foreign layer with a bundle, one pushgate
+    // cannot read, and its own.
+    let meant = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "layers": [
+            {"mediaType": SIMPLESIGNING_MEDIA_TYPE, "size": 3, "digest": sha512,
+             "annotations": {SIGNATURE_ANNOTATION: "c2ln"}},
+            {"mediaType": SIMPLESIGNING_MEDIA_TYPE,
+             "size": ours.payload.len(),
+             "digest": Digest::of(&ours.payload).to_string(),
+             "annotations": {SIGNATURE_ANNOTATION: ours.signature,
+                             "dev.sigstore.cosign/bundle": "{}"}}
+        ]
+    });
+    let meant = SigManifest::parse(&serde_json::to_vec(&meant).unwrap(), "t").unwrap();
+    // What is there now: the same payload under another signature (another
+    // key signing the same reference and digest), and nothing else.
+    let mut now = SigManifest::new();
+    let mut same_payload = ours.clone();
+    same_payload.signature = sign(&key(2), REF, &d, None).signature;
+    assert_eq!(
+        same_payload.payload, ours.payload,
+        "payloads are deterministic"
+    );
+    now.add(&[same_payload]);
+    assert_eq!(
+        meant.lacking_in(&now),
+        2,
+        "another signature is another layer"
+    );
+
+    let merged = meant.merged_into(&now);
+    let out: Value = serde_json::from_slice(&merged.to_bytes()).unwrap();
+    let meant_json: Value = serde_json::from_slice(&meant.to_bytes()).unwrap();
+    assert_eq!(out["layers"].as_array().unwrap().len(), 3);
+    assert_eq!(out["layers"][1], meant_json["layers"][0], "unread, kept");
+    assert_eq!(
+        out["layers"][2], meant_json["layers"][1],
+        "annotations kept"
+    );
+    assert_eq!(meant.lacking_in(&merged), 0);
+}

@@ -177,6 +177,26 @@ impl Doc {
         true
     }
 
+    /// The entries of `other` that no entry here is `same` as, as `other`
+    /// wrote them (fields pushgate does not model, and entries it cannot
+    /// read, included).
+    pub(crate) fn lacking(&self, other: &Doc, same: impl Fn(&Value, &Value) -> bool) -> Vec<Value> {
+        other
+            .list()
+            .iter()
+            .filter(|theirs| !self.list().iter().any(|mine| same(mine, theirs)))
+            .cloned()
+            .collect()
+    }
+
+    /// Appends `entries` as they are (see [`lacking`](Self::lacking)).
+    pub(crate) fn append(&mut self, entries: Vec<Value>) {
+        match self.fields.get_mut(self.list_key) {
+            Some(Value::Array(a)) => a.extend(entries),
+            _ => unreachable!("checked when parsed or made"),
+        }
+    }
+
     /// Compact JSON, fields in the order read (or made).
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.fields).expect("a JSON map always serializes")

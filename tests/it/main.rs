@@ -37,6 +37,7 @@ mod registry_auth_tls;
 mod release;
 mod release_jobs;
 mod sign_interop;
+mod sign_race;
 mod signals;
 mod signing;
 mod soak;

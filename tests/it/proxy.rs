@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::support::proxy::{
-    Action, Decider, Faults, Proxy, ProxyEvent, RetryAfter, Rule, http_date, rewrite_location,
+    Action, Decider, Faults, Proxy, ProxyEvent, RetryAfter, Rule, Trip, http_date, rewrite_location,
 };
 use crate::support::{Registry, sha256_digest, skopeo_inspect_raw};
 use pushgate_sample::{SampleImage, write_oci_archive};
@@ -640,6 +640,33 @@ fn stalls_hold_the_answer_for_a_while_or_until_the_client_gives_up() {
         "{log:#?}"
     );
     assert_eq!(registry.requests().len(), 2);
+}
+
+#[test]
+fn a_held_request_goes_on_once_released() {
+    let registry = Registry::start();
+    let proxy = Proxy::start(registry.addr(), Faults::none());
+    for (trip, seen_while_held) in [(Trip::BeforeForward, 0), (Trip::AfterUpstream, 1)] {
+        let before = registry.requests().len();
+        let held = proxy.trip_on(1, "GET", "/v2/", trip);
+        let url = proxy.url("/v2/");
+        let client = std::thread::spawn(move || curl(&["--max-time", "60", &url]));
+        let caught = held.recv_timeout(Duration::from_secs(30)).expect("held");
+        assert_eq!(caught.path(), "/v2/");
+        assert_eq!(
+            registry.requests().len() - before,
+            seen_while_held,
+            "{trip:?}"
+        );
+        assert!(!client.is_finished(), "{trip:?}: no answer while held");
+        // A release is for what is held then: the second trip holds again.
+        proxy.release_held();
+        let answer = client.join().unwrap();
+        assert_eq!(answer.ok().status, 200, "{trip:?}");
+        assert_eq!(registry.requests().len() - before, 1, "{trip:?}");
+    }
+    assert_eq!(proxy.log().len(), 2);
+    assert!(proxy.wait_idle(Duration::from_secs(10)));
 }
 
 #[test]

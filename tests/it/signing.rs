@@ -22,7 +22,7 @@ use pushgate_sample::{SampleBuild, write_build};
 
 const BUILD: &str = "41.20261206.2.0";
 
-fn workdir() -> tempfile::TempDir {
+pub(crate) fn workdir() -> tempfile::TempDir {
     let wd = tempfile::tempdir().unwrap();
     let small = SampleBuild::small(BUILD, &[]);
     let b = SampleBuild::ostree(
@@ -35,7 +35,7 @@ fn workdir() -> tempfile::TempDir {
     wd
 }
 
-fn push(repo: &str, wd: &Path, tags: &[&str], keys: Option<&CosignKeys>) -> Command {
+pub(crate) fn push(repo: &str, wd: &Path, tags: &[&str], keys: Option<&CosignKeys>) -> Command {
     let mut cmd = pushgate();
     cmd.args(["push", "--repo", repo]);
     for t in tags {
@@ -54,7 +54,7 @@ fn push(repo: &str, wd: &Path, tags: &[&str], keys: Option<&CosignKeys>) -> Comm
     cmd
 }
 
-fn verify(repo: &str, tags: &[&str], public: &Path, extra: &[&str]) -> Run {
+pub(crate) fn verify(repo: &str, tags: &[&str], public: &Path, extra: &[&str]) -> Run {
     let mut cmd = pushgate();
     cmd.args(["verify", "--repo", repo, "--tls-verify=false", "--json"]);
     for t in tags {
@@ -77,7 +77,7 @@ pub(crate) fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
 
 /// The references the `.sig` manifest of `digest` holds a signature for that
 /// the Sigstore crate verifies with `verifier`, read with skopeo and curl.
-fn sigstore_verified(
+pub(crate) fn sigstore_verified(
     registry: &Registry,
     digest: &str,
     verifier: &CosignVerificationKey,
@@ -121,7 +121,7 @@ fn sigstore_verified(
 }
 
 /// The list and per-arch digests of a push report.
-fn digests(run: &Run) -> Vec<String> {
+pub(crate) fn digests(run: &Run) -> Vec<String> {
     let report = run.ok();
     let mut all = vec![report["manifest_list_digest"].as_str().unwrap().to_string()];
     all.extend(

@@ -53,7 +53,9 @@
 //! A [tripwire](Proxy::trip_on) stops one chosen request (the nth from now) and says so
 //! on a channel: held before it reaches the registry, held after the registry answered it
 //! (the answer never relayed), or let through. A test SIGKILLs its client then, so the
-//! kill lands at a known point of the request sequence, not after a guessed delay.
+//! kill lands at a known point of the request sequence, not after a guessed delay; or
+//! it does something in between and [releases](Proxy::release_held) the request, for an
+//! interleaving of two clients that does not depend on timing.
 //! [`Proxy::in_flight`] counts the requests being served, so that a test can wait, after
 //! a kill, for what the dead client had sent to be finished with before it looks.
 //!
@@ -88,7 +90,7 @@ use futures_util::FutureExt as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Longest request or response head (request line or status line plus headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -430,6 +432,9 @@ struct Shared {
     malformed: AtomicU64,
     /// The armed tripwire, if any ([`Proxy::trip_on`]).
     tripwire: Mutex<Option<Tripwire>>,
+    /// How many times [`Proxy::release_held`] was called: a request held before the
+    /// count moved goes on.
+    released: watch::Sender<u64>,
     /// Each connection's own limit, per direction ([`Bandwidth::per_connection`]).
     per_connection: Option<u64>,
     /// The limits all connections share ([`Bandwidth::total`]).
@@ -473,6 +478,7 @@ impl Proxy {
             in_flight: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             tripwire: Mutex::new(None),
+            released: watch::Sender::new(0),
             per_connection: bandwidth.per_connection,
             total: Directions::new(bandwidth.total),
         });
@@ -522,7 +528,8 @@ impl Proxy {
     /// `path_contains` ("" for any), as a [`Rule`] matches, replacing one armed before.
     /// When that request comes, the proxy does what `trip` says and sends what it
     /// caught on the returned channel. A held request stays held until
-    /// the proxy is dropped: its client is meant to be killed meanwhile. The channel is
+    /// [`Proxy::release_held`], or until the proxy is dropped (its client then
+    /// meant to be killed meanwhile). The channel is
     /// closed without a message when the proxy is dropped first, or when the request
     /// is one the registry cannot answer ([`Trip::AfterUpstream`] on a request the
     /// proxy failed to forward).
@@ -542,6 +549,14 @@ impl Proxy {
             tell,
         });
         told
+    }
+
+    /// Lets every request a tripwire holds now go on as if it had not been held: one
+    /// [`Trip::BeforeForward`] is forwarded, one [`Trip::AfterUpstream`] has its answer
+    /// relayed. Requests held later are held until the next call. For an interleaving:
+    /// hold a client's request, do something in between, release it.
+    pub fn release_held(&self) {
+        self.shared.released.send_modify(|n| *n += 1);
     }
 
     /// Request heads the proxy could not parse, and answered with a bare 400 (they are
@@ -808,7 +823,7 @@ impl Exchange<'_> {
                     let _ = tripped.tell.send(tripped.caught.clone());
                 }
                 Trip::AfterUpstream if forwarded => {}
-                Trip::BeforeForward | Trip::AfterUpstream => return self.hold().await,
+                Trip::BeforeForward | Trip::AfterUpstream => self.hold().await,
             }
         }
         let delay = match self.action {
@@ -838,14 +853,21 @@ impl Exchange<'_> {
         }
     }
 
-    /// Holds this request for good (a tripwire caught it): no longer in flight, and
-    /// said on the tripwire's channel.
-    async fn hold(&self) -> End {
+    /// Holds this request (a tripwire caught it): no longer in flight, and said on
+    /// the tripwire's channel; until [`Proxy::release_held`], for good if that never
+    /// comes.
+    async fn hold(&self) {
+        // Before it is said: a release that follows the telling is for this request.
+        let mut released = self.shared.released.subscribe();
+        let held_at = *released.borrow_and_update();
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(tripped) = &self.trip {
             let _ = tripped.tell.send(tripped.caught.clone());
         }
-        std::future::pending().await
+        if released.wait_for(|n| *n > held_at).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
     }
 
     fn record(&self, upstream_status: Option<u16>, error: Option<String>) {
@@ -988,7 +1010,7 @@ impl Exchange<'_> {
             .as_ref()
             .is_some_and(|t| t.trip == Trip::AfterUpstream)
         {
-            return self.hold().await;
+            self.hold().await;
         }
         match self.action {
             Some(Action::ResetAfterUpstream) => return End::Reset,
