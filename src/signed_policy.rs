@@ -132,9 +132,10 @@ pub async fn fetch_checked(
 ) -> Result<Fetched> {
     let mut fetched = remote::fetch(r, opts).await?;
     if let Some(keys) = signed_by {
-        fetched.signed_by = require(&fetched, keys, opts)
+        let valid = require(&fetched, keys, opts)
             .await
             .with_context(|| format!("policy {}", fetched.label()))?;
+        fetched.signed_by = Some(valid);
     }
     Ok(fetched)
 }

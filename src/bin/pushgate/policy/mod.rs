@@ -453,7 +453,7 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             "cached": fetched.path,
             "from_cache": fetched.from_cache,
             "signature_cached": signature_cached,
-            "signed_by": signed_by.map(|_| &fetched.signed_by),
+            "signed_by": fetched.signed_by,
         });
         out::json("policy pull", true, doc)?;
     } else {
@@ -467,8 +467,8 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             }
             None => t.push_str("cached:  no (the policy cache is off)\n"),
         }
-        if signed_by.is_some() {
-            let _ = writeln!(t, "signed:  by {}", fetched.signed_by.join(", "));
+        if let Some(keys) = &fetched.signed_by {
+            let _ = writeln!(t, "signed:  by {}", keys.join(", "));
         } else if signature_cached {
             t.push_str(
                 "signed:  not verified (--require-signed-policies --trust-key NAME=FILE.pub \
