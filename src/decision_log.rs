@@ -476,6 +476,30 @@ mod tests {
     }
 
     #[test]
+    fn a_policys_signers_are_read_back_and_a_line_without_them_still_reads() {
+        let signed = LoggedPolicy::Policy {
+            name: Some("default".into()),
+            version: Some("1".into()),
+            sha256: Some(Digest::of(b"m")),
+            source: "oci://r.io/p:1@sha256:aa".into(),
+            signed_by: Some(vec!["release".into()]),
+        };
+        let json = serde_json::to_value(&signed).unwrap();
+        assert_eq!(json["signed_by"], serde_json::json!(["release"]));
+        assert_eq!(
+            serde_json::from_value::<LoggedPolicy>(json).unwrap(),
+            signed
+        );
+        // a line written before signers were logged, or without a required
+        // signature: no field, and none read
+        let old = serde_json::json!({"name": "default", "source": "p.wasm"});
+        let LoggedPolicy::Policy { signed_by, .. } = serde_json::from_value(old).unwrap() else {
+            panic!("a policy reads as a policy")
+        };
+        assert_eq!(signed_by, None);
+    }
+
+    #[test]
     fn concurrent_writers_never_interleave_within_a_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
