@@ -37,6 +37,10 @@ pub struct PolicyChoice {
     pub policy: Arc<Policy>,
     /// A JSON document (`{}` when none was given).
     pub settings: String,
+    /// The trusted keys whose signature on the module's artifact was verified
+    /// before it was loaded (`--require-signed-policies`); `None` when no
+    /// signature was required (a file, or a reference without the flag).
+    pub signed_by: Option<Vec<String>>,
 }
 
 /// A policy-settings argument as given on the command line: a JSON document, or
@@ -59,6 +63,7 @@ impl PolicyChoice {
             host: host.clone(),
             policy,
             settings,
+            signed_by: None,
         })
     }
 
@@ -79,11 +84,12 @@ impl PolicyChoice {
             host: host.clone(),
             policy,
             settings,
+            signed_by: None,
         })
     }
 
     /// A module already fetched (a release fetches each reference once), loaded
-    /// into `host`.
+    /// into `host`, with the keys its fetch verified the signature of.
     pub fn from_fetched(
         host: &Arc<PolicyHost>,
         fetched: &remote::Fetched,
@@ -93,6 +99,7 @@ impl PolicyChoice {
             host: host.clone(),
             policy: host.load_fetched(fetched)?,
             settings,
+            signed_by: fetched.signed_by.clone(),
         })
     }
 

@@ -30,10 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::contract::{Facts, Verdict};
-use crate::decide::Decided;
+use crate::decide::{Decided, PolicyChoice};
 use crate::digest::Digest;
 use crate::outcome::Outcome;
-use crate::policy::Policy;
 
 /// An open decision log.
 #[derive(Debug)]
@@ -59,6 +58,11 @@ pub enum LoggedPolicy {
         /// The module's file, or its reference as configured with the digest
         /// it resolved to (`oci://REGISTRY/REPO:TAG@sha256:…`).
         source: String,
+        /// The trusted keys whose signature on the module's artifact was
+        /// verified before it decided (`--require-signed-policies`); absent
+        /// when none was required.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signed_by: Option<Vec<String>>,
     },
 }
 
@@ -167,22 +171,24 @@ pub struct Subject<'a> {
 impl LoggedPolicy {
     /// The policy a run decided with: the one `loaded`, else the source that
     /// was configured but could not be had (`unloaded`), else the host.
-    pub fn of(loaded: Option<&Policy>, unloaded: Option<&str>) -> LoggedPolicy {
+    pub fn of(loaded: Option<&PolicyChoice>, unloaded: Option<&str>) -> LoggedPolicy {
         match (loaded, unloaded) {
-            (Some(p), _) => LoggedPolicy::Policy {
-                name: Some(p.info.name.clone()),
-                version: Some(p.info.version.clone()),
-                sha256: Some(p.info.sha256.clone()),
+            (Some(c), _) => LoggedPolicy::Policy {
+                name: Some(c.policy.info.name.clone()),
+                version: Some(c.policy.info.version.clone()),
+                sha256: Some(c.policy.info.sha256.clone()),
                 // The file, or the reference as configured with the digest it
                 // resolved to (`oci://R/P:TAG@sha256:…`): both what was asked for
                 // and what ran.
-                source: p.label().to_string(),
+                source: c.policy.label().to_string(),
+                signed_by: c.signed_by.clone(),
             },
             (None, Some(source)) => LoggedPolicy::Policy {
                 name: None,
                 version: None,
                 sha256: None,
                 source: source.to_string(),
+                signed_by: None,
             },
             (None, None) => LoggedPolicy::Host("host".into()),
         }
@@ -467,6 +473,30 @@ mod tests {
             ("error", Some("cannot reach r.io"))
         );
         assert_eq!(back[1].decision, None);
+    }
+
+    #[test]
+    fn a_policys_signers_are_read_back_and_a_line_without_them_still_reads() {
+        let signed = LoggedPolicy::Policy {
+            name: Some("default".into()),
+            version: Some("1".into()),
+            sha256: Some(Digest::of(b"m")),
+            source: "oci://r.io/p:1@sha256:aa".into(),
+            signed_by: Some(vec!["release".into()]),
+        };
+        let json = serde_json::to_value(&signed).unwrap();
+        assert_eq!(json["signed_by"], serde_json::json!(["release"]));
+        assert_eq!(
+            serde_json::from_value::<LoggedPolicy>(json).unwrap(),
+            signed
+        );
+        // a line written before signers were logged, or without a required
+        // signature: no field, and none read
+        let old = serde_json::json!({"name": "default", "source": "p.wasm"});
+        let LoggedPolicy::Policy { signed_by, .. } = serde_json::from_value(old).unwrap() else {
+            panic!("a policy reads as a policy")
+        };
+        assert_eq!(signed_by, None);
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn subject<'a>(req: &'a PushRequest, unloaded: Option<&str>) -> Subject<'a> {
         repo: req.repo.as_str(),
         tags: &req.tags,
         dry_run: req.dry_run,
-        policy: LoggedPolicy::of(req.policy.as_ref().map(|c| &*c.policy), unloaded),
+        policy: LoggedPolicy::of(req.policy.as_ref(), unloaded),
     }
 }
 
@@ -384,7 +384,7 @@ async fn push_traced(req: &PushRequest, trace: &mut Trace) -> Result<Report> {
     let tags = check_tags(&req.tags)?;
     let mut report = Report::new(&req.container, &req.repo, &tags, req.dry_run);
     if let Some(choice) = &req.policy {
-        report.policy = Some(choice.policy.info.clone().into());
+        report.policy = Some(crate::report::PolicyRef::of(choice));
         if let Err(decided) = choice.validate() {
             report.finish_decided(Outcome::Failed, &decided);
             trace.decided = Some(decided);

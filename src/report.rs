@@ -38,6 +38,22 @@ pub struct PolicyRef {
     /// it resolved to, `oci://REGISTRY/REPO@sha256:…`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// The trusted keys whose signature on the module's artifact was verified
+    /// before it decided; absent when none was required (as a registry
+    /// source's `signed_by` is absent when none was looked for). Never empty:
+    /// a required signature that is not there fails the run first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Vec<String>>,
+}
+
+impl PolicyRef {
+    /// The policy of `choice`, with the keys its signature was verified by.
+    pub fn of(choice: &crate::decide::PolicyChoice) -> PolicyRef {
+        PolicyRef {
+            signed_by: choice.signed_by.clone(),
+            ..choice.policy.info.clone().into()
+        }
+    }
 }
 
 impl From<crate::policy::PolicyInfo> for PolicyRef {
@@ -48,6 +64,7 @@ impl From<crate::policy::PolicyInfo> for PolicyRef {
             sha256: i.sha256,
             path: i.path.display().to_string(),
             reference: i.reference,
+            signed_by: None,
         }
     }
 }
@@ -330,13 +347,18 @@ impl Report {
         let _ = writeln!(s, "{}:{}: {what}", self.repo, self.tags.join(","));
         let _ = writeln!(s, "  why: {} (decided by {})", self.reason, self.decided_by);
         if let Some(p) = &self.policy {
+            let signed = p
+                .signed_by
+                .as_ref()
+                .map(|keys| format!("; signed by {}", keys.join(", ")));
             let _ = writeln!(
                 s,
-                "  policy: {} {} ({}, {})",
+                "  policy: {} {} ({}, {}){}",
                 p.name,
                 p.version,
                 p.reference.as_deref().unwrap_or(&p.path),
-                p.sha256
+                p.sha256,
+                signed.unwrap_or_default()
             );
         }
         for line in &self.policy_logs {
@@ -513,5 +535,35 @@ mod tests {
         let v = r.json();
         assert_eq!(v["sources"][0]["signed_by"], serde_json::json!(["build"]));
         assert!(v["sources"][2].get("signed_by").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_policy_whose_signature_was_required_names_its_signers() {
+        let repo: crate::registry::RepoName = "registry.example/fcos".parse().unwrap();
+        let mut r = super::Report::new("os", &repo, &["stable".into()], false);
+        let policy = super::PolicyRef {
+            name: "default".into(),
+            version: "1.0.0".into(),
+            sha256: crate::digest::Digest::of(b"module"),
+            path: "cache/aa".into(),
+            reference: Some("oci://r.example/p@sha256:bb".into()),
+            signed_by: Some(vec!["build".into(), "release".into()]),
+        };
+        r.policy = Some(policy.clone());
+        let text = r.human();
+        assert!(
+            text.contains("sha256:bb, sha256:") && text.contains("; signed by build, release\n"),
+            "{text}"
+        );
+        assert_eq!(
+            r.json()["policy"]["signed_by"],
+            serde_json::json!(["build", "release"])
+        );
+        r.policy = Some(super::PolicyRef {
+            signed_by: None,
+            ..policy
+        });
+        assert!(!r.human().contains("signed by"), "{}", r.human());
+        assert!(r.json()["policy"].get("signed_by").is_none());
     }
 }

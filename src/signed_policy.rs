@@ -14,7 +14,8 @@
 //! is verified from the cache, offline. A signature counts when a trusted key
 //! made it over a payload naming the artifact's digest and a reference in the
 //! module's repository, any tag (a module pinned by digest has no tag to
-//! match; `policy push` signs `REGISTRY/REPO:TAG`).
+//! match; `policy push` signs `REGISTRY/REPO:TAG`). [`shown`] says the same
+//! of an artifact for `policy inspect`, without requiring anything.
 
 use std::fs;
 use std::path::Path;
@@ -30,7 +31,7 @@ use crate::policy::PolicyInfo;
 use crate::policy::remote::{self, Fetched, OciRef, Published, cache_dir, cached, keep};
 use crate::registry::{self, Repository};
 use crate::sign::SigningKey;
-use crate::sign::cosign::sig_tag;
+use crate::sign::cosign::{SigManifest, sig_tag};
 use crate::sign::trust::{Signers, TrustedKeys};
 
 /// What `policy push` signed.
@@ -132,9 +133,10 @@ pub async fn fetch_checked(
 ) -> Result<Fetched> {
     let mut fetched = remote::fetch(r, opts).await?;
     if let Some(keys) = signed_by {
-        fetched.signed_by = require(&fetched, keys, opts)
+        let valid = require(&fetched, keys, opts)
             .await
             .with_context(|| format!("policy {}", fetched.label()))?;
+        fetched.signed_by = Some(valid);
     }
     Ok(fetched)
 }
@@ -268,6 +270,89 @@ pub async fn cache(f: &Fetched, opts: &registry::Options) -> Result<bool> {
     Ok(sig_file(&dir, name.as_str(), &f.digest).is_file())
 }
 
+/// Where [`shown`] read an artifact's signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadFrom {
+    /// The copy cached beside a module served from the cache (no request).
+    Cache,
+    /// The registry (and the copy is then cached).
+    Registry,
+}
+
+/// An artifact's signatures, as `policy inspect` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shown {
+    /// The tag holding them, `sha256-<hex>.sig`.
+    pub tag: String,
+    pub read_from: ReadFrom,
+    /// Whether the tag exists (from the cache: whether the cache holds a copy).
+    pub present: bool,
+    /// How many signatures the tag lists.
+    pub count: usize,
+    /// With trusted keys: those with a valid signature (`[]`: none); `None`
+    /// without any, when nothing was verified.
+    pub signed_by: Option<Vec<String>>,
+    /// Why each other signature does not count (with trusted keys; without,
+    /// only a `.sig` manifest that cannot be read).
+    pub not_counted: Vec<String>,
+}
+
+/// The signatures of the fetched artifact, checked with `keys` when given, as
+/// [`require`] checks them: for a module served from the cache, the copy
+/// cached beside it, with no request (offline, `policy inspect` stays
+/// offline); otherwise the registry's, which are then cached.
+pub async fn shown(
+    f: &Fetched,
+    keys: Option<&TrustedKeys>,
+    opts: &registry::Options,
+) -> Result<Shown> {
+    let repo_name = f.requested.repo();
+    let dir = cache_dir();
+    let (copy, read_from) = if f.from_cache {
+        let copy = dir
+            .as_deref()
+            .and_then(|d| SigCopy::cached(d, repo_name.as_str(), &f.digest));
+        (copy, ReadFrom::Cache)
+    } else {
+        let repo = Repository::new(repo_name, opts)?;
+        let copy = SigCopy::read(&repo, &f.digest).await.with_context(|| {
+            format!("cannot read the signatures of {} in {repo_name}", f.digest)
+        })?;
+        if let (Some(c), Some(d)) = (&copy, &dir) {
+            c.keep(d, repo_name.as_str(), &f.digest);
+        }
+        (copy, ReadFrom::Registry)
+    };
+    let tag = sig_tag(&f.digest);
+    let listed = copy
+        .as_ref()
+        .map(|c| SigManifest::parse(&c.manifest, &format!("{repo_name}:{tag}")));
+    let count = match &listed {
+        Some(Ok(m)) => m.layers().len(),
+        _ => 0,
+    };
+    let (signed_by, not_counted) = match (keys, &copy) {
+        (Some(keys), Some(c)) => {
+            let s = c.check(keys, repo_name, &f.digest);
+            (Some(s.valid), s.invalid)
+        }
+        (Some(_), None) => (Some(Vec::new()), Vec::new()),
+        (None, _) => match listed {
+            Some(Err(e)) => (None, vec![format!("{e:#}")]),
+            _ => (None, Vec::new()),
+        },
+    };
+    Ok(Shown {
+        tag,
+        read_from,
+        present: copy.is_some(),
+        count,
+        signed_by,
+        not_counted,
+    })
+}
+
 /// Why no signature counts: each one's reason, or that there are none.
 fn none_counts(s: &Signers) -> String {
     if s.invalid.is_empty() {
@@ -283,7 +368,6 @@ mod tests {
 
     use super::*;
     use crate::registry::RepoName;
-    use crate::sign::cosign::SigManifest;
     use crate::sign::simple;
 
     fn keys(seeds: &[(&str, u8)]) -> (tempfile::TempDir, TrustedKeys) {

@@ -176,6 +176,11 @@ pub struct PolicyRef {
     pub module_sha256: Option<Digest>,
     /// The module's file, or `oci://REGISTRY/REPO:TAG@sha256:…`.
     pub reference: String,
+    /// The trusted keys whose signature on the module's artifact the host
+    /// verified before it decided (`--require-signed-policies`); absent when
+    /// none was required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<Vec<String>>,
 }
 
 impl DecisionPredicate {
@@ -197,11 +202,13 @@ impl DecisionPredicate {
                 version,
                 sha256,
                 source,
+                signed_by,
             } => Some(PolicyRef {
                 name: name.clone(),
                 version: version.clone(),
                 module_sha256: sha256.clone(),
                 reference: source.clone(),
+                signed_by: signed_by.clone(),
             }),
         };
         Ok(DecisionPredicate {

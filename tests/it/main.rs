@@ -28,6 +28,7 @@ mod policy_cache;
 mod policy_metadata;
 mod policy_oci;
 mod policy_signed;
+mod policy_signed_shown;
 mod policy_tools;
 mod progress;
 mod promote;

@@ -4,7 +4,8 @@
 //! `--require-signed-policies` accepts a module signed by a trusted key and
 //! fails, with nothing written, one unsigned or signed by another key; offline,
 //! the signature cached beside the module is what is checked (missing or
-//! tampered: refused); a release config's `require-signed-policies`.
+//! tampered: refused); a release config's `require-signed-policies`. Where the
+//! signers are then named (reports, logs, `policy inspect`): [`super::policy_signed_shown`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,14 +23,14 @@ use crate::support::{policy_module, sha256_digest, skopeo_inspect_raw};
 /// policy_oci's environment (a cosa workdir, a registry for policies that can
 /// be stopped and one for images), with the build key (trusted) and another
 /// one (not).
-struct Env {
-    base: policy_oci::Env,
-    build: CosignKeys,
-    other: CosignKeys,
+pub(crate) struct Env {
+    pub(crate) base: policy_oci::Env,
+    pub(crate) build: CosignKeys,
+    pub(crate) other: CosignKeys,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env {
             base: policy_oci::Env::new(),
             build: cosign_keys(),
@@ -37,21 +38,21 @@ impl Env {
         }
     }
 
-    fn oci(&self, rest: &str) -> String {
+    pub(crate) fn oci(&self, rest: &str) -> String {
         self.base.oci(rest)
     }
 
-    fn repo(&self, name: &str) -> String {
+    pub(crate) fn repo(&self, name: &str) -> String {
         self.base.images.repo(name)
     }
 
     /// `pushgate ARGS` with the policy cache `cache` (under the temp dir).
-    fn run(&self, args: &[&str], cache: &str) -> Run {
+    pub(crate) fn run(&self, args: &[&str], cache: &str) -> Run {
         self.base.run_with_cache(args, cache)
     }
 
     /// The artifact cache of `cache`.
-    fn oci_cache(&self, cache: &str) -> PathBuf {
+    pub(crate) fn oci_cache(&self, cache: &str) -> PathBuf {
         self.base
             .dir
             .path()
@@ -62,7 +63,7 @@ impl Env {
 
     /// `policy push MODULE REF --json`, signed with `key` if given: the
     /// `published` object.
-    fn publish(&self, reference: &str, key: Option<&CosignKeys>) -> Value {
+    pub(crate) fn publish(&self, reference: &str, key: Option<&CosignKeys>) -> Value {
         let module = policy_module("default");
         let mut args = vec![
             "policy".to_string(),
@@ -88,7 +89,7 @@ impl Env {
 
     /// `push` of the build's ostree artifact to `repo` (meta.json key `key`)
     /// with `extra` flags.
-    fn push_os(&self, repo: &str, key: &str, extra: &[&str], cache: &str) -> Run {
+    pub(crate) fn push_os(&self, repo: &str, key: &str, extra: &[&str], cache: &str) -> Run {
         let mut args = vec![
             "push",
             "--repo",
@@ -106,12 +107,12 @@ impl Env {
         self.run(&args, cache)
     }
 
-    fn trust_build(&self) -> String {
+    pub(crate) fn trust_build(&self) -> String {
         format!("build={}", path_str(&self.build.public))
     }
 
     /// Asserts that nothing was written for the container `key` in `repo`.
-    fn assert_nothing_written(&self, repo: &str, key: &str, run: &Run) {
+    pub(crate) fn assert_nothing_written(&self, repo: &str, key: &str, run: &Run) {
         assert_eq!(run.json["uploaded_blobs"], 0, "{run:?}");
         for arch in ARCHES {
             assert!(self.base.meta(arch).get(key).is_none(), "{arch}: {run:?}");
@@ -124,7 +125,7 @@ impl Env {
 }
 
 /// Reads a blob with the library's registry client.
-fn blob(repo: &str, digest: &str) -> Vec<u8> {
+pub(crate) fn blob(repo: &str, digest: &str) -> Vec<u8> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let opts = pushgate::registry::Options {
@@ -139,7 +140,7 @@ fn blob(repo: &str, digest: &str) -> Vec<u8> {
     })
 }
 
-fn sig_tag(digest: &str) -> String {
+pub(crate) fn sig_tag(digest: &str) -> String {
     format!("sha256-{}.sig", digest.strip_prefix("sha256:").unwrap())
 }
 

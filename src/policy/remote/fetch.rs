@@ -114,6 +114,6 @@ async fn fetch_inner(r: &OciRef, opts: &registry::Options) -> Result<Fetched> {
         module,
         path,
         from_cache,
-        signed_by: Vec::new(),
+        signed_by: None,
     })
 }

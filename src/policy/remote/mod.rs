@@ -340,8 +340,9 @@ pub struct Fetched {
     /// Everything came from the cache: no request was made.
     pub from_cache: bool,
     /// The trusted keys with a valid signature on the artifact, when they were
-    /// asked for (`--require-signed-policies`); empty otherwise.
-    pub signed_by: Vec<String>,
+    /// asked for (`--require-signed-policies`; then never empty); `None`
+    /// otherwise.
+    pub signed_by: Option<Vec<String>>,
 }
 
 impl Fetched {

@@ -23,7 +23,7 @@ pub enum PolicyCommand {
     /// Create a policy crate: Cargo.toml, src with the contract wired, a passing case
     New(NewArgs),
     /// Show a module's metadata, contract version, size, sha256 and imports
-    /// (a file, or oci://REF and the artifact it came in)
+    /// (a file, or oci://REF and the artifact it came in, with its signatures)
     Inspect(InspectArgs),
     /// Publish a module to a registry as an OCI artifact (oci://REGISTRY/REPO:TAG)
     /// and print its digest
@@ -178,6 +178,11 @@ pub struct InspectArgs {
     /// Print one JSON object (the module's metadata, sha256, imports, ...)
     #[arg(long, help_heading = OUTPUT)]
     pub(super) json: bool,
+    /// For oci://: check the artifact's signatures with this public key (PEM, as
+    /// cosign.pub) under NAME, showing which trusted keys signed it and why each
+    /// other signature does not count; repeat for several [default: only count them]
+    #[arg(long = "trust-key", value_name = "NAME=FILE.pub", action = clap::ArgAction::Append, value_parser = cli::trust_key)]
+    pub(super) trust_keys: Vec<(String, PathBuf)>,
     #[command(flatten)]
     pub(super) registry: RegistryArgs,
 }

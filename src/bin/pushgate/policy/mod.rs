@@ -17,6 +17,7 @@ use crate::cli::{PolicyLimitArgs, RegistryArgs};
 use crate::out;
 
 mod args;
+mod inspect;
 pub use args::*;
 
 fn host(limits: &PolicyLimitArgs) -> Result<PolicyHost> {
@@ -90,7 +91,7 @@ pub fn run(
         PolicyCommand::Diff(a) => diff(&a, &modules(&a.registry)),
         PolicyCommand::Facts(a) => facts(runtime, signals, *a),
         PolicyCommand::New(a) => new(a),
-        PolicyCommand::Inspect(a) => inspect(&a, &modules(&a.registry)),
+        PolicyCommand::Inspect(a) => inspect::run(&a, &modules(&a.registry)),
         PolicyCommand::Push(a) => push(runtime, signals, a),
         PolicyCommand::Pull(a) => pull(&a, &modules(&a.registry)),
     }
@@ -330,62 +331,6 @@ fn new(a: NewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(a: &InspectArgs, modules: &Modules) -> Result<ExitCode> {
-    let host = PolicyHost::new(Limits::default())?;
-    let i = match PolicySource::parse(&a.module)? {
-        PolicySource::File(p) => host.inspect(&p)?,
-        PolicySource::Oci(r) => host.inspect_fetched(&modules.fetch(&r)?)?,
-    };
-    if a.json {
-        let doc = serde_json::to_value(&i).expect("an inspection serializes");
-        out::json("policy inspect", i.loaded.is_ok(), doc)?;
-    } else {
-        let mut t = String::new();
-        match &i.artifact {
-            Some(art) => {
-                let _ = writeln!(t, "module:    {}", art.pinned);
-                let _ = writeln!(t, "cached:    {}", i.path.display());
-            }
-            None => {
-                let _ = writeln!(t, "module:    {}", i.path.display());
-            }
-        }
-        let _ = writeln!(
-            t,
-            "size:      {} ({} bytes)",
-            pushgate::human::size(i.size),
-            i.size
-        );
-        let _ = writeln!(t, "sha256:    {}", i.sha256);
-        match &i.loaded {
-            Ok(p) => {
-                let _ = writeln!(t, "policy:    {} {}", p.name, p.version);
-                let _ = writeln!(t, "about:     {}", p.description);
-                let _ = writeln!(t, "contract:  {}", p.contract);
-                let _ = writeln!(t, "settings:  {}", p.settings_help);
-                let _ = writeln!(t, "sample:    {}", p.sample_settings);
-            }
-            Err(e) => {
-                let _ = writeln!(t, "loads:     no: {e}");
-            }
-        }
-        let _ = writeln!(t, "exports:   {}", i.exports.join(", "));
-        let _ = writeln!(t, "host runs: {}", i.host_contracts.join(", "));
-        let _ = writeln!(t, "imports:");
-        for imp in &i.imports {
-            let _ = writeln!(t, "  {imp}");
-        }
-        if let Some(art) = &i.artifact {
-            let _ = writeln!(t, "artifact:  {} (from {})", art.digest, art.reference);
-            for (k, v) in &art.annotations {
-                let _ = writeln!(t, "  {k}: {}", v.as_str().unwrap_or_default());
-            }
-        }
-        out::print(&t)?;
-    }
-    Ok(exit(i.loaded.is_ok()))
-}
-
 fn push(runtime: &tokio::runtime::Runtime, signals: &Signals, a: PushArgs) -> Result<ExitCode> {
     let r = remote::OciRef::parse(&a.reference)?;
     let host = PolicyHost::new(Limits::default())?;
@@ -453,7 +398,7 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             "cached": fetched.path,
             "from_cache": fetched.from_cache,
             "signature_cached": signature_cached,
-            "signed_by": signed_by.map(|_| &fetched.signed_by),
+            "signed_by": fetched.signed_by,
         });
         out::json("policy pull", true, doc)?;
     } else {
@@ -467,8 +412,8 @@ fn pull(a: &PullArgs, modules: &Modules) -> Result<ExitCode> {
             }
             None => t.push_str("cached:  no (the policy cache is off)\n"),
         }
-        if signed_by.is_some() {
-            let _ = writeln!(t, "signed:  by {}", fetched.signed_by.join(", "));
+        if let Some(keys) = &fetched.signed_by {
+            let _ = writeln!(t, "signed:  by {}", keys.join(", "));
         } else if signature_cached {
             t.push_str(
                 "signed:  not verified (--require-signed-policies --trust-key NAME=FILE.pub \
