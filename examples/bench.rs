@@ -44,8 +44,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 // The fault-injecting proxy of the integration tests, for the fault scenario.
-#[allow(dead_code)]
-#[path = "../tests/it/support/proxy.rs"]
+// What the bench does not use of it (tests do) is neither dead nor unused.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/proxy/mod.rs"]
 mod proxy;
 #[path = "bench/signed.rs"]
 mod signed;

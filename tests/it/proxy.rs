@@ -1,4 +1,4 @@
-//! Self-tests of the fault-injecting proxy (tests/it/support/proxy.rs), in front of a real
+//! Self-tests of the fault-injecting proxy (tests/it/support/proxy/), in front of a real
 //! registry, with curl and skopeo as clients. Timings are asserted loosely (lower bounds
 //! only): the proxy adds delays, it never promises to be fast.
 
