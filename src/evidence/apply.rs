@@ -128,16 +128,16 @@ pub async fn put_signatures(repo: &Repository, gap: &Gap) -> Result<usize> {
     Ok(counts.into_iter().sum())
 }
 
-/// How many times a `.sig` manifest is written again, merged with what the
-/// tag holds, before the run gives up on it.
-const SIG_REWRITES: u32 = 5;
+/// How many times a `.sig` manifest or the referrers tag is written again,
+/// merged with what the tag holds, before the run gives up on it.
+const REWRITES: u32 = 5;
 
 /// The pause before each rewrite: short (the writers race within a round
 /// trip or two of each other), jittered so that two racers do not keep
 /// colliding, growing in case the registry answers reads with a copy a little
 /// behind its writes. At most 0.1 + 0.2 + 0.4 + 0.8 + 1 s in all.
 const REWRITE_PAUSE: RetryPolicy = RetryPolicy {
-    times: SIG_REWRITES,
+    times: REWRITES,
     delay: Duration::from_millis(100),
     max_delay: Duration::from_secs(1),
 };
@@ -158,7 +158,7 @@ const REWRITE_PAUSE: RetryPolicy = RetryPolicy {
 async fn put_sig(repo: &Repository, w: &SigWrite) -> Result<()> {
     let tag = sig_tag(&w.digest);
     let mut lacking = 0;
-    for write in 0..=SIG_REWRITES {
+    for write in 0..=REWRITES {
         if write > 0 {
             let pause = REWRITE_PAUSE.wait(write, None, fastrand::f64());
             tokio::time::sleep(pause.unwrap_or_default()).await;
@@ -188,7 +188,7 @@ async fn put_sig(repo: &Repository, w: &SigWrite) -> Result<()> {
          older than its writes); run again once the other signer is done (a rerun \
          adds only what is missing)",
         repo.name(),
-        SIG_REWRITES + 1,
+        REWRITES + 1,
         repo.repo().registry(),
     )
 }
@@ -233,18 +233,49 @@ async fn read_referrers_tag(repo: &Repository, list: &Digest) -> Result<Referrer
 }
 
 /// Keeps the referrers tag schema: adds the attestation to `index` (what the
-/// tag holds), writes it back.
+/// tag held just before), writes it, and reads it back. The tag is
+/// read-modify-written by every tool attesting `list` (another job's
+/// decision, cosign), so, as for a `.sig` manifest ([`put_sig`]), while the
+/// entries this run meant it to hold (what it read and its own) are not all
+/// there, it is read again after a pause, merged and written again.
 async fn add_to_referrers_tag(
     repo: &Repository,
     list: &Digest,
     att: &Attestation,
-    mut index: ReferrersIndex,
+    read: ReferrersIndex,
 ) -> Result<()> {
-    if index.add(&att.manifest.referrer_descriptor()) {
-        repo.put_manifest(&referrers_tag(list), OCI_INDEX, &index.to_bytes())
+    let tag = referrers_tag(list);
+    let mut meant = read.manifests();
+    meant.push(att.manifest.referrer_descriptor());
+    // Entries of `meant` that `index` lacks, added to it.
+    let complete = |index: &mut ReferrersIndex| {
+        let added = meant.iter().filter(|d| index.add(d)).count();
+        added == 0
+    };
+    let mut index = read;
+    for write in 0..=REWRITES {
+        if write > 0 {
+            let pause = REWRITE_PAUSE.wait(write, None, fastrand::f64());
+            tokio::time::sleep(pause.unwrap_or_default()).await;
+            index = read_referrers_tag(repo, list).await?;
+        }
+        if complete(&mut index) {
+            return Ok(());
+        }
+        repo.put_manifest(&tag, OCI_INDEX, &index.to_bytes())
             .await?;
+        if complete(&mut read_referrers_tag(repo, list).await?) {
+            return Ok(());
+        }
     }
-    Ok(())
+    bail!(
+        "{}:{tag} still lacks this run's attestation after {} writes: another writer \
+         keeps replacing it (or the registry {} serves reads older than its writes); run \
+         again once the other writer is done (a rerun adds only what is missing)",
+        repo.name(),
+        REWRITES + 1,
+        repo.repo().registry(),
+    )
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pushgate::digest::Digest;
+use pushgate::manifest::{Descriptor, OCI_INDEX};
 use pushgate::registry::{Options, Repository};
 use pushgate::sign::cosign::{SigManifest, sig_tag};
+use pushgate::sign::referrers::ReferrersIndex;
 use pushgate::sign::{SigningKey, read_passphrase_file, simple};
 
 use crate::sign_interop::{CosignKeys, cosign_keys, sigstore_verifier};
@@ -267,4 +269,88 @@ fn a_sig_tag_that_never_holds_what_was_written_fails_naming_it_and_moves_no_tag(
         13,
         "observed, then read before and after each write"
     );
+}
+
+/// The digests the referrers index at `tag` (of repository `fcos`) lists.
+fn referrers(registry: &Registry, tag: &str) -> Vec<String> {
+    let raw = skopeo_inspect_raw(&format!("{}:{tag}", registry.repo("fcos")), None)
+        .expect("the referrers tag exists");
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_attestation_dropped_from_the_referrers_tag_by_a_racing_writer_is_merged_back() {
+    let registry = Registry::start();
+    let a = cosign_keys();
+    let wd = workdir();
+    let proxy = Proxy::start(registry.addr(), Faults::none());
+    let repo = proxy.repo("fcos");
+    // docker-registry 2.8 has no referrers API: the attestation is listed in
+    // the referrers tag, `sha256-<list hex>`, put after the three `.sig`
+    // manifests (the list's and two arches'). That write lands; its answer is
+    // held while another tool rewrites the tag from an older read.
+    let held = proxy.trip_on(4, "PUT", "/manifests/sha256-", Trip::AfterUpstream);
+    let run = spawn(push(&repo, wd.path(), &["stable"], Some(&a)));
+    let caught = held
+        .recv_timeout(Duration::from_secs(120))
+        .expect("pushgate never put the referrers tag");
+    let tag = caught
+        .path()
+        .rsplit_once("/manifests/")
+        .unwrap()
+        .1
+        .to_string();
+    assert!(!tag.ends_with(".sig"), "{caught:?}");
+    assert_eq!(referrers(&registry, &tag).len(), 1, "A's write landed");
+
+    // The other writer lists a referrer of its own (any manifest the registry
+    // holds will do: the list's first image) and not A's attestation.
+    let list = format!("sha256:{}", tag.trim_start_matches("sha256-"));
+    let raw = skopeo_inspect_raw(&format!("{}@{list}", registry.repo("fcos")), None).unwrap();
+    let first: Descriptor = serde_json::from_value(
+        serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["manifests"][0].clone(),
+    )
+    .unwrap();
+    let other = Descriptor {
+        platform: None,
+        artifact_type: Some("application/vnd.example.other-tool".into()),
+        ..first
+    };
+    let mut index = ReferrersIndex::new();
+    index.add(&other);
+    let opts = Options {
+        plain_http: true,
+        ..Options::default()
+    };
+    let direct = Repository::new(&registry.repo("fcos").parse().unwrap(), &opts).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        direct
+            .put_manifest(&tag, OCI_INDEX, &index.to_bytes())
+            .await
+            .unwrap();
+    });
+    assert_eq!(referrers(&registry, &tag), [other.digest.to_string()]);
+    proxy.release_held();
+
+    let run = run.join().unwrap();
+    assert_eq!(run.outcome(), "pushed", "{}", run.context());
+    let attestation = run.ok()["attestation"].as_str().unwrap().to_string();
+    let listed = referrers(&registry, &tag);
+    assert_eq!(
+        listed,
+        [other.digest.to_string(), attestation],
+        "both referrers, each once"
+    );
+    let puts = proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "PUT" && e.path().ends_with(&format!("/manifests/{tag}")))
+        .count();
+    assert_eq!(puts, 2, "written again once, after the race");
 }
