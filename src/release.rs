@@ -52,9 +52,16 @@ pub struct ReleaseConfig {
     /// signature by a trusted key (as `--require-signed-policies` does).
     #[serde(default, rename = "require-signed-policies")]
     pub require_signed_policies: bool,
+    /// Uploads at once over all the containers (as `--total-jobs`, which
+    /// wins): the release owner's cap for a registry that limits connections.
+    #[serde(rename = "total-jobs")]
+    pub total_jobs: Option<usize>,
     #[serde(rename = "container")]
     pub containers: Vec<ContainerConfig>,
 }
+
+/// The most `total-jobs` (and `--total-jobs`) may say.
+pub const MAX_TOTAL_JOBS: usize = 256;
 
 /// One container of the release.
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +122,14 @@ impl ReleaseConfig {
         cfg.sign_passphrase_file = cfg.sign_passphrase_file.map(|f| base.join(f));
         for file in cfg.trust_keys.values_mut() {
             *file = base.join(&*file);
+        }
+        if let Some(n) = cfg.total_jobs
+            && !(1..=MAX_TOTAL_JOBS).contains(&n)
+        {
+            bail!(
+                "{}: total-jobs = {n}: give a number of uploads from 1 to {MAX_TOTAL_JOBS}",
+                path.display()
+            );
         }
         let mut names = std::collections::BTreeSet::new();
         for c in &mut cfg.containers {

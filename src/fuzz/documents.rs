@@ -302,6 +302,9 @@ fn fuzz_release_toml() {
         b"[trust-keys]\n",
         b"build = \"keys/build.pub\"\n",
         b"require-signed-policies = true\n",
+        b"total-jobs = 0\n",
+        b"total-jobs = 8\n",
+        b"total-jobs = 100000\n",
         b"'''",
         b"\"\"\"",
     ];
@@ -334,6 +337,11 @@ fn fuzz_release_toml() {
                     cfg.workdir.starts_with(dir.path()) || cfg.workdir.is_absolute(),
                     || "the workdir is not relative to the config".into(),
                 )?;
+                if let Some(n) = cfg.total_jobs {
+                    ensure((1..=crate::release::MAX_TOTAL_JOBS).contains(&n), || {
+                        format!("total-jobs = {n} accepted")
+                    })?;
+                }
                 for (name, file) in cfg.trust_keys() {
                     ensure(file.starts_with(dir.path()) || file.is_absolute(), || {
                         format!("trust key {name:?} is not relative to the config")

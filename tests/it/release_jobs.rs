@@ -19,11 +19,17 @@ const BUILD: &str = "41.20261206.2.0";
 /// (x86_64), and a release config pushing them to `fcos` and `fcos-extensions`
 /// through `proxy`.
 fn product(proxy: &Proxy) -> tempfile::TempDir {
+    product_with(proxy, "")
+}
+
+/// [`product`], with `top` (TOML) at the top of the config.
+fn product_with(proxy: &Proxy, top: &str) -> tempfile::TempDir {
     let wd = tempfile::tempdir().unwrap();
     write_build(wd.path(), &SampleBuild::product(BUILD, &["x86_64"])).expect("write sample build");
     let config = format!(
         r#"workdir = "."
 build = "latest"
+{top}
 
 [[container]]
 name = "oscontainer"
@@ -149,17 +155,40 @@ fn each_container_of_a_release_uploads_at_its_own_jobs() {
 
 #[test]
 fn total_jobs_bounds_the_uploads_of_every_container_together() {
+    assert_one_upload_at_a_time("", &["--total-jobs", "1"]);
+}
+
+#[test]
+fn the_configs_total_jobs_bounds_them_and_the_flag_wins_over_it() {
+    assert_one_upload_at_a_time("total-jobs = 1", &[]);
+    assert_one_upload_at_a_time("total-jobs = 64", &["--total-jobs", "1"]);
+}
+
+#[test]
+fn a_total_jobs_of_zero_is_refused_naming_the_config() {
+    let proxy = Proxy::start("127.0.0.1:9", Faults::none());
+    let wd = product_with(&proxy, "total-jobs = 0");
+    let run = Run::of(&mut release(wd.path(), &[]));
+    assert_eq!(run.code, 1, "{run:?}");
+    let err = run.json["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("release.toml") && err.contains("total-jobs = 0"),
+        "{run:?}"
+    );
+}
+
+/// A release of the product with `top` in its config and `flags`, whose first
+/// blob PUT is held until the client gives up on it (the stall timeout) and
+/// sends it again: with one upload in all, nothing else goes up meanwhile,
+/// though each container may upload 4 at once.
+fn assert_one_upload_at_a_time(top: &str, flags: &[&str]) {
     let registry = Registry::start();
     let proxy = Proxy::start(registry.addr(), Faults::none());
-    let wd = product(&proxy);
-    // The run's first blob PUT is held until the client gives up on it (the
-    // stall timeout) and sends it again. With one upload in all, nothing else
-    // goes up meanwhile, though each container may upload 4 at once.
+    let wd = product_with(&proxy, top);
     let held = proxy.trip_on(1, "PUT", "/blobs/uploads/", Trip::BeforeForward);
-    let run = Run::of(&mut release(
-        wd.path(),
-        &["--jobs", "4", "--total-jobs", "1", "--stall-timeout", "1s"],
-    ));
+    let mut args = vec!["--jobs", "4", "--stall-timeout", "1s"];
+    args.extend_from_slice(flags);
+    let run = Run::of(&mut release(wd.path(), &args));
     assert_eq!(run.code, 0, "{run:?}");
     let held = held.try_recv().expect("a blob PUT was held");
     let (seq, log) = (held.seq, proxy.log());

@@ -474,9 +474,10 @@ pub(crate) struct ReleaseArgs {
     #[command(flatten)]
     pub(crate) transfers: TransferArgs,
     /// Parallel uploads over all the containers at once (each still at most
-    /// --jobs), to cap the connections a release opens to a shared registry
-    /// [default: none; up to 4 containers at once, --jobs each]
-    #[arg(long, value_name = "N", help_heading = RETRIES, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// --jobs), to cap the connections a release opens to a shared registry;
+    /// wins over the config's total-jobs [default: none; up to 4 containers at
+    /// once, --jobs each]
+    #[arg(long, value_name = "N", help_heading = RETRIES, value_parser = clap::value_parser!(u16).range(1..=pushgate::release::MAX_TOTAL_JOBS as i64))]
     pub(crate) total_jobs: Option<u16>,
     /// Fail every container whose policy is a reference by tag
     /// (oci://REPO:TAG) rather than by digest (oci://REPO@sha256:…)

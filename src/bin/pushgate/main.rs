@@ -431,7 +431,7 @@ fn run_release(
         force: args.run.force,
         dry_run: args.run.dry_run,
         registry: registry::Options {
-            total_jobs: args.total_jobs.map(usize::from),
+            total_jobs: args.total_jobs.map(usize::from).or(cfg.total_jobs),
             ..args.registry.with_transfers(&args.transfers)
         },
         policy_limits: args.limits.limits(),
