@@ -230,6 +230,13 @@ fn unique_blobs(d: &Desired) -> Vec<Digest> {
     sorted.into_iter().map(|b| b.digest.clone()).collect()
 }
 
+/// The plan for `d` when every tag is missing, nothing is recorded and the
+/// registry holds `presence`.
+fn plan_all_missing(d: &Desired, presence: &Presence) -> Plan {
+    let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
+    plan(&repo_name(REPO), &tags_now, d, &[], presence, false)
+}
+
 fn assert_uploads_nothing(p: &Plan) {
     assert!(p.blobs.is_empty(), "{p:?}");
     assert!(p.manifests.is_empty(), "{p:?}");
@@ -913,15 +920,7 @@ fn push_uploads_only_what_is_missing() {
 #[test]
 fn blobs_go_biggest_first_so_the_connections_finish_together() {
     let f = fixture(false);
-    let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
-    let p = plan(
-        &repo_name(REPO),
-        &tags_now,
-        &f.a,
-        &[],
-        &Presence::default(),
-        false,
-    );
+    let p = plan_all_missing(&f.a, &Presence::default());
     let sizes: Vec<u64> = p.blobs.iter().map(|b| b.size).collect();
     assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
     // The fixture's manifests do not list their blobs that way: the order is
@@ -946,15 +945,7 @@ fn a_blob_shared_by_two_arches_is_uploaded_once() {
             .filter(|b| b.digest == shared)
             .count();
     assert_eq!(refs, 2, "the fixture shares a layer");
-    let tags_now: Vec<_> = TAGS.iter().map(|t| missing(t)).collect();
-    let p = plan(
-        &repo_name(REPO),
-        &tags_now,
-        &f.a,
-        &[],
-        &Presence::default(),
-        false,
-    );
+    let p = plan_all_missing(&f.a, &Presence::default());
     assert_eq!(p.blobs.iter().filter(|b| b.digest == shared).count(), 1);
     assert_eq!(digests(&p.blobs), unique_blobs(&f.a));
     assert_eq!(p.blobs.len(), 8, "3 configs + 5 distinct layers");
