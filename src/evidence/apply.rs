@@ -174,7 +174,7 @@ async fn put_sig(repo: &Repository, w: &SigWrite) -> Result<()> {
             // Layers another writer added: a config listing them too.
             repo.push_blob_bytes(&manifest.config()).await?;
         }
-        repo.put_manifest(&tag, OCI_MANIFEST, &manifest.to_bytes())
+        repo.put_manifest(&tag, manifest.media_type(), &manifest.to_bytes())
             .await?;
         let back = sig_manifest(repo, &w.digest).await?.unwrap_or_default();
         lacking = w.manifest.lacking_in(&back);

@@ -162,6 +162,17 @@ impl SigManifest {
         serde_json::to_vec(&config).expect("a config always serializes")
     }
 
+    /// The manifest's own media type, which its PUT must name: a Docker
+    /// schema 2 one (cosign with COSIGN_DOCKER_MEDIA_TYPES=1) stays one when
+    /// layers are added to it, as a registry refuses a body whose type is not
+    /// the one the request names.
+    pub fn media_type(&self) -> &'static str {
+        match self.doc.get("mediaType").and_then(Value::as_str) {
+            Some(DOCKER_MANIFEST) => DOCKER_MANIFEST,
+            _ => OCI_MANIFEST,
+        }
+    }
+
     fn config_media_type(&self) -> &'static str {
         // A Docker schema 2 manifest (cosign with COSIGN_DOCKER_MEDIA_TYPES=1)
         // keeps its Docker config type.

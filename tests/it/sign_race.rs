@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pushgate::digest::Digest;
-use pushgate::manifest::{Descriptor, OCI_INDEX};
+use pushgate::manifest::{DOCKER_MANIFEST, Descriptor, OCI_INDEX};
 use pushgate::registry::{Options, Repository};
 use pushgate::sign::cosign::{SigManifest, sig_tag};
 use pushgate::sign::referrers::ReferrersIndex;
@@ -353,4 +353,63 @@ fn an_attestation_dropped_from_the_referrers_tag_by_a_racing_writer_is_merged_ba
         .filter(|e| e.method == "PUT" && e.path().ends_with(&format!("/manifests/{tag}")))
         .count();
     assert_eq!(puts, 2, "written again once, after the race");
+}
+
+#[test]
+fn a_docker_typed_sig_manifest_another_tool_wrote_is_merged_into_as_docker() {
+    let registry = Registry::start();
+    let (a, b) = (cosign_keys(), cosign_keys());
+    let wd = workdir();
+    let repo = registry.repo("fcos");
+    let unsigned = Run::of(&mut push(&repo, wd.path(), &["stable"], None));
+    assert_eq!(unsigned.outcome(), "pushed", "{}", unsigned.context());
+    let list = unsigned.ok()["manifest_list_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // cosign with COSIGN_DOCKER_MEDIA_TYPES=1 signed the list (key B): its
+    // `.sig` manifest is a Docker schema 2 one.
+    let passphrase = read_passphrase_file(&b.passphrase_file).unwrap();
+    let key = SigningKey::load(&b.key, &passphrase).unwrap();
+    let digest: Digest = list.parse().unwrap();
+    let signed = simple::sign(&key, &format!("{repo}:stable"), &digest, None);
+    let mut manifest = SigManifest::new();
+    manifest.add(std::slice::from_ref(&signed));
+    let mut doc: serde_json::Value = serde_json::from_slice(&manifest.to_bytes()).unwrap();
+    doc["mediaType"] = DOCKER_MANIFEST.into();
+    doc["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
+    let opts = Options {
+        plain_http: true,
+        ..Options::default()
+    };
+    let direct = Repository::new(&repo.parse().unwrap(), &opts).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        direct.push_blob_bytes(&signed.payload).await.unwrap();
+        direct.push_blob_bytes(&manifest.config()).await.unwrap();
+        direct
+            .put_manifest(
+                &sig_tag(&digest),
+                DOCKER_MANIFEST,
+                &serde_json::to_vec(&doc).unwrap(),
+            )
+            .await
+            .unwrap();
+    });
+
+    // pushgate (key A) signs the same list: it adds its layer to that manifest.
+    let run = Run::of(&mut push(&repo, wd.path(), &["stable"], Some(&a)));
+    assert_eq!(run.code, 0, "{}", run.context());
+    let raw = skopeo_inspect_raw(
+        &format!("{repo}:sha256-{}.sig", list.trim_start_matches("sha256:")),
+        None,
+    )
+    .unwrap();
+    let sig: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(sig["mediaType"], DOCKER_MANIFEST, "{sig}");
+    assert_eq!(layers(&registry, &list), 2);
+    let stable = [format!("{repo}:stable")];
+    for keys in [&a, &b] {
+        let v = sigstore_verifier(&keys.public);
+        assert_eq!(sigstore_verified(&registry, &list, &v), stable);
+    }
 }
