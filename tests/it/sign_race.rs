@@ -24,6 +24,20 @@ use crate::support::proxy::{Action, Caught, Faults, Proxy, ProxyEvent, Rule, Tri
 use crate::support::run::Run;
 use crate::support::{Registry, skopeo_inspect_raw};
 
+/// Repository `fcos` of `registry`, straight (not through a proxy), with the
+/// library's client: the writes of another tool.
+fn direct(registry: &Registry) -> Repository {
+    let opts = Options {
+        plain_http: true,
+        ..Options::default()
+    };
+    Repository::new(&registry.repo("fcos").parse().unwrap(), &opts).unwrap()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Runtime::new().unwrap().block_on(f)
+}
+
 /// Puts the `.sig` manifest `keys` would write for `reference` at `digest`
 /// having read an empty tag: the write of a signer that read the tag before
 /// anyone else wrote it. Straight to the registry, with the library's client.
@@ -34,12 +48,8 @@ fn write_racing_signature(registry: &Registry, keys: &CosignKeys, reference: &st
     let signed = simple::sign(&key, reference, &digest, None);
     let mut manifest = SigManifest::new();
     manifest.add(std::slice::from_ref(&signed));
-    let opts = Options {
-        plain_http: true,
-        ..Options::default()
-    };
-    let repo = Repository::new(&registry.repo("fcos").parse().unwrap(), &opts).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
+    let repo = direct(registry);
+    block_on(async {
         repo.push_blob_bytes(&signed.payload).await.unwrap();
         repo.push_blob_bytes(&manifest.config()).await.unwrap();
         repo.put_manifest(
@@ -324,12 +334,8 @@ fn an_attestation_dropped_from_the_referrers_tag_by_a_racing_writer_is_merged_ba
     };
     let mut index = ReferrersIndex::new();
     index.add(&other);
-    let opts = Options {
-        plain_http: true,
-        ..Options::default()
-    };
-    let direct = Repository::new(&registry.repo("fcos").parse().unwrap(), &opts).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
+    let direct = direct(&registry);
+    block_on(async {
         direct
             .put_manifest(&tag, OCI_INDEX, &index.to_bytes())
             .await
@@ -378,12 +384,8 @@ fn a_docker_typed_sig_manifest_another_tool_wrote_is_merged_into_as_docker() {
     let mut doc: serde_json::Value = serde_json::from_slice(&manifest.to_bytes()).unwrap();
     doc["mediaType"] = DOCKER_MANIFEST.into();
     doc["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
-    let opts = Options {
-        plain_http: true,
-        ..Options::default()
-    };
-    let direct = Repository::new(&repo.parse().unwrap(), &opts).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
+    let direct = direct(&registry);
+    block_on(async {
         direct.push_blob_bytes(&signed.payload).await.unwrap();
         direct.push_blob_bytes(&manifest.config()).await.unwrap();
         direct
