@@ -241,18 +241,6 @@ impl Executor {
         Box::pin(self.send(req))
     }
 
-    /// [`Executor::read`] behind a pointer, for a token answer read while
-    /// sending: cut in its body, it is retried like any read.
-    pub(super) fn read_boxed<'a>(
-        &'a self,
-        req: &'a Request<'_>,
-        max: usize,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Vec<u8>, RegistryError>> + Send + 'a>,
-    > {
-        Box::pin(async move { self.read(req, max).await.map(|(_, body)| body) })
-    }
-
     /// Sends a write whose answer is not needed, only that it landed.
     pub(super) async fn write(&self, req: &Request<'_>) -> Result<(), RegistryError> {
         self.run(req).await.map(|_| ())

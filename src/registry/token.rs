@@ -233,6 +233,19 @@ impl Executor {
             || self.plain_asked()
     }
 
+    /// [`Executor::read`] behind a pointer (a token is read while sending, and
+    /// an async fn cannot contain itself): a token answer cut in its body is
+    /// retried like any read.
+    fn read_boxed<'a>(
+        &'a self,
+        req: &'a Request<'_>,
+        max: usize,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<u8>, RegistryError>> + Send + 'a>,
+    > {
+        Box::pin(async move { self.read(req, max).await.map(|(_, body)| body) })
+    }
+
     /// GET realm?service=S&scope=... with Basic credentials (or anonymously),
     /// through the executor's loop.
     async fn fetch_token(
