@@ -27,7 +27,7 @@ use crate::digest::Digest;
 use crate::manifest::{OCI_INDEX, OCI_MANIFEST};
 use crate::registry::{Repository, RetryPolicy};
 use crate::sign::attest::Attestation;
-use crate::sign::cosign::sig_tag;
+use crate::sign::cosign::{SigManifest, sig_tag};
 use crate::sign::oci::EMPTY_BLOB;
 use crate::sign::referrers::{ReferrersIndex, referrers_tag};
 
@@ -143,50 +143,83 @@ const REWRITE_PAUSE: RetryPolicy = RetryPolicy {
 };
 
 /// Puts the `.sig` manifest `w` plans so that no other signer's layers are
-/// lost. No registry offers compare-and-swap on a tag, and another signer of
-/// the digest (a second release job, a rerun racing a slow first run) reads,
-/// adds and writes the same tag. So the tag is read again just before the
-/// write (what was observed at the start of the run may be minutes old: the
-/// layers written since are kept) and read back after it (a write that
-/// landed in between, made from an older read, may have dropped this run's
-/// layers). While any layer this run meant the tag to hold (what it read and
-/// what it added) is missing, the tag is read again after a pause, merged
-/// and put again. Two such writers end with the union unless one's whole write
-/// and read back fall between the other's read and write (one round trip);
-/// a writer that does not check back (cosign) can still drop a layer later.
-/// Two GETs of the tag a manifest written, more only where there was a race.
+/// lost: another signer of the digest (a second release job, a rerun racing a
+/// slow first run) reads, adds and writes the same tag, so it is kept with
+/// [`keep_in_tag`], read again just before the write (what was observed at
+/// the start of the run may be minutes old: the layers written since are
+/// kept). A writer that does not check back (cosign) can still drop a layer
+/// later. Two GETs of the tag a manifest written, more only where there was a
+/// race.
 async fn put_sig(repo: &Repository, w: &SigWrite) -> Result<()> {
     let tag = sig_tag(&w.digest);
-    let mut lacking = 0;
-    for write in 0..=REWRITES {
-        if write > 0 {
-            let pause = REWRITE_PAUSE.wait(write, None, fastrand::f64());
+    keep_in_tag(
+        repo,
+        &tag,
+        "signatures",
+        None,
+        async || Ok(sig_manifest(repo, &w.digest).await?.unwrap_or_default()),
+        |now: &mut SigManifest| {
+            let lacking = w.manifest.lacking_in(now) > 0;
+            if lacking {
+                *now = w.manifest.merged_into(now);
+            }
+            lacking
+        },
+        async |manifest: &SigManifest| {
+            if manifest.config() != w.manifest.config() {
+                // Layers another writer added: a config listing them too.
+                repo.push_blob_bytes(&manifest.config()).await?;
+            }
+            repo.put_manifest(&tag, manifest.media_type(), &manifest.to_bytes())
+                .await
+        },
+    )
+    .await
+}
+
+/// Keeps what this run means a tag to hold through the read-modify-writes of
+/// other writers (no registry offers compare-and-swap on a tag): takes what
+/// the tag holds (`first`, when it was read just before, else `read`), adds
+/// what it lacks (`merge`, false when it lacked nothing: then nothing is
+/// written), writes it and reads it back. A write that landed in between,
+/// made from an older read, may have dropped this run's part: while `merge`
+/// finds something missing again, the tag is read again after a pause,
+/// merged and written again. Two such writers end with the union unless one's
+/// whole write and read back fall between the other's read and write (one
+/// round trip). After [`REWRITES`] more writes it fails, naming the tag.
+async fn keep_in_tag<T>(
+    repo: &Repository,
+    tag: &str,
+    what: &str,
+    mut first: Option<T>,
+    read: impl AsyncFn() -> Result<T>,
+    merge: impl Fn(&mut T) -> bool,
+    write: impl AsyncFn(&T) -> Result<()>,
+) -> Result<()> {
+    for attempt in 0..=REWRITES {
+        if attempt > 0 {
+            let pause = REWRITE_PAUSE.wait(attempt, None, fastrand::f64());
             tokio::time::sleep(pause.unwrap_or_default()).await;
         }
-        let now = sig_manifest(repo, &w.digest).await?.unwrap_or_default();
-        if w.manifest.lacking_in(&now) == 0 {
-            // Another writer has it all there already (a rerun with this
-            // key, or a racer that merged this run's layers in).
+        let mut now = match first.take() {
+            Some(doc) => doc,
+            None => read().await?,
+        };
+        if !merge(&mut now) {
+            // Another writer has it all there already (a rerun, or a racer
+            // that merged this run's part in).
             return Ok(());
         }
-        let manifest = w.manifest.merged_into(&now);
-        if manifest.config() != w.manifest.config() {
-            // Layers another writer added: a config listing them too.
-            repo.push_blob_bytes(&manifest.config()).await?;
-        }
-        repo.put_manifest(&tag, manifest.media_type(), &manifest.to_bytes())
-            .await?;
-        let back = sig_manifest(repo, &w.digest).await?.unwrap_or_default();
-        lacking = w.manifest.lacking_in(&back);
-        if lacking == 0 {
+        write(&now).await?;
+        if !merge(&mut read().await?) {
             return Ok(());
         }
     }
     bail!(
-        "{}:{tag} still lacks {lacking} of the signatures this run meant it to hold after \
-         {} writes: another writer keeps replacing it (or the registry {} serves reads \
-         older than its writes); run again once the other signer is done (a rerun \
-         adds only what is missing)",
+        "{}:{tag} still lacks {what} this run meant it to hold after {} writes: another \
+         writer keeps replacing it (or the registry {} serves reads older than its \
+         writes); run again once the other writer is done (a rerun adds only what is \
+         missing)",
         repo.name(),
         REWRITES + 1,
         repo.repo().registry(),
@@ -232,12 +265,10 @@ async fn read_referrers_tag(repo: &Repository, list: &Digest) -> Result<Referrer
     }
 }
 
-/// Keeps the referrers tag schema: adds the attestation to `index` (what the
-/// tag held just before), writes it, and reads it back. The tag is
-/// read-modify-written by every tool attesting `list` (another job's
-/// decision, cosign), so, as for a `.sig` manifest ([`put_sig`]), while the
-/// entries this run meant it to hold (what it read and its own) are not all
-/// there, it is read again after a pause, merged and written again.
+/// Keeps the referrers tag schema: adds the attestation to `read` (what the
+/// tag held just before) and writes it, kept with [`keep_in_tag`] as a
+/// `.sig` manifest is: every tool attesting `list` (another job's decision,
+/// cosign) read-modify-writes the tag too.
 async fn add_to_referrers_tag(
     repo: &Repository,
     list: &Digest,
@@ -247,35 +278,17 @@ async fn add_to_referrers_tag(
     let tag = referrers_tag(list);
     let mut meant = read.manifests();
     meant.push(att.manifest.referrer_descriptor());
-    // Entries of `meant` that `index` lacks, added to it.
-    let complete = |index: &mut ReferrersIndex| {
-        let added = meant.iter().filter(|d| index.add(d)).count();
-        added == 0
-    };
-    let mut index = read;
-    for write in 0..=REWRITES {
-        if write > 0 {
-            let pause = REWRITE_PAUSE.wait(write, None, fastrand::f64());
-            tokio::time::sleep(pause.unwrap_or_default()).await;
-            index = read_referrers_tag(repo, list).await?;
-        }
-        if complete(&mut index) {
-            return Ok(());
-        }
-        repo.put_manifest(&tag, OCI_INDEX, &index.to_bytes())
-            .await?;
-        if complete(&mut read_referrers_tag(repo, list).await?) {
-            return Ok(());
-        }
-    }
-    bail!(
-        "{}:{tag} still lacks this run's attestation after {} writes: another writer \
-         keeps replacing it (or the registry {} serves reads older than its writes); run \
-         again once the other writer is done (a rerun adds only what is missing)",
-        repo.name(),
-        REWRITES + 1,
-        repo.repo().registry(),
+    keep_in_tag(
+        repo,
+        &tag,
+        "the entries",
+        Some(read),
+        async || read_referrers_tag(repo, list).await,
+        // Whether any entry of `meant` was missing (each is added).
+        |index: &mut ReferrersIndex| meant.iter().filter(|d| index.add(d)).count() > 0,
+        async |index: &ReferrersIndex| repo.put_manifest(&tag, OCI_INDEX, &index.to_bytes()).await,
     )
+    .await
 }
 
 #[cfg(test)]
